@@ -59,3 +59,59 @@ test: system-deps lint ## The full test command: lint, then every test layer
 .PHONY: clean
 clean: ## Remove the venv, tools and the local MLflow store
 	rm -rf $(VENV) $(TOOLS) .mlflow .pytest_cache .mypy_cache .ruff_cache
+
+# ---- Container image (docker/, Dockerfile, tests/image) ----------------------------------------
+# Here no image can be pulled, so the default base is a local debootstrap image built once per
+# machine; BASE_IMAGE=python:3.11.13-slim-bookworm builds on the official (published) base.
+IMAGE ?= mlops-model-server:dev
+LOCAL_BASE_IMAGE := mlops-platform/debian-python:bookworm
+BASE_IMAGE ?= $(LOCAL_BASE_IMAGE)
+# An exported model directory inside the build context (.dockerignore lets build/model in);
+# FALLBACK_MODEL= bakes none.
+FALLBACK_MODEL ?= build/model
+IMAGE_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n1)
+IMAGE_REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+IMAGE_SOURCE := $(or $(shell git config --get remote.origin.url 2>/dev/null),unknown)
+COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+COMPOSE_FILE := deploy/compose/compose.yaml
+
+.PHONY: docker-engine
+docker-engine: ## Install Debian's Docker engine if missing and start dockerd if not running
+	scripts/docker-engine.sh
+
+.PHONY: base-image
+base-image: docker-engine ## Build the local debootstrap Python base image (once per machine)
+	scripts/build-base-image.sh $(LOCAL_BASE_IMAGE)
+
+# The model baked in as fallback: exported from the registry, trained first when it has none.
+build/model/model.onnx:
+	$(MAKE) export-model MODEL_URI=models:/$(MODEL)@$(ALIAS) OUT=build/model \
+		|| { $(MAKE) train && $(MAKE) export-model MODEL_URI=models:/$(MODEL)@$(ALIAS) OUT=build/model; }
+
+IMAGE_PREREQUISITES := docker-engine $(if $(filter $(LOCAL_BASE_IMAGE),$(BASE_IMAGE)),base-image) \
+	$(if $(FALLBACK_MODEL),$(FALLBACK_MODEL)/model.onnx)
+
+.PHONY: image
+image: $(IMAGE_PREREQUISITES) ## Build the server image (IMAGE=, BASE_IMAGE=, FALLBACK_MODEL=)
+	docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+		--build-arg FALLBACK_MODEL=$(or $(FALLBACK_MODEL),docker/no-model) \
+		--build-arg VERSION=$(IMAGE_VERSION) --build-arg REVISION=$(IMAGE_REVISION) \
+		--build-arg SOURCE=$(IMAGE_SOURCE) -t $(IMAGE) .
+	@docker image inspect -f '$(IMAGE): {{ .Size }} bytes' $(IMAGE)
+
+.PHONY: image-test
+image-test: $(STAMP) ## Build the image and test it with testinfra (non-root, read-only, /predict, SIGTERM)
+	$(PY) -m pytest -m image tests/image $(PYTEST_ARGS)
+
+.PHONY: image-sizes
+image-sizes: image ## Build an original-style image (full MLflow + scikit-learn) and compare sizes
+	UV=$(UV) scripts/image-sizes.sh $(IMAGE) $(BASE_IMAGE)
+
+.PHONY: up
+up: docker-engine ## Run MLflow, the API, Prometheus and Grafana locally with Docker Compose
+	$(COMPOSE) -f $(COMPOSE_FILE) up -d --build
+	@echo "API http://127.0.0.1:8000  MLflow http://127.0.0.1:5000  Prometheus http://127.0.0.1:9090  Grafana http://127.0.0.1:3000"
+
+.PHONY: down
+down: ## Stop the local Compose stack
+	$(COMPOSE) -f $(COMPOSE_FILE) down
