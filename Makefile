@@ -41,6 +41,13 @@ system-deps: ## Install the Debian tools the tests use (prometheus, wrk, hey, do
 train: $(STAMP) ## Train, export to ONNX, check parity, register in MLflow (ARGS="--dataset wine ...")
 	$(PY) -m training $(ARGS)
 
+MODEL_URI ?= models:/iris-classifier@production
+OUT ?= build/model
+
+.PHONY: export-model
+export-model: $(STAMP) ## Copy a registered model into a plain directory (MODEL_URI=..., OUT=build/model)
+	$(PY) -m training.export --model-uri "$(MODEL_URI)" --out "$(OUT)"
+
 .PHONY: lint
 lint: $(STAMP) ## Ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .

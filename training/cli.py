@@ -1,0 +1,103 @@
+"""The training command: one pipeline, one-line errors for user mistakes, exit codes for scripts."""
+
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+from training import drift_reference, estimator, onnx_export
+from training.config import TrainConfig, parse_config
+from training.datasets import load_dataset
+from training.errors import TrainingError
+from training.registration import Registered, log_and_register
+from training.tracking import connect
+
+METADATA_SCHEMA_VERSION = 1
+
+
+def run(config: TrainConfig) -> Registered:
+    """Train, evaluate, export, check parity, and register; print a short report as it goes."""
+    config.validate()
+    dataset = load_dataset(config.dataset)
+    name = config.model_name or dataset.default_model_name
+    uri = connect()
+    started = time.perf_counter()
+
+    split = estimator.split_dataset(dataset, config)
+    model = estimator.fit(dataset, split, config)
+    metrics = estimator.evaluate(model, dataset, split)
+    exported = onnx_export.export(model, len(dataset.features))
+    gap = onnx_export.check_parity(model, exported, split.X_test)
+    rows = f"{len(split.X_train)} train / {len(split.X_test)} test rows"
+    print(f"trained {name} on {dataset.name} ({rows})")
+    for metric, value in metrics.items():
+        print(f"  {metric:<9} {value:.4f}")
+    print(f"  ONNX parity: {len(split.X_test)} rows agree (largest gap {gap:.2g})")
+
+    example = split.X_test[:2]
+    session = onnx_export.session_for(exported.proto)
+    outputs = dict(
+        zip(
+            [o.name for o in session.get_outputs()],
+            session.run(None, {exported.input_name: example}),
+            strict=True,
+        )
+    )
+    metadata = {
+        "schema_version": METADATA_SCHEMA_VERSION,
+        "name": name,
+        "task": dataset.task,
+        "framework": "onnx",
+        "dataset": dataset.name,
+        "features": dataset.features,
+        "classes": dataset.classes,
+        "input_name": exported.input_name,
+        "outputs": exported.outputs,
+        "input_example": np.asarray(example, dtype=np.float64).tolist(),
+        "metrics": metrics,
+    }
+    params = {
+        "dataset": dataset.name,
+        "n_estimators": config.n_estimators,
+        "max_depth": config.max_depth,
+        "test_size": config.test_size,
+        "random_state": config.random_state,
+    }
+    registered = log_and_register(
+        uri=uri,
+        name=name,
+        params=params,
+        metrics=metrics,
+        onnx_model=exported.proto,
+        sklearn_model=model,
+        metadata=metadata,
+        drift_reference=drift_reference.build_reference(dataset, split.X_train, split.y_train),
+        example=pd.DataFrame(example, columns=dataset.features),
+        outputs_example=outputs,
+    )
+    aliases = f" with alias {', '.join(registered.aliases)}" if registered.aliases else ""
+    print(
+        f"registered {registered.name} version {registered.version}{aliases} "
+        f"(run {registered.run_id}, {time.perf_counter() - started:.1f}s) in {uri}"
+    )
+    return registered
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        run(parse_config(argv))
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was registered", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an MLflow or storage failure: one line, not a traceback
+        from mlflow.exceptions import MlflowException
+
+        if isinstance(exc, (MlflowException, OSError)):
+            print(f"error: MLflow: {exc}", file=sys.stderr)
+            return 1
+        raise
+    return 0

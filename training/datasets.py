@@ -1,0 +1,56 @@
+"""The datasets that ship inside scikit-learn; nothing is downloaded."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from sklearn import datasets as sk_datasets
+
+from training.errors import TrainingError
+
+Task = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Features as float32 rows, targets, and the names a server needs to explain them."""
+
+    name: str
+    task: Task
+    features: list[str]
+    classes: list[str]
+    X: np.ndarray
+    y: np.ndarray
+
+    @property
+    def default_model_name(self) -> str:
+        suffix = "classifier" if self.task == "classification" else "regressor"
+        return f"{self.name}-{suffix}"
+
+
+_LOADERS: dict[str, tuple[Callable[..., Any], Task]] = {
+    "iris": (sk_datasets.load_iris, "classification"),
+    "wine": (sk_datasets.load_wine, "classification"),
+    "diabetes": (sk_datasets.load_diabetes, "regression"),
+}
+
+DATASET_NAMES = tuple(_LOADERS)
+
+
+def load_dataset(name: str) -> Dataset:
+    """Load one of the bundled datasets by name."""
+    if name not in _LOADERS:
+        raise TrainingError(f"unknown dataset {name!r}: choose one of {', '.join(DATASET_NAMES)}")
+    loader, task = _LOADERS[name]
+    bunch = loader()
+    classes = [str(c) for c in bunch.target_names] if task == "classification" else []
+    y = bunch.target.astype(np.int64 if task == "classification" else np.float64)
+    return Dataset(
+        name=name,
+        task=task,
+        features=[str(f) for f in bunch.feature_names],
+        classes=classes,
+        X=np.asarray(bunch.data, dtype=np.float32),
+        y=y,
+    )

@@ -1,0 +1,145 @@
+"""Log a trained model to MLflow and register it as a new version, all or nothing."""
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from training.errors import TrainingError
+from training.tracking import artifact_root
+
+PRODUCTION_ALIAS = "production"
+METADATA_FILE = "metadata.json"
+DRIFT_REFERENCE_FILE = "drift_reference.json"
+FEATURES_TAG = "features"
+TASK_TAG = "task"
+
+
+@dataclass(frozen=True)
+class Registered:
+    name: str
+    version: str
+    run_id: str
+    aliases: list[str]
+
+
+def check_compatible(client: MlflowClient, name: str, features: list[str], task: str) -> bool:
+    """Return whether the registered model exists; refuse one that expects other inputs."""
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+    registered_features = model.tags.get(FEATURES_TAG)
+    if registered_features is not None and json.loads(registered_features) != features:
+        raise TrainingError(
+            f"registered model {name!r} expects features {json.loads(registered_features)}, "
+            f"but this dataset has {features}; choose another --model-name"
+        )
+    registered_task = model.tags.get(TASK_TAG)
+    if registered_task is not None and registered_task != task:
+        raise TrainingError(
+            f"registered model {name!r} is a {registered_task} model, not {task}; "
+            "choose another --model-name"
+        )
+    return True
+
+
+def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    return str(client.create_experiment(name, artifact_location=artifact_root(uri)))
+
+
+def log_and_register(
+    *,
+    uri: str,
+    name: str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    onnx_model: Any,
+    sklearn_model: Any,
+    metadata: dict[str, Any],
+    drift_reference: dict[str, Any],
+    example: pd.DataFrame,
+    outputs_example: dict[str, np.ndarray],
+) -> Registered:
+    """Log the run and register a new version; undo the registration if any step fails."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    client = MlflowClient()
+    existed = check_compatible(client, name, metadata["features"], metadata["task"])
+    signature = infer_signature(example, outputs_example)
+    with tempfile.TemporaryDirectory() as tmp:
+        extra = []
+        for file_name, content in (
+            (METADATA_FILE, metadata),
+            (DRIFT_REFERENCE_FILE, drift_reference),
+        ):
+            path = Path(tmp) / file_name
+            path.write_text(json.dumps(content, indent=2))
+            extra.append(str(path))
+        with mlflow.start_run(experiment_id=experiment_id(client, name, uri)) as run:
+            mlflow.log_params(params)
+            mlflow.log_metrics(metrics)
+            mlflow.log_dict(drift_reference, DRIFT_REFERENCE_FILE)
+            model_info = mlflow.onnx.log_model(
+                onnx_model,
+                name="model",
+                signature=signature,
+                input_example=example,
+                extra_files=extra,
+                onnx_execution_providers=["CPUExecutionProvider"],
+            )
+            # The scikit-learn form is kept beside it (unregistered) so benchmarks can serve both.
+            sklearn_info = mlflow.sklearn.log_model(
+                sklearn_model,
+                name="sklearn-model",
+                signature=signature,
+                input_example=example,
+                # We wrote this file ourselves a moment ago; its tree arrays are ours to trust.
+                skops_trusted_types=["sklearn.tree._tree.Tree"],
+            )
+    version = None
+    try:
+        version = mlflow.register_model(
+            model_info.model_uri,
+            name,
+            tags={
+                "dataset": str(metadata["dataset"]),
+                "task": str(metadata["task"]),
+                "sklearn_model_uri": sklearn_info.model_uri,
+            },
+        ).version
+        aliases = []
+        if not existed:
+            client.set_registered_model_tag(name, FEATURES_TAG, json.dumps(metadata["features"]))
+            client.set_registered_model_tag(name, TASK_TAG, str(metadata["task"]))
+            client.set_registered_model_alias(name, PRODUCTION_ALIAS, version)
+            aliases.append(PRODUCTION_ALIAS)
+    except BaseException:
+        _undo_registration(client, name, version, created_model=not existed)
+        raise
+    return Registered(name=name, version=str(version), run_id=run.info.run_id, aliases=aliases)
+
+
+def _undo_registration(
+    client: MlflowClient, name: str, version: str | None, *, created_model: bool
+) -> None:
+    """Leave the registry as it was: no half-registered version, no empty new model."""
+    try:
+        if created_model:
+            client.delete_registered_model(name)
+        elif version is not None:
+            client.delete_model_version(name, version)
+    except MlflowException:
+        pass  # the original error is the one to report
