@@ -81,6 +81,7 @@ IMAGE_REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 IMAGE_SOURCE := $(or $(shell git config --get remote.origin.url 2>/dev/null),unknown)
 COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 COMPOSE_FILE := deploy/compose/compose.yaml
+COMPOSE_PROJECT := mlops-platform
 
 .PHONY: docker-engine
 docker-engine: ## Install Debian's Docker engine if missing and start dockerd if not running
@@ -115,10 +116,11 @@ image-sizes: image ## Build an original-style image (full MLflow + scikit-learn)
 	UV=$(UV) scripts/image-sizes.sh $(IMAGE) $(BASE_IMAGE)
 
 .PHONY: up
-up: docker-engine ## Run MLflow, the API, Prometheus and Grafana locally with Docker Compose
-	$(COMPOSE) -f $(COMPOSE_FILE) up -d --build
+up: ## Run MLflow, the API, Prometheus and Grafana locally with Docker Compose
+	scripts/docker-engine.sh --compose
+	$(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) up -d --build
 	@echo "API http://127.0.0.1:8000  MLflow http://127.0.0.1:5000  Prometheus http://127.0.0.1:9090  Grafana http://127.0.0.1:3000"
 
 .PHONY: down
 down: ## Stop the local Compose stack
-	$(COMPOSE) -f $(COMPOSE_FILE) down
+	$(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) down

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Makes a Docker engine answer on this machine: installs Debian's docker.io and debootstrap when
 # missing and starts dockerd when it is not running (overlay2, falling back to vfs).
+# With --compose, also installs Debian's docker-compose when no Compose command works.
 # Idempotent and quiet when the engine already answers. Exit status 0 means `docker info` works.
 set -euo pipefail
 
 LOG=${DOCKERD_LOG:-/tmp/dockerd.log}
 WAIT_SECONDS=${DOCKERD_WAIT_SECONDS:-60}
+
+WITH_COMPOSE=0
+[ "${1:-}" = --compose ] && WITH_COMPOSE=1
 
 log() { echo "docker-engine: $*" >&2; }
 
@@ -16,6 +20,10 @@ install_packages() {
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
   command -v docker >/dev/null 2>&1 || missing+=(docker.io)
   command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+  if [ "$WITH_COMPOSE" = 1 ] && ! docker compose version >/dev/null 2>&1 &&
+    ! command -v docker-compose >/dev/null 2>&1; then
+    missing+=(docker-compose)
+  fi
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -51,7 +59,7 @@ start_dockerd() {
   return 1
 }
 
-engine_answers && exit 0
+[ "$WITH_COMPOSE" = 1 ] || { engine_answers && exit 0; }
 install_packages
 engine_answers && exit 0
 if pgrep -x dockerd >/dev/null 2>&1; then
