@@ -48,6 +48,10 @@ OUT ?= build/model
 export-model: $(STAMP) ## Copy a registered model into a plain directory (MODEL_URI=..., OUT=build/model)
 	$(PY) -m training.export --model-uri "$(MODEL_URI)" --out "$(OUT)"
 
+.PHONY: serve
+serve: $(STAMP) ## Serve MODEL_URI (default models:/iris-classifier@production) on PORT (8000)
+	MODEL_URI="$(MODEL_URI)" PORT=$(PORT) $(PY) -m server
+
 .PHONY: lint
 lint: $(STAMP) ## Ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,94 @@
+"""The application factory: settings in, a Starlette app out; nothing happens at import time."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.api import simple_routes
+from server.auth import ApiKeys
+from server.docs import docs_routes
+from server.errors import ServerError, Unauthorized
+from server.metrics import Metrics
+from server.middleware import RequestMiddleware
+from server.model_manager import Serving
+from server.oip import oip_routes
+from server.registry import Registry, registry_for
+from server.settings import Settings
+from server.web import JSONResponse
+
+log = logging.getLogger("server")
+
+
+def _error(request: Request, status: int, message: str) -> Response:
+    # The Open Inference Protocol's error object is {"error": ...}; the simple API's is {"detail"}.
+    key = "error" if request.url.path.startswith("/v2") else "detail"
+    headers = {"www-authenticate": 'Bearer realm="model-server"'} if status == 401 else None
+    if status == 503 and "concurrency" in message:
+        headers = {"retry-after": "1"}
+    return JSONResponse({key: message}, status_code=status, headers=headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServerError)
+    if isinstance(exc, Unauthorized):
+        return _error(request, 401, exc.detail)
+    return _error(request, exc.status_code, exc.detail)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _error(request, exc.status_code, str(exc.detail))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
+    return _error(request, 500, "internal error; the server log has the details")
+
+
+def create_app(
+    settings: Settings, registry_factory: Callable[[], Registry] | None = None
+) -> Starlette:
+    """Build the app: routes, middleware, error mapping, and the model lifecycle task."""
+    metrics = Metrics()
+    factory = registry_factory or (
+        lambda: registry_for(settings.tracking_uri, settings.registry_timeout_seconds)
+    )
+    serving = Serving(settings, factory, metrics)
+    keys = ApiKeys(settings.api_keys)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(serving.run(), name="model-lifecycle")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = Starlette(
+        routes=[
+            *simple_routes(settings, serving, metrics, keys),
+            *oip_routes(settings, serving, keys),
+            *docs_routes(settings, serving),
+        ],
+        middleware=[
+            Middleware(RequestMiddleware, metrics=metrics, max_concurrency=settings.max_concurrency)
+        ],
+        exception_handlers={
+            ServerError: _server_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.serving = serving
+    app.state.metrics = metrics
+    return app

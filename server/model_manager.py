@@ -1,0 +1,306 @@
+"""Which model serves: loading, fallback, polling an alias, atomic swaps, champion/challenger.
+
+A request reads `slot.model` once and keeps that object, so a swap never disturbs requests in
+flight; loading happens in a worker thread, so no request waits on it.
+"""
+
+import asyncio
+import logging
+import random
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from server.drift import DriftMonitor
+from server.errors import ModelLoadError, ModelNotReady
+from server.metrics import Metrics
+from server.model import Model, Origin, load_model
+from server.registry import (
+    ModelReference,
+    Registry,
+    RegistryUnavailable,
+    parse_model_uri,
+    read_model_dir,
+)
+from server.settings import Settings
+
+log = logging.getLogger("server.models")
+REGRESSION_CLASS_LABEL = "value"
+
+
+@dataclass
+class BoundMetrics:
+    """Metric children bound to one model and variant, so the request path does no lookups."""
+
+    inference: object
+    class_counters: list[object]
+
+    @classmethod
+    def bind(cls, metrics: Metrics, model: Model, variant: str) -> "BoundMetrics":
+        labels = model.classes if model.is_classifier else [REGRESSION_CLASS_LABEL]
+        return cls(
+            inference=metrics.inference.labels(variant),
+            class_counters=[metrics.predictions.labels(c, model.version, variant) for c in labels],
+        )
+
+
+class ModelSlot:
+    """One variant's model and the background task that keeps it current."""
+
+    def __init__(
+        self,
+        variant: str,
+        uri: str,
+        settings: Settings,
+        registry_factory: Callable[[], Registry],
+        metrics: Metrics,
+        fallback_path: Path | None = None,
+        on_swap: Callable[[Model], None] | None = None,
+    ) -> None:
+        self.variant = variant
+        self.uri = uri
+        self.settings = settings
+        self.metrics = metrics
+        self.fallback_path = fallback_path
+        self.on_swap = on_swap
+        self.reference: ModelReference = parse_model_uri(uri)
+        self._registry_factory = registry_factory
+        self._registry: Registry | None = None
+        self.model: Model | None = None
+        self.bound: BoundMetrics | None = None
+        self.status = "loading"
+        self._failed_version: str | None = None
+        self._registry_down = False
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = self._registry_factory()
+        return self._registry
+
+    def swap(self, model: Model) -> None:
+        old = self.model
+        self.bound = BoundMetrics.bind(self.metrics, model, self.variant)
+        self.model = model
+        if old is not None:
+            self.metrics.model_info.remove(old.name, old.version, old.origin.source, self.variant)
+        self.metrics.model_info.labels(
+            model.name, model.version, model.origin.source, self.variant
+        ).set(1)
+        self.metrics.model_loaded.labels(self.variant).set(model.loaded_at)
+        self.status = "ready"
+        if self.on_swap is not None:
+            self.on_swap(model)
+        log.info(
+            "model swapped in",
+            extra={
+                "variant": self.variant,
+                "model": model.name,
+                "version": model.version,
+                "source": model.origin.source,
+                "previous_version": old.version if old else None,
+            },
+        )
+
+    async def run(self) -> None:
+        """Load, then keep the model current for as long as the server runs."""
+        if self.reference.path is not None:
+            await self._load_local()
+            return
+        while True:
+            await self._sync_with_registry()
+            current = self.model
+            from_registry = current is not None and current.origin.source == "registry"
+            if from_registry and (
+                not self.reference.follows_alias or not self.settings.poll_seconds
+            ):
+                return  # a pinned version never moves; that is how deployments pin a model
+            delay = self.settings.poll_seconds if from_registry else self.settings.retry_seconds
+            await asyncio.sleep(delay)
+
+    async def _load_local(self) -> None:
+        path = self.reference.path
+        assert path is not None
+        while self.model is None:
+            try:
+                files = await asyncio.to_thread(read_model_dir, path)
+                origin = Origin(self.uri, "local", str(files.metadata.get("version", "local")))
+                self.swap(await asyncio.to_thread(load_model, files, origin))
+            except ModelLoadError as exc:
+                self._not_loaded(f"cannot load {self.uri}: {exc}")
+                await asyncio.sleep(self.settings.retry_seconds)
+
+    async def _sync_with_registry(self) -> None:
+        reference = self.reference
+        try:
+            version = await asyncio.to_thread(self.registry.resolve, reference)
+            if self._registry_down:
+                log.info("registry reachable again", extra={"variant": self.variant})
+                self._registry_down = False
+            current = self.model
+            if (
+                current is not None
+                and current.origin.source == "registry"
+                and current.version == version
+            ):
+                return
+            if version == self._failed_version:
+                return  # already refused; wait for the alias to move on
+            assert reference.name is not None
+            files = await asyncio.to_thread(self.registry.fetch, reference.name, version)
+            origin = Origin(self.uri, "registry", version)
+            model = await asyncio.to_thread(load_model, files, origin)
+        except RegistryUnavailable as exc:
+            if not self._registry_down:
+                log.warning(
+                    "registry unavailable; keeping the current model",
+                    extra={"variant": self.variant, "error": str(exc)},
+                )
+            self._registry_down = True
+            await self._fall_back(str(exc))
+            return
+        except (ModelLoadError, KeyError, ValueError) as exc:
+            self._refused(str(exc), locals().get("version"))
+            await self._fall_back(str(exc))
+            return
+        self._failed_version = None
+        self.swap(model)
+
+    def _refused(self, reason: str, version: object) -> None:
+        if isinstance(version, str):
+            self._failed_version = version
+        if self.model is not None:
+            self.metrics.reload_failures.labels(self.variant).inc()
+            log.error(
+                "model version refused; the current model keeps serving",
+                extra={"variant": self.variant, "version": version, "error": reason},
+            )
+        else:
+            self._not_loaded(f"cannot load {self.uri}: {reason}")
+
+    async def _fall_back(self, reason: str) -> None:
+        if self.model is not None:
+            return
+        if self.fallback_path is None:
+            self._not_loaded(f"cannot load {self.uri}: {reason}")
+            return
+        try:
+            files = await asyncio.to_thread(read_model_dir, self.fallback_path)
+            version = str(files.metadata.get("version", "fallback"))
+            origin = Origin(str(self.fallback_path), "fallback", version)
+            model = await asyncio.to_thread(load_model, files, origin)
+        except ModelLoadError as exc:
+            self._not_loaded(f"cannot load {self.uri} ({reason}) nor the fallback: {exc}")
+            return
+        log.warning(
+            "serving the fallback model while the registry is unavailable",
+            extra={"variant": self.variant, "path": str(self.fallback_path), "error": reason},
+        )
+        self.swap(model)
+
+    def _not_loaded(self, reason: str) -> None:
+        if self.status != reason:
+            log.error("no model loaded", extra={"variant": self.variant, "error": reason})
+        self.status = reason
+
+
+class Serving:
+    """The champion, the optional challenger, and the rule that picks one for a request."""
+
+    def __init__(self, settings: Settings, registry_factory: Callable[[], Registry],
+                 metrics: Metrics) -> None:  # fmt: skip
+        self.settings = settings
+        self.metrics = metrics
+        self.drift: DriftMonitor | None = None
+        self.champion = ModelSlot(
+            "champion",
+            settings.model_uri,
+            settings,
+            registry_factory,
+            metrics,
+            fallback_path=settings.fallback_path,
+            on_swap=self._champion_swapped,
+        )
+        self.challenger = (
+            ModelSlot("challenger", settings.challenger_uri, settings, registry_factory, metrics)
+            if settings.challenger_uri and settings.challenger_mode != "off"
+            else None
+        )
+        self.split = settings.challenger_mode == "split" and settings.challenger_traffic > 0
+        self.shadow = settings.challenger_mode == "shadow"
+        self._threshold = int(settings.challenger_traffic * 0xFFFFFFFF)
+        self.draining = False
+        metrics.model_ready.set(0)
+
+    def _champion_swapped(self, model: Model) -> None:
+        self.metrics.model_ready.set(1)
+        self.drift = DriftMonitor.for_model(
+            model.drift_reference, model.features, self.settings.drift_window, model.version
+        )
+
+    @property
+    def ready(self) -> bool:
+        return self.champion.model is not None and not self.draining
+
+    def pick(self, request_key: str | None) -> tuple[Model, ModelSlot]:
+        """The model for this request: the challenger for its share of keys, else the champion."""
+        slot = self.champion
+        if self.split and self.challenger is not None and self.challenger.model is not None:
+            # A stable hash keeps a client on one variant; with no key, a random draw decides.
+            bucket = zlib.crc32(request_key.encode()) if request_key else random.getrandbits(32)
+            if bucket < self._threshold:
+                slot = self.challenger
+        model = slot.model
+        if model is None:
+            raise ModelNotReady(f"no model loaded yet: {self.champion.status}")
+        return model, slot
+
+    def shadow_score(self, rows: np.ndarray, champion_answer: np.ndarray) -> None:
+        """Score the challenger on the same rows; called off the response path."""
+        challenger = self.challenger.model if self.challenger is not None else None
+        if challenger is None:
+            return
+        try:
+            result = challenger.predict(rows)
+        except Exception:  # the shadow must never affect serving
+            log.exception("shadow scoring failed", extra={"version": challenger.version})
+            return
+        assert self.challenger is not None
+        assert self.challenger.bound is not None
+        self.challenger.bound.inference.observe(result.seconds)  # type: ignore[attr-defined]
+        answer = result.class_indices if result.class_indices is not None else result.values
+        assert answer is not None
+        if challenger.is_classifier:
+            agree = int(np.count_nonzero(answer == champion_answer))
+        else:
+            agree = int(np.count_nonzero(np.isclose(answer, champion_answer, rtol=0.05)))
+        if agree:
+            self.metrics.shadow_agreement.labels("agree").inc(agree)
+        if len(rows) - agree:
+            self.metrics.shadow_agreement.labels("disagree").inc(len(rows) - agree)
+
+    async def run(self) -> None:
+        tasks = [self.champion.run()]
+        if self.challenger is not None:
+            tasks.append(self.challenger.run())
+        tasks.append(self._drift_loop())
+        await asyncio.gather(*tasks)
+
+    async def _drift_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.drift_interval_seconds)
+            self.update_drift_metrics()
+
+    def update_drift_metrics(self) -> dict[str, object] | None:
+        monitor = self.drift
+        if monitor is None:
+            return None
+        report = monitor.report()
+        for name, entry in report["features"].items():
+            self.metrics.feature_drift.labels(name).set(entry["psi"])
+        if report["prediction"]["psi"] is not None:
+            self.metrics.prediction_drift.set(report["prediction"]["psi"])
+        return report

@@ -1,0 +1,109 @@
+"""Server configuration: read once from the environment, typed, with every default in one place."""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+ChallengerMode = Literal["off", "split", "shadow"]
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the server cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_uri: str = "models:/iris-classifier@production"
+    tracking_uri: str | None = None
+    fallback_path: Path | None = None
+    host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    port: int = 8000
+    workers: int = 1
+    log_level: str = "info"
+    max_body_bytes: int = 1024 * 1024
+    max_batch: int = 1000
+    max_concurrency: int = 0
+    poll_seconds: float = 30.0
+    retry_seconds: float = 5.0
+    challenger_uri: str | None = None
+    challenger_mode: ChallengerMode = "off"
+    challenger_traffic: float = 0.0
+    drift_window: int = 1000
+    drift_interval_seconds: float = 10.0
+    api_keys: frozenset[str] = field(default_factory=frozenset)
+    registry_timeout_seconds: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Parse the environment; raise SettingsError naming the variable on a bad value."""
+        env = os.environ if env is None else env
+        default = cls()
+
+        def text(name: str, fallback: str) -> str:
+            value = env.get(name, "").strip()
+            return value or fallback
+
+        def number(name: str, fallback: float, cast: type, minimum: float) -> float:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return fallback
+            try:
+                value = cast(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+            if value < minimum:
+                raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
+            return float(value) if cast is float else value
+
+        mode = text("CHALLENGER_MODE", default.challenger_mode)
+        if mode not in ("off", "split", "shadow"):
+            raise SettingsError(f"CHALLENGER_MODE must be off, split or shadow, got {mode!r}")
+        traffic = number("CHALLENGER_TRAFFIC", default.challenger_traffic, float, 0.0)
+        if traffic > 1.0:
+            raise SettingsError(f"CHALLENGER_TRAFFIC must be between 0 and 1, got {traffic}")
+        challenger_uri = env.get("CHALLENGER_URI", "").strip() or None
+        if mode != "off" and challenger_uri is None:
+            raise SettingsError(f"CHALLENGER_MODE={mode} needs CHALLENGER_URI")
+        fallback = env.get("MODEL_FALLBACK_PATH", "").strip()
+        log_level = text("LOG_LEVEL", default.log_level).lower()
+        if log_level not in ("critical", "error", "warning", "info", "debug"):
+            raise SettingsError("LOG_LEVEL must be one of debug, info, warning, error, critical")
+        return cls(
+            model_uri=text("MODEL_URI", default.model_uri),
+            tracking_uri=env.get("MLFLOW_TRACKING_URI", "").strip() or None,
+            fallback_path=Path(fallback) if fallback else None,
+            host=text("HOST", default.host),
+            port=int(number("PORT", default.port, int, 1)),
+            workers=int(number("WORKERS", default.workers, int, 1)),
+            log_level=log_level,
+            max_body_bytes=int(number("MAX_BODY_BYTES", default.max_body_bytes, int, 1)),
+            max_batch=int(number("MAX_BATCH", default.max_batch, int, 1)),
+            max_concurrency=int(number("MAX_CONCURRENCY", default.max_concurrency, int, 0)),
+            poll_seconds=number("MODEL_POLL_SECONDS", default.poll_seconds, float, 0.0),
+            retry_seconds=number("MODEL_RETRY_SECONDS", default.retry_seconds, float, 0.1),
+            challenger_uri=challenger_uri,
+            challenger_mode=mode,  # type: ignore[arg-type]
+            challenger_traffic=traffic,
+            drift_window=int(number("DRIFT_WINDOW", default.drift_window, int, 1)),
+            drift_interval_seconds=number(
+                "DRIFT_INTERVAL_SECONDS", default.drift_interval_seconds, float, 0.1
+            ),
+            api_keys=_read_api_keys(env),
+            registry_timeout_seconds=number(
+                "REGISTRY_TIMEOUT_SECONDS", default.registry_timeout_seconds, float, 0.1
+            ),
+        )
+
+
+def _read_api_keys(env: Mapping[str, str]) -> frozenset[str]:
+    keys = {k.strip() for k in env.get("API_KEYS", "").split(",") if k.strip()}
+    path = env.get("API_KEYS_FILE", "").strip()
+    if path:
+        try:
+            content = Path(path).read_text()
+        except OSError as exc:
+            raise SettingsError(f"API_KEYS_FILE {path!r} cannot be read: {exc.strerror}") from None
+        keys.update(line.strip() for line in content.splitlines() if line.strip())
+    return frozenset(keys)
