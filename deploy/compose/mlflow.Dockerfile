@@ -20,8 +20,8 @@ USER 10002:10002
 WORKDIR /mlflow
 VOLUME /mlflow
 EXPOSE 5000
-# --allowed-hosts: the API reaches it as mlflow:5000, the host through the published port.
+# --allowed-hosts: the API reaches it as mlflow:5000, the host through whichever port is published.
 ENTRYPOINT ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000", \
     "--backend-store-uri", "sqlite:////mlflow/mlflow.db", \
     "--artifacts-destination", "/mlflow/artifacts", "--serve-artifacts", \
-    "--allowed-hosts", "mlflow,mlflow:5000,localhost,localhost:5000,127.0.0.1,127.0.0.1:5000"]
+    "--allowed-hosts", "mlflow,mlflow:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*"]

@@ -77,7 +77,7 @@ def stack(compose: list[str], image: str) -> Iterator[dict[str, str]]:
     log = (LOG_DIR / "compose.log").open("w")
     try:
         subprocess.run(
-            [*compose, "up", "--detach", "mlflow"],
+            [*compose, "up", "--detach", "--build", "mlflow"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

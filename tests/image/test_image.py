@@ -36,8 +36,11 @@ COMPILERS = ("gcc", "cc", "c++", "g++", "clang", "ld", "as", "make")
 
 
 def predict_body(metadata: dict[str, Any]) -> dict[str, Any]:
-    """A /predict request built from the model's own input example."""
-    return {"instances": metadata["input_example"]}
+    """A /predict batch built from the model's own input example (rows in feature order)."""
+    features = metadata["features"]
+    return {
+        "instances": [dict(zip(features, row, strict=True)) for row in metadata["input_example"]]
+    }
 
 
 def proc_status(host: Host, pid: int = 1) -> dict[str, str]:
