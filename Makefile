@@ -70,3 +70,19 @@ test: system-deps lint ## The full test command: lint, then every test layer
 .PHONY: clean
 clean: ## Remove the venv, tools and the local MLflow store
 	rm -rf $(VENV) $(TOOLS) .mlflow .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: actionlint
+actionlint: $(STAMP) ## Lint the GitHub Actions workflows (actionlint, with shellcheck on run: scripts)
+	$(VENV)/bin/actionlint -shellcheck $(VENV)/bin/shellcheck
+
+# The cluster tests need a release already installed in a real cluster (the cluster workflow
+# installs one in kind); they are skipped in `make test`.
+CLUSTER_RELEASE ?= platform
+CLUSTER_NAMESPACE ?= platform
+KUBE_CONFIG ?= $(or $(KUBECONFIG),$(HOME)/.kube/config)
+
+.PHONY: cluster-test
+cluster-test: $(STAMP) ## Cluster tests against an installed release (KUBE_CONFIG=, CLUSTER_RELEASE=, CLUSTER_NAMESPACE=)
+	$(PY) -m pytest tests/cluster -m cluster --timeout 1800 \
+		--cluster-type existing --kube-config "$(KUBE_CONFIG)" --chart-path charts/platform \
+		--test-extra-info "release=$(CLUSTER_RELEASE),namespace=$(CLUSTER_NAMESPACE)" $(PYTEST_ARGS)
