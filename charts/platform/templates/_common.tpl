@@ -58,6 +58,41 @@ imagePullSecrets:
 {{- end -}}
 {{- end -}}
 
+{{/*
+Ingress NetworkPolicy for one component: traffic only from pods of the release namespace and,
+when `prometheus` is true, from the Prometheus selected in global.networkPolicy (operator mode
+runs it in another namespace). Takes (dict "ctx" $ "component" "name" "port" "http" "prometheus" bool).
+*/}}
+{{- define "platform.networkPolicy" -}}
+{{- $np := .ctx.Values.global.networkPolicy -}}
+{{- if $np.enabled }}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "platform.fullname" . }}
+  namespace: {{ .ctx.Release.Namespace }}
+  labels:
+    {{- include "platform.labels" . | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels:
+      {{- include "platform.selectorLabels" . | nindent 6 }}
+  policyTypes: [Ingress]
+  ingress:
+    - from:
+        - podSelector: {}
+        {{- if and .prometheus (or $np.prometheusNamespaceSelector $np.prometheusPodSelector) }}
+        - namespaceSelector:
+            {{- toYaml ($np.prometheusNamespaceSelector | default dict) | nindent 12 }}
+          podSelector:
+            {{- toYaml ($np.prometheusPodSelector | default dict) | nindent 12 }}
+        {{- end }}
+      ports:
+        - port: {{ .port }}
+          protocol: TCP
+{{- end }}
+{{- end -}}
+
 {{/* Pod-level restricted security context (Pod Security Standards "restricted"). Takes the UID. */}}
 {{- define "platform.podSecurityContext" -}}
 runAsNonRoot: true
