@@ -1,4 +1,4 @@
-"""helm lint --strict for every values file and both monitoring modes; the values schema and docs."""
+"""helm lint --strict for each values file and monitoring mode; the values schema and docs."""
 
 from __future__ import annotations
 
@@ -21,7 +21,15 @@ MODES = ["ci/standalone-values.yaml", "ci/operator-values.yaml"]
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("values", VALUES_FILES)
 def test_lint_strict(values: str, mode: str) -> None:
-    result = helm("lint", "--strict", str(CHART), "-f", str(CHART / values), "-f", str(CHART / mode))
+    result = helm(
+        "lint",
+        "--strict",
+        str(CHART),
+        "-f",
+        str(CHART / values),
+        "-f",
+        str(CHART / mode),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -81,14 +89,15 @@ def test_every_values_file_matches_the_schema() -> None:
     """Each file merged over values.yaml, as Helm merges them, is valid."""
     validator = jsonschema.Draft7Validator(_schema())
     base = yaml.safe_load((CHART / "values.yaml").read_text())
-    for name in [*VALUES_FILES, *[str(p.relative_to(CHART)) for p in (CHART / "ci").glob("*.yaml")]]:
+    scenarios = [str(p.relative_to(CHART)) for p in (CHART / "ci").glob("*.yaml")]
+    for name in [*VALUES_FILES, *scenarios]:
         merged = _merge(base, yaml.safe_load((CHART / name).read_text()) or {})
         errors = list(validator.iter_errors(merged))
         assert not errors, f"{name}: {[e.message for e in errors]}"
 
 
 def test_schema_rejects_unknown_keys_everywhere() -> None:
-    """Every object in the schema with named properties is closed (global excepted: Helm fills it)."""
+    """Every schema object with named properties is closed (not global: Helm fills it)."""
 
     def walk(node: object, path: str) -> None:
         if isinstance(node, dict):
@@ -118,7 +127,7 @@ def _leaf_keys_without_docs(text: str) -> list[str]:
         while stack and stack[-1][0] >= indent:
             stack.pop()
         j = i - 1
-        while j >= 0 and lines[j].strip().startswith("#") and not lines[j].strip().startswith("# --"):
+        while j >= 0 and lines[j].lstrip().startswith("#") and "# --" not in lines[j]:
             j -= 1
         own = j >= 0 and lines[j].strip().startswith("# --")
         documented = own or any(d for _, _, d in stack)
