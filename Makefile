@@ -59,3 +59,12 @@ test: system-deps lint ## The full test command: lint, then every test layer
 .PHONY: clean
 clean: ## Remove the venv, tools and the local MLflow store
 	rm -rf $(VENV) $(TOOLS) .mlflow .pytest_cache .mypy_cache .ruff_cache
+
+# --- Helm chart (charts/platform), verified offline -------------------------------------------
+.PHONY: chart-tools
+chart-tools: ## Install the pinned helm, kubectl, checkov and CRD schemas into .tools (checksummed)
+	scripts/install-chart-tools.sh
+
+.PHONY: chart-test
+chart-test: system-deps chart-tools $(STAMP) ## Lint, render, validate, policy-scan and unit-test the chart and its alerts
+	$(PY) -m pytest -m chart tests/chart $(PYTEST_ARGS)
