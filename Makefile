@@ -86,3 +86,12 @@ cluster-test: $(STAMP) ## Cluster tests against an installed release (KUBE_CONFI
 	$(PY) -m pytest tests/cluster -m cluster --timeout 1800 \
 		--cluster-type existing --kube-config "$(KUBE_CONFIG)" --chart-path charts/platform \
 		--test-extra-info "release=$(CLUSTER_RELEASE),namespace=$(CLUSTER_NAMESPACE)" $(PYTEST_ARGS)
+
+# --- Helm chart (charts/platform), verified offline -------------------------------------------
+.PHONY: chart-tools
+chart-tools: ## Install the pinned helm, kubectl, checkov and CRD schemas into .tools (checksummed)
+	scripts/install-chart-tools.sh
+
+.PHONY: chart-test
+chart-test: system-deps chart-tools $(STAMP) ## Lint, render, validate, policy-scan and unit-test the chart and its alerts
+	$(PY) -m pytest -m chart tests/chart $(PYTEST_ARGS)
