@@ -1,28 +1,13 @@
-"""The metric names the server exports: the contract's compatibility promise (notes/CONTRACT.md).
+"""The metric names the server exports, taken from the server itself.
 
-Rules and dashboards may use only these (tests/chart/test_monitoring.py checks). Until the server
-module exists this list is authoritative; once it does, the test can read the server's registry.
+Rules and dashboards may use only these (tests/chart/test_monitoring.py checks), and
+tests/server/test_metrics.py checks that the server really exports every one, so a rename on
+either side breaks a test.
 """
 
-SERVER_METRICS: frozenset[str] = frozenset(
-    {
-        "http_request_duration_seconds",  # histogram; method, route, status
-        "http_requests_total",  # counter; method, route, status
-        "model_inference_seconds",  # histogram; variant
-        "predictions_total",  # counter; predicted_class, model_version, variant
-        "model_info",  # gauge = 1; name, version, source, variant
-        "model_ready",  # gauge 0/1
-        "model_loaded_timestamp_seconds",  # gauge; variant
-        "model_reload_failures_total",  # counter; variant
-        "model_shadow_agreement_total",  # counter; outcome = agree | disagree
-        "model_feature_drift_psi",  # gauge; feature
-        "model_prediction_drift_psi",  # gauge
-        "requests_shed_total",  # counter
-        # prometheus-client's default process collector
-        "process_resident_memory_bytes",
-        "process_cpu_seconds_total",
-    }
-)
+from server.metrics import EXPORTED_METRICS
+
+SERVER_METRICS: frozenset[str] = frozenset(EXPORTED_METRICS)
 
 # Series Prometheus itself attaches to every scrape target.
 PROMETHEUS_SYNTHETIC: frozenset[str] = frozenset({"up"})
