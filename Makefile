@@ -71,6 +71,31 @@ test: system-deps lint ## The full test command: lint, then every test layer
 clean: ## Remove the venv, tools and the local MLflow store
 	rm -rf $(VENV) $(TOOLS) .mlflow .pytest_cache .mypy_cache .ruff_cache
 
+.PHONY: actionlint
+actionlint: $(STAMP) ## Lint the GitHub Actions workflows (actionlint, with shellcheck on run: scripts)
+	$(VENV)/bin/actionlint -shellcheck $(VENV)/bin/shellcheck
+
+# The cluster tests need a release already installed in a real cluster (the cluster workflow
+# installs one in kind); they are skipped in `make test`.
+CLUSTER_RELEASE ?= platform
+CLUSTER_NAMESPACE ?= platform
+KUBE_CONFIG ?= $(or $(KUBECONFIG),$(HOME)/.kube/config)
+
+.PHONY: cluster-test
+cluster-test: $(STAMP) ## Cluster tests against an installed release (KUBE_CONFIG=, CLUSTER_RELEASE=, CLUSTER_NAMESPACE=)
+	$(PY) -m pytest tests/cluster -m cluster --timeout 1800 \
+		--cluster-type existing --kube-config "$(KUBE_CONFIG)" --chart-path charts/platform \
+		--test-extra-info "release=$(CLUSTER_RELEASE),namespace=$(CLUSTER_NAMESPACE)" $(PYTEST_ARGS)
+
+# --- Helm chart (charts/platform), verified offline -------------------------------------------
+.PHONY: chart-tools
+chart-tools: ## Install the pinned helm, kubectl, checkov and CRD schemas into .tools (checksummed)
+	scripts/install-chart-tools.sh
+
+.PHONY: chart-test
+chart-test: system-deps chart-tools $(STAMP) ## Lint, render, validate, policy-scan and unit-test the chart and its alerts
+	$(PY) -m pytest -m chart tests/chart $(PYTEST_ARGS)
+
 # ---- Container image (docker/, Dockerfile, tests/image) ----------------------------------------
 # Here no image can be pulled, so the default base is a local debootstrap image built once per
 # machine; BASE_IMAGE=python:3.11.13-slim-bookworm builds on the official (published) base.

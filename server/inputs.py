@@ -5,6 +5,7 @@ the wrong shape or with non-numeric, null, NaN or infinite values is 422; malfor
 too many rows is 413. The Open Inference Protocol answers its errors with 400, as it specifies.
 """
 
+import json
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,13 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise MalformedRequest(f"malformed JSON: {exc}") from None
+        error = exc
+    # orjson refuses NaN, Infinity and numbers that overflow a double. Python's parser accepts
+    # them, so such a body is well-formed enough to get the 422 that names the bad value.
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise MalformedRequest(f"malformed JSON: {error}") from None
 
 
 def _row(features: Any, model: Model, where: str) -> list[Any]:

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import re
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -10,6 +11,7 @@ from server.metrics import UNMATCHED_ROUTE, Metrics
 
 log = logging.getLogger("server.access")
 _REQUEST_ID = b"x-request-id"
+_PRINTABLE = re.compile(rb"[\x21-\x7e]+")  # visible ASCII: safe to echo in a header and a log
 _MAX_REQUEST_ID = 128
 # Probes and scrapes are never shed: Kubernetes and Prometheus must see the truth under load.
 _NEVER_SHED = frozenset({"/health", "/ready", "/metrics", "/v2/health/live", "/v2/health/ready"})
@@ -19,7 +21,7 @@ _SHED_BODY = b'{"detail":"the server is at its concurrency limit; retry shortly"
 def _request_id(scope: Scope) -> bytes:
     for name, value in scope["headers"]:
         if name == _REQUEST_ID:
-            if 0 < len(value) <= _MAX_REQUEST_ID and value.isascii() and value.isprintable():
+            if 0 < len(value) <= _MAX_REQUEST_ID and _PRINTABLE.fullmatch(value):
                 return bytes(value)
             break
     return os.urandom(8).hex().encode()

@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+import onnxruntime
 import pandas as pd
+import sklearn
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -99,6 +102,11 @@ def log_and_register(
                 input_example=example,
                 extra_files=extra,
                 onnx_execution_providers=["CPUExecutionProvider"],
+                # Named here so MLflow skips inferring them in a subprocess (seconds per run).
+                pip_requirements=[
+                    f"onnxruntime=={onnxruntime.__version__}",
+                    f"onnx=={onnx.__version__}",
+                ],
             )
             # The scikit-learn form is kept beside it (unregistered) so benchmarks can serve both.
             sklearn_info = mlflow.sklearn.log_model(
@@ -108,6 +116,7 @@ def log_and_register(
                 input_example=example,
                 # We wrote this file ourselves a moment ago; its tree arrays are ours to trust.
                 skops_trusted_types=["sklearn.tree._tree.Tree"],
+                pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
             )
     version = None
     try:
