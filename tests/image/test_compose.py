@@ -58,6 +58,18 @@ def test_compose_file_parses(compose: list[str]) -> None:
     assert set(result.stdout.split()) == {"mlflow", "api", "prometheus", "grafana"}
 
 
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing (make system-deps)")
+def test_prometheus_config_is_valid_and_uses_the_chart_job_name() -> None:
+    config = COMPOSE_FILE.parent / "prometheus.yml"
+    result = subprocess.run(
+        ["promtool", "check", "config", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rules = REPO_ROOT / "charts/platform/charts/monitoring/files/rules"
+    assert 'job="model-platform-api"' in "".join(p.read_text() for p in rules.glob("*.yaml"))
+    assert "job_name: model-platform-api" in config.read_text()
+
+
 def test_mlflow_image_pins_the_locked_mlflow() -> None:
     locked = re.search(r'name = "mlflow"\nversion = "([^"]+)"', (REPO_ROOT / "uv.lock").read_text())
     assert locked is not None
