@@ -8,8 +8,12 @@ ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+# uv (removed again in the same step) installs several times faster than pip.
 RUN python3 -m venv /opt/mlflow \
-    && /opt/mlflow/bin/pip install --quiet "mlflow==${MLFLOW_VERSION}" \
+    && /opt/mlflow/bin/pip install --quiet uv \
+    && UV_NO_CACHE=1 /opt/mlflow/bin/uv pip install --quiet --compile-bytecode \
+        --python /opt/mlflow/bin/python "mlflow==${MLFLOW_VERSION}" \
+    && /opt/mlflow/bin/pip uninstall --quiet --yes uv \
     && groupadd --system --gid 10002 mlflow \
     && useradd --system --uid 10002 --gid 10002 --home-dir /mlflow --no-create-home mlflow \
     && mkdir /mlflow \

@@ -169,6 +169,16 @@ def test_endpoints_answer_through_the_published_port(
     assert prediction is not None
 
 
+def test_offline_docs_load_after_the_image_was_trimmed(container: Container) -> None:
+    with urllib.request.urlopen(f"{container.url}/docs", timeout=5) as response:
+        page = response.read().decode()
+    assets = [part.split('"')[0] for part in page.split('src="')[1:] + page.split('href="')[1:]]
+    assert assets
+    for asset in assets:
+        with urllib.request.urlopen(f"{container.url}{asset}", timeout=5) as response:
+            assert response.status == 200, asset
+
+
 def test_serves_the_baked_fallback_model_when_the_registry_is_unreachable(
     container: Container,
 ) -> None:
