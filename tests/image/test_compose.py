@@ -70,6 +70,16 @@ def test_prometheus_config_is_valid_and_uses_the_chart_job_name() -> None:
     assert "job_name: model-platform-api" in config.read_text()
 
 
+def test_monitoring_images_are_the_charts() -> None:
+    values = (REPO_ROOT / "charts/platform/values.yaml").read_text()
+    compose = COMPOSE_FILE.read_text()
+    for component in ("prometheus", "grafana"):
+        image = re.search(rf"image: (\S*/{component}):(\S+)", compose)
+        assert image is not None, component
+        assert f"repository: {image.group(1)}" in values
+        assert f"tag: {image.group(2)}" in values
+
+
 def test_mlflow_image_pins_the_locked_mlflow() -> None:
     locked = re.search(r'name = "mlflow"\nversion = "([^"]+)"', (REPO_ROOT / "uv.lock").read_text())
     assert locked is not None
