@@ -122,8 +122,9 @@ base-image: docker-engine ## Build the local debootstrap Python base image (once
 
 # The model baked in as fallback: exported from the registry, trained first when it has none.
 build/model/model.onnx:
-	$(MAKE) export-model MODEL_URI=models:/$(MODEL)@$(ALIAS) OUT=build/model \
-		|| { $(MAKE) train && $(MAKE) export-model MODEL_URI=models:/$(MODEL)@$(ALIAS) OUT=build/model; }
+	$(MAKE) --no-print-directory export-model MODEL_URI=models:/$(MODEL)@$(ALIAS) OUT=build/model \
+		2>/dev/null || { echo "No $(MODEL)@$(ALIAS) in the registry yet: training one."; \
+		$(MAKE) train && $(MAKE) export-model MODEL_URI=models:/$(MODEL)@$(ALIAS) OUT=build/model; }
 
 IMAGE_PREREQUISITES := docker-engine $(if $(filter $(LOCAL_BASE_IMAGE),$(BASE_IMAGE)),base-image) \
 	$(if $(FALLBACK_MODEL),$(FALLBACK_MODEL)/model.onnx)
