@@ -52,6 +52,10 @@ export-model: $(STAMP) ## Copy a registered model into a plain directory (MODEL_
 serve: $(STAMP) ## Serve MODEL_URI (default models:/iris-classifier@production) on PORT (8000)
 	MODEL_URI="$(MODEL_URI)" PORT=$(PORT) $(PY) -m server
 
+.PHONY: bench-drift
+bench-drift: $(STAMP) ## Drift detection's cost per request at windows of 100 to 100,000 rows
+	$(PY) -m loadtest.drift_cost
+
 .PHONY: lint
 lint: $(STAMP) ## Ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .
