@@ -249,9 +249,24 @@ class Serving:
         self._threshold = int(settings.challenger_traffic * 0xFFFFFFFF)
         self.draining = False
         metrics.model_ready.set(0)
+        # Counters exist at zero from the start: rate() and increase() cannot see a series'
+        # first sample, so one created by its first increment would hide that increment.
+        for slot in (self.champion, self.challenger):
+            if slot is not None:
+                metrics.reload_failures.labels(slot.variant)
+        if self.shadow:
+            metrics.shadow_agreement.labels("agree")
+            metrics.shadow_agreement.labels("disagree")
+        self._forget_drift()
+
+    def _forget_drift(self) -> None:
+        """No drift figures until the current model has seen traffic (NaN is "unknown", not 0)."""
+        self.metrics.feature_drift.clear()
+        self.metrics.prediction_drift.set(float("nan"))
 
     def _champion_swapped(self, model: Model) -> None:
         self.metrics.model_ready.set(1)
+        self._forget_drift()  # the old model's drift says nothing about the new one
         self.drift = DriftMonitor.for_model(
             model.drift_reference, model.features, self.settings.drift_window, model.version
         )
