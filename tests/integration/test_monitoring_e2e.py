@@ -408,6 +408,27 @@ def test_every_panel_query_returns_data(stack: Stack, query: PanelQuery) -> None
     assert any(math.isfinite(v) for v in values), f"no data for {expr}: {answer['data']}"
 
 
+def test_error_rate_panel_shows_healthy_routes_as_zero_and_shed_requests_as_errors(
+    stack: Stack,
+) -> None:
+    """/predict never answered 5xx: 0 on the panel, not a gap. Shed requests are all 503."""
+    panel = next(q for q in panel_queries() if q.panel == "Error rate (5xx share) by route")
+    answer = stack.query(
+        stack.grafana(panel.expr),
+        start=str(stack.started),
+        end=str(time.time()),
+        step=f"{STEP_SECONDS}s",
+    )
+    by_route = {
+        series["metric"]["route"]: [float(v) for _, v in series["values"]]
+        for series in answer["data"]["result"]
+    }
+    predict = [v for v in by_route["/predict"] if math.isfinite(v)]
+    assert predict, by_route
+    assert set(predict) == {0.0}
+    assert max(v for v in by_route["shed"] if math.isfinite(v)) == 1.0
+
+
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda r: r.get("alert") or r.get("record"))
 def test_every_alert_rule_parses_and_evaluates(stack: Stack, rule: dict[str, Any]) -> None:
     answer = stack.query(rule["expr"])
