@@ -1,7 +1,7 @@
 """The chart's alert rules and dashboards, end to end, against a real Prometheus.
 
-A real `mlflow server` holds iris: version 1 in production and a smaller version 2 as challenger,
-scored in shadow. The API server follows both aliases; Prometheus scrapes it every second, started
+A real `mlflow server` holds iris, trained by `python -m training`: version 1 in production and
+version 2 (the same model, registered again) as challenger, scored in shadow. The API server follows both aliases; Prometheus scrapes it every second, started
 by scripts/monitor.sh (what `make monitor` runs) with the chart's rule file. Traffic covers normal
 and batched predictions, the Open Inference Protocol, every client error, requests shed at the
 concurrency limit, a promotion (production moves to version 2), a refused version (production
@@ -326,7 +326,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         with model_server(env, root) as server:
             api = Api(server)
             with prometheus(api.port, rules, root) as url, api.http:
-                yield drive(Stack(url, api, time.time()), mlflow, first)
+                stack = Stack(url, api, time.time())
+                with stack.prom:
+                    yield drive(stack, mlflow, first)
 
 
 def drive(stack: Stack, mlflow: MlflowServer, first: dict[str, Any]) -> Stack:
