@@ -99,3 +99,10 @@ chart-tools: ## Install the pinned helm, kubectl, checkov and CRD schemas into .
 .PHONY: chart-test
 chart-test: system-deps chart-tools $(STAMP) ## Lint, render, validate, policy-scan and unit-test the chart and its alerts
 	$(PY) -m pytest -m chart tests/chart $(PYTEST_ARGS)
+
+# --- Local monitoring -----------------------------------------------------------------------
+PROMETHEUS_PORT ?= 9090
+
+.PHONY: monitor
+monitor: ## Local Prometheus on 127.0.0.1:PROMETHEUS_PORT (9090) scraping `make serve` on PORT, with the chart's alert rules
+	PORT=$(PORT) PROMETHEUS_PORT=$(PROMETHEUS_PORT) scripts/monitor.sh
