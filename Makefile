@@ -73,7 +73,7 @@ test: system-deps lint ## The full test command: lint, then every test layer
 
 .PHONY: clean
 clean: ## Remove the venv, tools and the local MLflow store
-	rm -rf $(VENV) $(TOOLS) .mlflow .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .mlflow .monitor .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: actionlint
 actionlint: $(STAMP) ## Lint the GitHub Actions workflows (actionlint, with shellcheck on run: scripts)
