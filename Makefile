@@ -86,3 +86,19 @@ cluster-test: $(STAMP) ## Cluster tests against an installed release (KUBE_CONFI
 	$(PY) -m pytest tests/cluster -m cluster --timeout 1800 \
 		--cluster-type existing --kube-config "$(KUBE_CONFIG)" --chart-path charts/platform \
 		--test-extra-info "release=$(CLUSTER_RELEASE),namespace=$(CLUSTER_NAMESPACE)" $(PYTEST_ARGS)
+
+# Load tests and benchmarks (loadtest/). Results go to loadtest/results/ (git-ignored).
+# URL= drives a running server instead of starting one; ARGS= passes options (--help lists them).
+URL ?=
+
+.PHONY: loadtest
+loadtest: $(STAMP) ## Load test /predict at concurrency 1,16,64,100 (URL=http://host:port, API_KEY=, ARGS="--duration 5")
+	$(PY) -m loadtest.run $(if $(URL),--url "$(URL)") $(ARGS)
+
+.PHONY: bench
+bench: $(STAMP) ## Side by side: this server, constant JSON, mlflow models serve, in-process sklearn vs onnxruntime (ARGS="--repeats 3")
+	$(PY) -m loadtest.bench $(ARGS)
+
+.PHONY: bench-server
+bench-server: $(STAMP) ## This server's own figures against their targets, without MLflow's server (ARGS=...)
+	$(PY) -m loadtest.bench --server-only $(ARGS)
