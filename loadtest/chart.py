@@ -64,7 +64,11 @@ def bench_chart(
         axes.grid(True, axis="x", alpha=0.3)
         for y, value in enumerate(medians):
             axes.annotate(
-                f"{value:,.0f}" if value >= 100 else f"{value:.3g}", (value, y), xytext=(4, 6), textcoords="offset points", fontsize=8
+                f"{value:,.0f}" if value >= 100 else f"{value:.3g}",
+                (value, y),
+                xytext=(4, 6),
+                textcoords="offset points",
+                fontsize=8,
             )
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
