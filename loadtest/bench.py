@@ -196,18 +196,29 @@ def agreeing_label(target: Target, classes: list[str]) -> int | None:
 
 
 def load(
-    target: Target, body: bytes, concurrency: int, args: argparse.Namespace, cpu: int | None
+    target: Target,
+    body: bytes,
+    concurrency: int,
+    args: argparse.Namespace,
+    cpu: int | None,
+    cpu_runs: list[float],
 ) -> WrkResult:
-    """A warm-up, then one measured wrk run; both count towards the requests served."""
+    """A warm-up, then one measured wrk run; both count towards the requests served.
+
+    The server's CPU seconds per request in the measured run are appended to `cpu_runs`.
+    """
     if args.warmup > 0:
         warm = run_wrk(
             target.endpoint, body, concurrency=concurrency, duration_s=args.warmup, cpu=cpu
         )
         target.served += warm.requests
+    cpu_before = target.service.cpu_seconds()
     result = run_wrk(
         target.endpoint, body, concurrency=concurrency, duration_s=args.duration, cpu=cpu
     )
     target.served += result.requests
+    if result.requests:
+        cpu_runs.append((target.service.cpu_seconds() - cpu_before) / result.requests)
     return result
 
 
@@ -324,6 +335,10 @@ def figures_from(
         if values:
             s = spread(values)
             figures.append(Figure(f"/predict 1 row c16: {label}", s.median, "req/s", s))
+            cpu_runs = extra.get("cpu", {}).get(key)
+            if cpu_runs:
+                c = spread([v * 1e6 for v in cpu_runs])
+                figures.append(Figure(f"server CPU per request at c16: {label}", c.median, "µs", c))
             p99 = spread([w.p99_ms for w in runs[key]])
             target = "< 5 ms" if key == "ours c16" else ""
             figures.append(
@@ -348,6 +363,23 @@ def figures_from(
                 r.median >= 0.6,
             )
         )
+    # The throughput ratio each server would reach with its CPU to itself: CPU seconds per
+    # request barely move when other work shares the machine, so this is the robust estimate.
+    cpu = extra.get("cpu", {})
+    goals = {"baseline c16": 0.6, "mlflow-onnx c16": 30.0, "mlflow-sklearn c16": None}
+    for key, goal in goals.items():
+        if cpu.get("ours c16") and cpu.get(key):
+            r = ratio_spread(cpu[key], cpu["ours c16"])
+            figures.append(
+                Figure(
+                    f"ratio by CPU per request: this server vs {names[key]}",
+                    r.median,
+                    "x",
+                    r,
+                    f"≥ {goal:g}x" if goal else "",
+                    r.median >= goal if goal else None,
+                )
+            )
     for key in ("mlflow-onnx c16", "mlflow-sklearn c16"):
         if rps(key):
             r = ratio_spread(ours, rps(key))
@@ -503,15 +535,16 @@ def main(argv: list[str] | None = None) -> int:
             runs: dict[str, list[WrkResult]] = {
                 k: [] for k in [*keys, "ours c100", "ours batch1000 c1"]
             }
+            cpu: dict[str, list[float]] = {k: [] for k in runs}
+            plan = [(key, t, t.body, 16) for key, t in keys.items()]
+            plan += [("ours c100", ours, single, 100), ("ours batch1000 c1", ours, batch1000, 1)]
             for repeat in range(args.repeats):
-                for key, t in keys.items():
-                    runs[key].append(load(t, t.body, 16, args, client_cpu))
-                runs["ours c100"].append(load(ours, single, 100, args, client_cpu))
-                runs["ours batch1000 c1"].append(load(ours, batch1000, 1, args, client_cpu))
+                for key, t, body, level in plan:
+                    runs[key].append(load(t, body, level, args, client_cpu, cpu[key]))
                 line = ", ".join(f"{names[k]} {runs[k][-1].rps:,.0f}" for k in keys)
                 print(f"  repeat {repeat + 1}/{args.repeats} req/s at c16: {line}", flush=True)
 
-            extra: dict[str, Any] = {"start": start}
+            extra: dict[str, Any] = {"start": start, "cpu": cpu}
             soak_deadline = time.monotonic() + 900
             while ours.served < args.soak_requests and time.monotonic() < soak_deadline:
                 ours.served += run_wrk(
@@ -558,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
         "inprocess_seconds": {k: v.to_dict() for k, v in inproc.items()},
         "runs": {k: [w.to_dict() for w in v] for k, v in runs.items()},
         "served": extra.get("served"),
+        "server_cpu_seconds_per_request": extra.get("cpu"),
         "elapsed_s": round(time.monotonic() - started_at, 1),
     }
     (args.out_dir / "bench.json").write_text(json.dumps(report, indent=2) + "\n")

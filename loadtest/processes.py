@@ -116,6 +116,20 @@ class Service:
                     total += int(line.split()[1]) * 1024
         return total
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the process and its descendants.
+
+        Unlike throughput, CPU per request hardly moves when other work shares the machine.
+        """
+        ticks = 0
+        for pid in _tree(self.process.pid):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def stop(self, timeout: float = 15.0) -> None:
         if self.process.poll() is not None:
             return
