@@ -28,6 +28,7 @@ from loadtest.run import DEFAULT_OUT, env_default, pinning
 from loadtest.stats import Spread, spread
 from loadtest.table import duration, render
 from loadtest.wrk import WrkError, WrkResult, run_wrk
+from training.errors import TrainingError
 
 OURS, BASELINE = "this server", "constant JSON"
 MLFLOW_ONNX, MLFLOW_SKLEARN = "mlflow serve (ONNX)", "mlflow serve (sklearn)"
@@ -190,7 +191,7 @@ def agreeing_label(target: Target, classes: list[str]) -> int | None:
     try:
         answer = json.loads(post(target.endpoint, target.body))
     except urllib.error.HTTPError as exc:
-        print(f"  {target.name}: answered {exc.code}: {exc.read()[:300].decode(errors='replace')}")
+        print(f"  {target.name}: answered {exc.code}: {exc.read()[:160].decode(errors='replace')}")
         return None
     return mlflow_models.label_index(answer, classes)
 
@@ -363,6 +364,20 @@ def figures_from(
                 r.median >= 0.6,
             )
         )
+    for key in ("mlflow-onnx c16", "mlflow-sklearn c16"):
+        if rps(key):
+            r = ratio_spread(ours, rps(key))
+            target = "≥ 30x" if key == "mlflow-onnx c16" else ""
+            figures.append(
+                Figure(
+                    f"ratio: this server / {names[key]}, c16",
+                    r.median,
+                    "x",
+                    r,
+                    target,
+                    r.median >= 30 if target else None,
+                )
+            )
     # The throughput ratio each server would reach with its CPU to itself: CPU seconds per
     # request barely move when other work shares the machine, so this is the robust estimate.
     cpu = extra.get("cpu", {})
@@ -378,20 +393,6 @@ def figures_from(
                     r,
                     f"≥ {goal:g}x" if goal else "",
                     r.median >= goal if goal else None,
-                )
-            )
-    for key in ("mlflow-onnx c16", "mlflow-sklearn c16"):
-        if rps(key):
-            r = ratio_spread(ours, rps(key))
-            target = "≥ 30x" if key == "mlflow-onnx c16" else ""
-            figures.append(
-                Figure(
-                    f"ratio: this server / {names[key]}, c16",
-                    r.median,
-                    "x",
-                    r,
-                    target,
-                    r.median >= 30 if target else None,
                 )
             )
     if runs.get("ours c100"):
@@ -482,6 +483,10 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --repeats and --duration must be at least 1", file=sys.stderr)
         return 2
     server_cpu, client_cpu = pinning(True, args.no_pin, args.server_cpu, args.client_cpu)
+    hint = servers.missing_store()
+    if hint:
+        print(f"error: {hint}", file=sys.stderr)
+        return 1
     args.out_dir.mkdir(parents=True, exist_ok=True)
     about = machine.describe()
     started_at = time.monotonic()
@@ -560,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
                     else "mlflow_sklearn_rss_bytes"
                 )
                 extra[key] = t.service.rss_bytes()
-        except (StartError, WrkError) as exc:
+        except (StartError, WrkError, TrainingError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         finally:

@@ -217,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="loadtest-logs-") as logs:
         service = None
         if local:
+            hint = servers.missing_store()
+            if hint and not Path(args.model_uri.removeprefix("file://")).is_dir():
+                print(f"error: {hint}", file=sys.stderr)
+                return 1
             service = servers.model_server(args.model_uri, Path(logs), server_cpu)
             try:
                 service.wait_ready(timeout=120)

@@ -17,6 +17,13 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or LOCAL_TRACKING_URI
 
 
+def missing_store() -> str | None:
+    """A one-line hint when the default local store has not been created yet, else None."""
+    if os.environ.get("MLFLOW_TRACKING_URI") or (REPO_ROOT / ".mlflow" / "mlflow.db").exists():
+        return None
+    return "no local model store in .mlflow/: run `make train` first (or set MLFLOW_TRACKING_URI)"
+
+
 def model_server(
     model_uri: str, log_dir: Path, cpu: int | None, extra_env: dict[str, str] | None = None
 ) -> Service:
