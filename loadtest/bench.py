@@ -604,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     inproc_bars = [(k, *_bar([v * 1e6 for v in s.runs])) for k, s in inproc.items()]
     chart.bench_chart(http_bars, inproc_bars, title, args.out_dir / "bench.png")
     markdown = (
-        f"Measured {about['date']} on {machine.one_line(about)}; {model.uri}; medians of "
+        f"Measured on {machine.one_line(about)}; {model.uri}; medians of "
         f"{args.repeats} runs of {args.duration:g}s (range in brackets).\n\n"
         f"{figures_table(figures, markdown=True)}\n"
     )
