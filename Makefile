@@ -106,3 +106,19 @@ PROMETHEUS_PORT ?= 9090
 .PHONY: monitor
 monitor: ## Local Prometheus on 127.0.0.1:PROMETHEUS_PORT (9090) scraping `make serve` on PORT, with the chart's alert rules
 	PORT=$(PORT) PROMETHEUS_PORT=$(PROMETHEUS_PORT) scripts/monitor.sh
+
+# Load tests and benchmarks (loadtest/). Results go to loadtest/results/ (git-ignored).
+# URL= drives a running server instead of starting one; ARGS= passes options (--help lists them).
+URL ?=
+
+.PHONY: loadtest
+loadtest: $(STAMP) ## Load test /predict at concurrency 1,16,64,100 (URL=http://host:port, API_KEY=, ARGS="--duration 5")
+	$(PY) -m loadtest.run $(if $(URL),--url "$(URL)") $(ARGS)
+
+.PHONY: bench
+bench: $(STAMP) ## Side by side: this server, constant JSON, mlflow models serve, in-process sklearn vs onnxruntime (ARGS="--repeats 3")
+	$(PY) -m loadtest.bench $(ARGS)
+
+.PHONY: bench-server
+bench-server: $(STAMP) ## This server's own figures against their targets, without MLflow's server (ARGS=...)
+	$(PY) -m loadtest.bench --server-only $(ARGS)
