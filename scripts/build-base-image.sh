@@ -36,20 +36,23 @@ if [ "${REBUILD_BASE:-0}" != 1 ] &&
 fi
 
 command -v debootstrap >/dev/null || { log "debootstrap is missing (scripts/docker-engine.sh)"; exit 1; }
-[ "$(id -u)" -eq 0 ] || { log "debootstrap needs root"; exit 1; }
+# debootstrap, chroot and the root-owned tree need root: sudo where we are not (CI runners).
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 step_started=$SECONDS
 step() { log "$1 took $((SECONDS - step_started))s"; step_started=$SECONDS; }
 total_started=$SECONDS
 
 rootfs="$WORKDIR/rootfs"
-rm -rf "$rootfs"
-mkdir -p "$rootfs"
-trap 'rm -rf "$rootfs"' EXIT
+$SUDO rm -rf "$rootfs"
+mkdir -p "$WORKDIR"
+$SUDO mkdir -p "$rootfs"
+trap '$SUDO rm -rf "$rootfs"' EXIT
 
 log "debootstrap $SUITE (minbase + python3, python3-venv, ca-certificates) into $rootfs"
 # shellcheck disable=SC2086  # an empty mirror means debootstrap's default
-debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+$SUDO debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
   --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
   "$SUITE" "$rootfs" ${DEBIAN_MIRROR:-} >"$WORKDIR/debootstrap.log" 2>&1 || {
   tail -n 30 "$WORKDIR/debootstrap.log" >&2
@@ -60,34 +63,34 @@ step "debootstrap"
 shopt -s nullglob
 certs=("$EXTRA_CA_DIR"/*.crt)
 if [ ${#certs[@]} -gt 0 ]; then
-  cp "${certs[@]}" "$rootfs/usr/local/share/ca-certificates/"
-  chroot "$rootfs" update-ca-certificates >/dev/null
+  $SUDO cp "${certs[@]}" "$rootfs/usr/local/share/ca-certificates/"
+  $SUDO chroot "$rootfs" update-ca-certificates >/dev/null
   log "added ${#certs[@]} extra CA certificate(s) from $EXTRA_CA_DIR"
 fi
 step "CA certificates"
 
 # Slim: nothing here is needed to run Python or to build an image on top of it
 # (apt-get update restores the lists).
-before=$(du -sm "$rootfs" | cut -f1)
-rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* \
+before=$($SUDO du -sm "$rootfs" | cut -f1)
+$SUDO rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* \
   "$rootfs"/var/cache/debconf/*-old "$rootfs"/var/log/* \
   "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
   "$rootfs"/usr/share/lintian "$rootfs"/usr/share/linda "$rootfs"/usr/share/common-licenses \
   "$rootfs"/tmp/* "$rootfs"/var/tmp/*
-find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
+$SUDO find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
 # Keep dpkg from putting documentation and translations back when images built on this base
 # install Debian packages.
-cat >"$rootfs/etc/dpkg/dpkg.cfg.d/01-slim" <<'EOF'
+$SUDO tee "$rootfs/etc/dpkg/dpkg.cfg.d/01-slim" >/dev/null <<'EOF'
 path-exclude=/usr/share/doc/*
 path-exclude=/usr/share/man/*
 path-exclude=/usr/share/info/*
 path-exclude=/usr/share/locale/*
 path-include=/usr/share/locale/locale.alias
 EOF
-after=$(du -sm "$rootfs" | cut -f1)
+after=$($SUDO du -sm "$rootfs" | cut -f1)
 step "slimming (${before} MB -> ${after} MB)"
 
-tar -C "$rootfs" --numeric-owner -c . | docker import \
+$SUDO tar -C "$rootfs" --numeric-owner -c . | docker import \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'ENV LANG=C.UTF-8' \
   --change "LABEL org.mlops-platform.base-recipe=$HASH" \

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Makes a Docker engine answer on this machine: installs Debian's docker.io and debootstrap when
-# missing and starts dockerd when it is not running (overlay2, falling back to vfs).
+# missing and starts dockerd when it is not running (overlay2, falling back to vfs). Where an
+# engine already runs (a CI runner), it only adds debootstrap and the Debian keyring.
 # With --compose, also installs Debian's docker-compose when no Compose command works.
 # Idempotent and quiet when the engine already answers. Exit status 0 means `docker info` works.
 set -euo pipefail
 
 LOG=${DOCKERD_LOG:-/tmp/dockerd.log}
 WAIT_SECONDS=${DOCKERD_WAIT_SECONDS:-60}
+DEBIAN_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 
 WITH_COMPOSE=0
 [ "${1:-}" = --compose ] && WITH_COMPOSE=1
@@ -20,6 +22,8 @@ install_packages() {
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
   command -v docker >/dev/null 2>&1 || missing+=(docker.io)
   command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+  # Present on Debian; on Ubuntu (e.g. CI runners) debootstrap needs it to verify bookworm.
+  [ -f "$DEBIAN_KEYRING" ] || missing+=(debian-archive-keyring)
   if [ "$WITH_COMPOSE" = 1 ] && ! docker compose version >/dev/null 2>&1 &&
     ! command -v docker-compose >/dev/null 2>&1; then
     missing+=(docker-compose)
@@ -59,7 +63,11 @@ start_dockerd() {
   return 1
 }
 
-[ "$WITH_COMPOSE" = 1 ] || { engine_answers && exit 0; }
+tools_present() {
+  [ "$WITH_COMPOSE" = 0 ] && command -v debootstrap >/dev/null 2>&1 && [ -f "$DEBIAN_KEYRING" ]
+}
+
+tools_present && engine_answers && exit 0
 install_packages
 engine_answers && exit 0
 if pgrep -x dockerd >/dev/null 2>&1; then
