@@ -30,9 +30,7 @@ def snapshot(client: MlflowClient, name: str) -> RegistrySnapshot:
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
         return RegistrySnapshot(False, (), {}, {})
-    versions = sorted(
-        (v.version for v in client.search_model_versions(f"name='{name}'")), key=int
-    )
+    versions = sorted((v.version for v in client.search_model_versions(f"name='{name}'")), key=int)
     return RegistrySnapshot(
         True,
         tuple(str(v) for v in versions),

@@ -25,4 +25,3 @@ def client(tracking_uri: str) -> MlflowClient:
     """A client on the test's store, created the way a second machine would see it."""
     (Path(tracking_uri.removeprefix("sqlite:///")).parent).mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-

@@ -27,7 +27,10 @@ def test_command_line_options_reach_the_config() -> None:
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        (TrainConfig(dataset="mnist"), "unknown dataset 'mnist': choose one of iris, wine, diabetes"),
+        (
+            TrainConfig(dataset="mnist"),
+            "unknown dataset 'mnist': choose one of iris, wine, diabetes",
+        ),
         (TrainConfig(n_estimators=0), "--n-estimators must be at least 1, got 0"),
         (TrainConfig(n_estimators=-3), "--n-estimators must be at least 1, got -3"),
         (TrainConfig(max_depth=0), "--max-depth must be at least 1, got 0"),

@@ -8,7 +8,14 @@ from training.errors import TrainingError
 @pytest.mark.parametrize(
     ("name", "task", "rows", "n_features", "classes", "model_name"),
     [
-        ("iris", "classification", 150, 4, ["setosa", "versicolor", "virginica"], "iris-classifier"),
+        (
+            "iris",
+            "classification",
+            150,
+            4,
+            ["setosa", "versicolor", "virginica"],
+            "iris-classifier",
+        ),
         ("wine", "classification", 178, 13, ["class_0", "class_1", "class_2"], "wine-classifier"),
         ("diabetes", "regression", 442, 10, [], "diabetes-regressor"),
     ],
