@@ -3,6 +3,7 @@
 import json
 import tempfile
 from dataclasses import dataclass
+from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,16 @@ METADATA_FILE = "metadata.json"
 DRIFT_REFERENCE_FILE = "drift_reference.json"
 FEATURES_TAG = "features"
 TASK_TAG = "task"
+
+
+def _pinned(*packages: str) -> list[str]:
+    return [f"{package}=={installed_version(package)}" for package in packages]
+
+
+# Stated, not inferred: MLflow's inference runs a subprocess that imports the model (7 s per
+# flavor here) and, failing to narrow it down, pins the whole training environment.
+ONNX_REQUIREMENTS = ("onnx", "onnxruntime", "numpy")
+SKLEARN_REQUIREMENTS = ("scikit-learn", "skops", "numpy")
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,7 @@ def log_and_register(
                 signature=signature,
                 input_example=example,
                 extra_files=extra,
+                pip_requirements=_pinned(*ONNX_REQUIREMENTS),
                 onnx_execution_providers=["CPUExecutionProvider"],
             )
             # The scikit-learn form is kept beside it (unregistered) so benchmarks can serve both.
@@ -106,6 +118,7 @@ def log_and_register(
                 name="sklearn-model",
                 signature=signature,
                 input_example=example,
+                pip_requirements=_pinned(*SKLEARN_REQUIREMENTS),
                 # We wrote this file ourselves a moment ago; its tree arrays are ours to trust.
                 skops_trusted_types=["sklearn.tree._tree.Tree"],
             )

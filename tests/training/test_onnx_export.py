@@ -21,7 +21,8 @@ def _trained(dataset_name: str, n_estimators: int = 10) -> tuple[estimator.Estim
 
 def _attribute(proto: onnx.ModelProto, op_type: str, name: str) -> onnx.AttributeProto:
     node = next(n for n in proto.graph.node if n.op_type == op_type)
-    return next(a for a in node.attribute if a.name == name)
+    attribute: onnx.AttributeProto = next(a for a in node.attribute if a.name == name)
+    return attribute
 
 
 def _outputs(exported: onnx_export.ExportedModel, X: np.ndarray) -> dict[str, np.ndarray]:
