@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 import mlflow
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -37,3 +38,10 @@ def snapshot(client: MlflowClient, name: str) -> RegistrySnapshot:
         {alias: str(version) for alias, version in model.aliases.items()},
         dict(model.tags),
     )
+
+
+def version_run(client: MlflowClient, name: str, version: str) -> Run:
+    """The training run behind a registered version."""
+    run_id = client.get_model_version(name, version).run_id
+    assert run_id is not None, f"{name} version {version} has no run"
+    return client.get_run(run_id)

@@ -8,7 +8,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tests.registry import snapshot
+from tests.registry import snapshot, version_run
 from tests.training.conftest import Result, Train
 
 
@@ -52,9 +52,9 @@ def test_each_dataset_registers_its_own_model(
     assert train(f"--dataset={dataset}").code == 0
     assert snapshot(client, name).aliases == {"production": "1"}
     assert client.get_registered_model(name).tags["task"] == task
-    version = client.get_model_version(name, "1")
-    assert set(client.get_run(version.run_id).data.metrics) == metrics
-    assert client.get_run(version.run_id).data.params["dataset"] == dataset
+    run = version_run(client, name, "1")
+    assert set(run.data.metrics) == metrics
+    assert run.data.params["dataset"] == dataset
     assert snapshot(client, "iris-classifier").exists is False
 
 
@@ -62,10 +62,7 @@ def test_same_seed_twice_gives_the_same_metrics(train: Train, client: MlflowClie
     assert train("--random-state=11").code == 0
     assert train("--random-state=11").code == 0
     assert train("--random-state=12", "--dataset=iris").code == 0
-    runs = [
-        client.get_run(client.get_model_version("iris-classifier", v).run_id).data.metrics
-        for v in ("1", "2", "3")
-    ]
+    runs = [version_run(client, "iris-classifier", v).data.metrics for v in ("1", "2", "3")]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
 
