@@ -4,6 +4,7 @@ SQLite backend and proxied artifacts in a temporary directory, the same layout `
 serves from .mlflow/, so clients reach both the registry and the artifacts over HTTP only.
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -75,7 +76,6 @@ def stop_mlflow_server(process: subprocess.Popen[bytes]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=15)
     else:
-        try:  # the leader exited; make sure no worker outlived it
+        # The leader exited; make sure no worker outlived it.
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
