@@ -48,6 +48,30 @@ OUT ?= build/model
 export-model: $(STAMP) ## Copy a registered model into a plain directory (MODEL_URI=..., OUT=build/model)
 	$(PY) -m training.export --model-uri "$(MODEL_URI)" --out "$(OUT)"
 
+VERSION ?=
+FORCE ?=
+MLFLOW_PORT ?= 5000
+
+.PHONY: models
+models: $(STAMP) ## List a model's versions, metrics and aliases (MODEL=iris-classifier)
+	$(PY) -m training.lifecycle models --model "$(MODEL)"
+
+.PHONY: promote
+promote: $(STAMP) ## Point an alias at a version after checking it (VERSION=n, ALIAS=production, MODEL=..., FORCE=1)
+	@if [ -z "$(VERSION)" ]; then echo "error: VERSION is required: make promote VERSION=n" >&2; exit 2; fi
+	$(PY) -m training.lifecycle promote --model "$(MODEL)" --alias "$(ALIAS)" --version "$(VERSION)" $(if $(filter 1 yes true,$(FORCE)),--force)
+
+.PHONY: rollback
+rollback: $(STAMP) ## Point an alias back at its previous version (ALIAS=production, MODEL=...)
+	$(PY) -m training.lifecycle rollback --model "$(MODEL)" --alias "$(ALIAS)"
+
+.PHONY: mlflow
+mlflow: $(STAMP) ## MLflow server and UI on 127.0.0.1:5000 over the local store in .mlflow/ (MLFLOW_PORT=...)
+	mkdir -p .mlflow/artifacts
+	$(VENV)/bin/mlflow server --host 127.0.0.1 --port "$(MLFLOW_PORT)" \
+		--backend-store-uri "sqlite:///$(CURDIR)/.mlflow/mlflow.db" \
+		--serve-artifacts --artifacts-destination "$(CURDIR)/.mlflow/artifacts"
+
 .PHONY: lint
 lint: $(STAMP) ## Ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .
