@@ -11,8 +11,13 @@ def add_foreign_version(client: MlflowClient, name: str, donor: str) -> str:
     donor_version = max(
         client.search_model_versions(f"name='{donor}'"), key=lambda v: int(v.version)
     )
+    source = str(donor_version.source)
     created = client.create_model_version(
-        name, source=str(donor_version.source), run_id=donor_version.run_id
+        name,
+        source=source,
+        run_id=donor_version.run_id,
+        # A server insists that a models:/<id> source comes with its id.
+        model_id=source.removeprefix("models:/"),
     )
     return str(created.version)
 
