@@ -23,7 +23,7 @@ def registry(mlflow_server: str) -> Iterator[MlflowClient]:
     """Versions 1 and 2 of iris (1 in production) and version 3 with wine's features."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-        patch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+        patch.setenv("MLFLOW_REGISTRY_URI", mlflow_server)  # restored on leaving, unlike delenv
         for args in (
             [f"--model-name={NAME}"],
             [f"--model-name={NAME}", "--random-state=2"],

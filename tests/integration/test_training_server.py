@@ -51,6 +51,7 @@ def trained_twice(mlflow_server: str) -> str:
 @pytest.fixture
 def client(trained_twice: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowClient]:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", trained_twice)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", trained_twice)
     yield MlflowClient(tracking_uri=trained_twice, registry_uri=trained_twice)
     reset_mlflow_globals()
 

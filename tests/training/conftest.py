@@ -32,8 +32,9 @@ def tracking_uri(
     shutil.copyfile(empty_store, database)
     uri = f"sqlite:///{database}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    # mlflow.set_registry_uri writes this variable; record it so monkeypatch restores it.
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    # mlflow.set_registry_uri (in training.tracking.connect) writes this variable. setenv, not
+    # delenv: delenv of an unset variable records nothing, so the test's value would outlive it.
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     yield uri
     reset_mlflow_globals()
 
