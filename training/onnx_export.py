@@ -1,7 +1,6 @@
 """Export the fitted model to ONNX and prove that onnxruntime agrees with scikit-learn.
 
 Classifiers go through skl2onnx (float32 in; `label` and `probabilities` out, no ZipMap).
-Regressors output `label` too (the predicted value), as the exported-model contract names it.
 Regressors are written as one ai.onnx.ml TreeEnsemble node in double precision: skl2onnx's
 float32 TreeEnsembleRegressor sums leaf values in float32, which drifts by ~3e-5 on targets in
 the hundreds, more than the 1e-5 parity bound. The input stays float32 and is cast inside the
@@ -22,8 +21,6 @@ from training.errors import TrainingError
 from training.estimator import Estimator
 
 INPUT_NAME = "input"
-# The contract names the prediction output `label` for every task; a regressor's is a double.
-REGRESSOR_OUTPUT = "label"
 PARITY_TOLERANCE = 1e-5
 _OPSET = 18
 _ML_OPSET_TREE_ENSEMBLE = 5
@@ -33,7 +30,7 @@ _ML_OPSET_TREE_ENSEMBLE = 5
 class ExportedModel:
     proto: onnx.ModelProto
     input_name: str
-    outputs: dict[str, str]  # role ("label", "probabilities") -> ONNX output name
+    outputs: dict[str, str]  # role ("label", "probabilities", "value") -> ONNX output name
 
 
 def export(model: Estimator, n_features: int) -> ExportedModel:
@@ -47,9 +44,7 @@ def export(model: Estimator, n_features: int) -> ExportedModel:
         )
         names = [o.name for o in proto.graph.output]
         return ExportedModel(proto, INPUT_NAME, {"label": names[0], "probabilities": names[1]})
-    return ExportedModel(
-        _regressor_to_onnx(model, n_features), INPUT_NAME, {"label": REGRESSOR_OUTPUT}
-    )
+    return ExportedModel(_regressor_to_onnx(model, n_features), INPUT_NAME, {"value": "value"})
 
 
 def _regressor_to_onnx(model: RandomForestRegressor, n_features: int) -> onnx.ModelProto:
@@ -91,7 +86,7 @@ def _regressor_to_onnx(model: RandomForestRegressor, n_features: int) -> onnx.Mo
     ensemble = helper.make_node(
         "TreeEnsemble",
         ["input_double"],
-        [REGRESSOR_OUTPUT],
+        ["value"],
         domain="ai.onnx.ml",
         aggregate_function=0,  # AVERAGE: a random forest's prediction is the mean over trees
         n_targets=1,
@@ -110,7 +105,7 @@ def _regressor_to_onnx(model: RandomForestRegressor, n_features: int) -> onnx.Mo
         [helper.make_node("Cast", [INPUT_NAME], ["input_double"], to=TensorProto.DOUBLE), ensemble],
         "random_forest_regressor",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [None, n_features])],
-        [helper.make_tensor_value_info(REGRESSOR_OUTPUT, TensorProto.DOUBLE, [None, 1])],
+        [helper.make_tensor_value_info("value", TensorProto.DOUBLE, [None, 1])],
     )
     proto = helper.make_model(
         graph,
@@ -157,7 +152,7 @@ def check_parity(model: Estimator, exported: ExportedModel, X: np.ndarray) -> fl
         expected = model.predict_proba(X)
         what = "probability"
     else:
-        got = np.asarray(results[exported.outputs["label"]], dtype=np.float64).ravel()
+        got = np.asarray(results[exported.outputs["value"]], dtype=np.float64).ravel()
         expected = model.predict(X)
         what = "prediction"
     if got.shape != expected.shape:
