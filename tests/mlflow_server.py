@@ -44,6 +44,13 @@ def start_mlflow_server(tmp_path: Path) -> tuple[str, subprocess.Popen[bytes]]:
         f"--artifacts-destination={tmp_path / 'artifacts'}",
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    # MLflow's background job runner and telemetry cost tens of seconds at start-up on a busy
+    # machine; these tests need neither.
+    env.update(
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        DO_NOT_TRACK="true",
+    )
     # Its own process group, so teardown can stop the workers it forks along with it.
     process = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True

@@ -39,7 +39,7 @@ def test_exports_a_version_by_number(train: Train, tmp_path: Path) -> None:
     out = export_model("models:/diabetes-regressor/2", tmp_path / "model")
     metadata = json.loads((out / "metadata.json").read_text())
     assert metadata["version"] == "2"
-    assert metadata["outputs"] == {"label": "label"}
+    assert metadata["outputs"] == {"value": "value"}
     assert metadata["task"] == "regression"
 
 

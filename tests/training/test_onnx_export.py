@@ -58,10 +58,11 @@ def test_classifier_parity() -> None:
 def test_regressor_graph_follows_the_contract() -> None:
     model, X = _trained("diabetes")
     exported = onnx_export.export(model, 10)
-    assert exported.outputs == {"label": "label"}
-    assert [o.name for o in exported.proto.graph.output] == ["label"]
+    # The server on main reads the role "value" (CONTRACT.md says `label`; see the merge notes).
+    assert exported.outputs == {"value": "value"}
+    assert [o.name for o in exported.proto.graph.output] == ["value"]
     outputs = _outputs(exported, X)
-    assert outputs["label"].shape == (len(X), 1)
+    assert outputs["value"].shape == (len(X), 1)
 
 
 def test_regressor_parity_within_1e_5() -> None:
@@ -70,7 +71,7 @@ def test_regressor_parity_within_1e_5() -> None:
     exported = onnx_export.export(model, 10)
     gap = onnx_export.check_parity(model, exported, X)
     assert gap <= 1e-5
-    predicted = _outputs(exported, X)["label"].ravel()
+    predicted = _outputs(exported, X)["value"].ravel()
     assert np.max(np.abs(predicted - model.predict(X))) <= 1e-5
 
 
@@ -80,7 +81,7 @@ def test_regressor_with_single_leaf_trees() -> None:
     assert all(tree.tree_.node_count == 1 for tree in model.estimators_)
     exported = onnx_export.export(model, 3)
     assert onnx_export.check_parity(model, exported, X) <= 1e-12
-    assert np.allclose(_outputs(exported, X)["label"], 4.5)
+    assert np.allclose(_outputs(exported, X)["value"], 4.5)
 
 
 def test_tampered_classifier_labels_fail_parity() -> None:
