@@ -8,10 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-import onnxruntime
 import pandas as pd
-import sklearn
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -114,11 +111,6 @@ def log_and_register(
                 extra_files=extra,
                 pip_requirements=_pinned(*ONNX_REQUIREMENTS),
                 onnx_execution_providers=["CPUExecutionProvider"],
-                # Named here so MLflow skips inferring them in a subprocess (seconds per run).
-                pip_requirements=[
-                    f"onnxruntime=={onnxruntime.__version__}",
-                    f"onnx=={onnx.__version__}",
-                ],
             )
             # The scikit-learn form is kept beside it (unregistered) so benchmarks can serve both.
             sklearn_info = mlflow.sklearn.log_model(
@@ -129,7 +121,6 @@ def log_and_register(
                 pip_requirements=_pinned(*SKLEARN_REQUIREMENTS),
                 # We wrote this file ourselves a moment ago; its tree arrays are ours to trust.
                 skops_trusted_types=["sklearn.tree._tree.Tree"],
-                pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
             )
     # The client calls rather than mlflow.register_model, which prints progress to stderr and
     # cannot tell us whether it created the registered model (so undo could delete another's).
