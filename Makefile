@@ -56,6 +56,30 @@ serve: $(STAMP) ## Serve MODEL_URI (default models:/iris-classifier@production) 
 bench-drift: $(STAMP) ## Drift detection's cost per request at windows of 100 to 100,000 rows
 	$(PY) -m loadtest.drift_cost
 
+VERSION ?=
+FORCE ?=
+MLFLOW_PORT ?= 5000
+
+.PHONY: models
+models: $(STAMP) ## List a model's versions, metrics and aliases (MODEL=iris-classifier)
+	$(PY) -m training.lifecycle models --model "$(MODEL)"
+
+.PHONY: promote
+promote: $(STAMP) ## Point an alias at a version after checking it (VERSION=n, ALIAS=production, MODEL=..., FORCE=1)
+	@if [ -z "$(VERSION)" ]; then echo "error: VERSION is required: make promote VERSION=n" >&2; exit 2; fi
+	$(PY) -m training.lifecycle promote --model "$(MODEL)" --alias "$(ALIAS)" --version "$(VERSION)" $(if $(filter 1 yes true,$(FORCE)),--force)
+
+.PHONY: rollback
+rollback: $(STAMP) ## Point an alias back at its previous version (ALIAS=production, MODEL=...)
+	$(PY) -m training.lifecycle rollback --model "$(MODEL)" --alias "$(ALIAS)"
+
+.PHONY: mlflow
+mlflow: $(STAMP) ## MLflow server and UI on 127.0.0.1:5000 over the local store in .mlflow/ (MLFLOW_PORT=...)
+	mkdir -p .mlflow/artifacts
+	$(VENV)/bin/mlflow server --host 127.0.0.1 --port "$(MLFLOW_PORT)" \
+		--backend-store-uri "sqlite:///$(CURDIR)/.mlflow/mlflow.db" \
+		--serve-artifacts --artifacts-destination "$(CURDIR)/.mlflow/artifacts"
+
 .PHONY: lint
 lint: $(STAMP) ## Ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .

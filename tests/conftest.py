@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.registry import reset_mlflow_globals
+
 
 @dataclass(frozen=True)
 class TrainedStore:
@@ -33,6 +35,7 @@ def trained_store(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
                 root / "exported" / registered.name,
             )
     finally:
+        reset_mlflow_globals()  # connect() set MLflow's in-process URIs to this store
         if previous is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:

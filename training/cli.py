@@ -9,7 +9,7 @@ import pandas as pd
 from training import drift_reference, estimator, onnx_export
 from training.config import TrainConfig, parse_config
 from training.datasets import load_dataset
-from training.errors import TrainingError
+from training.errors import TrainingError, one_line
 from training.registration import Registered, log_and_register
 from training.tracking import connect
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(parse_config(argv))
     except TrainingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; nothing was registered", file=sys.stderr)
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         from mlflow.exceptions import MlflowException
 
         if isinstance(exc, (MlflowException, OSError)):
-            print(f"error: MLflow: {exc}", file=sys.stderr)
+            print(f"error: MLflow: {one_line(exc)}", file=sys.stderr)
             return 1
         raise
     return 0

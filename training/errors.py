@@ -3,3 +3,8 @@
 
 class TrainingError(Exception):
     """A user-facing failure: the message names the problem; no traceback is shown."""
+
+
+def one_line(message: object) -> str:
+    """Collapse a message (MLflow's often carry JSON or several lines) onto one line."""
+    return " ".join(str(message).split())

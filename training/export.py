@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from training.errors import TrainingError
+from training.errors import TrainingError, one_line
 from training.registration import DRIFT_REFERENCE_FILE, METADATA_FILE
 from training.tracking import connect
 
@@ -73,11 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-uri", default="models:/iris-classifier@production")
     parser.add_argument("--out", type=Path, default=Path("build/model"))
     args = parser.parse_args(argv)
+    from mlflow.exceptions import MlflowException
+
     try:
         out = export_model(args.model_uri, args.out)
     except TrainingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except (MlflowException, OSError) as exc:  # a store or download failure: one line, no traceback
+        print(f"error: MLflow: {one_line(exc)}", file=sys.stderr)
+        return 1
     print(f"exported {args.model_uri} to {out}")
     return 0
 

@@ -3,14 +3,12 @@
 import json
 import tempfile
 from dataclasses import dataclass
+from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-import onnxruntime
 import pandas as pd
-import sklearn
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -22,6 +20,16 @@ METADATA_FILE = "metadata.json"
 DRIFT_REFERENCE_FILE = "drift_reference.json"
 FEATURES_TAG = "features"
 TASK_TAG = "task"
+
+
+def _pinned(*packages: str) -> list[str]:
+    return [f"{package}=={installed_version(package)}" for package in packages]
+
+
+# Stated, not inferred: MLflow's inference runs a subprocess that imports the model (7 s per
+# flavor here) and, failing to narrow it down, pins the whole training environment.
+ONNX_REQUIREMENTS = ("onnx", "onnxruntime", "numpy")
+SKLEARN_REQUIREMENTS = ("scikit-learn", "skops", "numpy")
 
 
 @dataclass(frozen=True)
@@ -101,12 +109,8 @@ def log_and_register(
                 signature=signature,
                 input_example=example,
                 extra_files=extra,
+                pip_requirements=_pinned(*ONNX_REQUIREMENTS),
                 onnx_execution_providers=["CPUExecutionProvider"],
-                # Named here so MLflow skips inferring them in a subprocess (seconds per run).
-                pip_requirements=[
-                    f"onnxruntime=={onnxruntime.__version__}",
-                    f"onnx=={onnx.__version__}",
-                ],
             )
             # The scikit-learn form is kept beside it (unregistered) so benchmarks can serve both.
             sklearn_info = mlflow.sklearn.log_model(
@@ -114,15 +118,29 @@ def log_and_register(
                 name="sklearn-model",
                 signature=signature,
                 input_example=example,
+                pip_requirements=_pinned(*SKLEARN_REQUIREMENTS),
                 # We wrote this file ourselves a moment ago; its tree arrays are ours to trust.
                 skops_trusted_types=["sklearn.tree._tree.Tree"],
-                pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
             )
+    # The client calls rather than mlflow.register_model, which prints progress to stderr and
+    # cannot tell us whether it created the registered model (so undo could delete another's).
     version = None
+    created_model = False
     try:
-        version = mlflow.register_model(
-            model_info.model_uri,
+        if not existed:
+            client.create_registered_model(
+                name,
+                tags={
+                    FEATURES_TAG: json.dumps(metadata["features"]),
+                    TASK_TAG: str(metadata["task"]),
+                },
+            )
+            created_model = True
+        version = client.create_model_version(
             name,
+            source=model_info.model_uri,
+            run_id=run.info.run_id,
+            model_id=model_info.model_id,
             tags={
                 "dataset": str(metadata["dataset"]),
                 "task": str(metadata["task"]),
@@ -130,25 +148,28 @@ def log_and_register(
             },
         ).version
         aliases = []
-        if not existed:
-            client.set_registered_model_tag(name, FEATURES_TAG, json.dumps(metadata["features"]))
-            client.set_registered_model_tag(name, TASK_TAG, str(metadata["task"]))
+        if created_model:
             client.set_registered_model_alias(name, PRODUCTION_ALIAS, version)
             aliases.append(PRODUCTION_ALIAS)
     except BaseException:
-        _undo_registration(client, name, version, created_model=not existed)
+        _undo_registration(client, name, run.info.run_id, created_model=created_model)
         raise
     return Registered(name=name, version=str(version), run_id=run.info.run_id, aliases=aliases)
 
 
 def _undo_registration(
-    client: MlflowClient, name: str, version: str | None, *, created_model: bool
+    client: MlflowClient, name: str, run_id: str, *, created_model: bool
 ) -> None:
-    """Leave the registry as it was: no half-registered version, no empty new model."""
+    """Leave the registry as it was: no half-registered version, no empty new model.
+
+    The versions to delete are found by run id rather than taken from create_model_version's
+    answer: a request can succeed on the server and still fail (or be interrupted) on our side.
+    """
     try:
         if created_model:
             client.delete_registered_model(name)
-        elif version is not None:
-            client.delete_model_version(name, version)
+            return
+        for version in client.search_model_versions(f"name='{name}' and run_id='{run_id}'"):
+            client.delete_model_version(name, version.version)
     except MlflowException:
         pass  # the original error is the one to report

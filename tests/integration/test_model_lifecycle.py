@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.processes import REPO_ROOT, model_server, wait_for
+from tests.registry import reset_mlflow_globals
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +44,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
         for n_estimators in (10, 20, 30):
             run(TrainConfig(n_estimators=n_estimators))
     finally:
+        reset_mlflow_globals()
         if previous is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:

@@ -1,0 +1,15 @@
+"""Fixtures for tests that run real processes on loopback."""
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.mlflow_server import start_mlflow_server, stop_mlflow_server
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real `mlflow server` for the session; tests keep apart by registering their own names."""
+    url, process = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    yield url
+    stop_mlflow_server(process)

@@ -1,0 +1,128 @@
+"""The training command end to end, in-process, against a local SQLite store."""
+
+import json
+import socket
+from typing import Any
+
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from tests.registry import snapshot, version_run
+from tests.training.conftest import Result, Train
+
+
+def _one_line_error(result: Result, code: int = 2) -> str:
+    assert result.code == code
+    assert result.err.startswith("error: ")
+    assert result.err.count("\n") == 1, result.err
+    assert "Traceback" not in result.err
+    return result.err.strip()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port  # closed again on leaving the block: nothing listens there
+
+
+def test_trains_and_registers_iris(train: Train, client: MlflowClient) -> None:
+    result = train()
+    assert result.code == 0, result.err
+    assert result.err == ""
+    lines = result.out.splitlines()
+    assert lines[0] == "trained iris-classifier on iris (120 train / 30 test rows)"
+    assert lines[1].split()[0] == "accuracy"
+    assert lines[4].startswith("  ONNX parity: 30 rows agree (largest gap ")
+    assert lines[5].startswith("registered iris-classifier version 1 with alias production (run ")
+    assert snapshot(client, "iris-classifier").aliases == {"production": "1"}
+
+
+@pytest.mark.parametrize(
+    ("dataset", "name", "task", "metrics"),
+    [
+        ("wine", "wine-classifier", "classification", {"accuracy", "f1_macro", "log_loss"}),
+        ("diabetes", "diabetes-regressor", "regression", {"rmse", "mae", "r2"}),
+    ],
+)
+def test_each_dataset_registers_its_own_model(
+    train: Train, client: MlflowClient, dataset: str, name: str, task: str, metrics: set[str]
+) -> None:
+    assert train(f"--dataset={dataset}").code == 0
+    assert snapshot(client, name).aliases == {"production": "1"}
+    assert client.get_registered_model(name).tags["task"] == task
+    run = version_run(client, name, "1")
+    assert set(run.data.metrics) == metrics
+    assert run.data.params["dataset"] == dataset
+    assert snapshot(client, "iris-classifier").exists is False
+
+
+def test_same_seed_twice_gives_the_same_metrics(train: Train, client: MlflowClient) -> None:
+    assert train("--random-state=11").code == 0
+    assert train("--random-state=11").code == 0
+    assert train("--random-state=12", "--dataset=iris").code == 0
+    runs = [version_run(client, "iris-classifier", v).data.metrics for v in ("1", "2", "3")]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset=mnist"], "error: unknown dataset 'mnist': choose one of iris, wine, diabetes"),
+        (["--n-estimators=0"], "error: --n-estimators must be at least 1, got 0"),
+        (["--n-estimators=-5"], "error: --n-estimators must be at least 1, got -5"),
+        (["--test-size=0"], "error: --test-size must be between 0 and 1, got 0.0"),
+        (["--test-size=1"], "error: --test-size must be between 0 and 1, got 1.0"),
+        (["--test-size=1.5"], "error: --test-size must be between 0 and 1, got 1.5"),
+        (["--max-depth=0"], "error: --max-depth must be at least 1, got 0"),
+    ],
+)
+def test_bad_input_changes_nothing(
+    train: Train, client: MlflowClient, args: list[str], message: str
+) -> None:
+    assert train("--model-name=kept").code == 0
+    before = snapshot(client, "kept")
+    assert _one_line_error(train("--model-name=kept", *args)) == message
+    assert snapshot(client, "kept") == before
+
+
+def test_unreachable_tracking_server(train: Train, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    message = _one_line_error(train())
+    assert message.startswith(f"error: cannot reach the MLflow tracking server at {url}: ")
+    assert "refused" in message
+
+
+def test_other_features_under_an_existing_name(train: Train, client: MlflowClient) -> None:
+    assert train("--model-name=X").code == 0
+    before = snapshot(client, "X")
+    message = _one_line_error(train("--model-name=X", "--dataset=wine"))
+    assert message.startswith("error: registered model 'X' expects features ['sepal length (cm)', ")
+    assert message.endswith("but this dataset has ['alcohol', " + message.split("['alcohol', ")[1])
+    assert message.endswith("; choose another --model-name")
+    assert snapshot(client, "X") == before
+    assert json.loads(client.get_registered_model("X").tags["features"])[0] == "sepal length (cm)"
+
+
+def test_an_mlflow_failure_is_one_line(
+    train: Train, client: MlflowClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise MlflowException("the store said no\nand then some details\non more lines")
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", fail)
+    message = _one_line_error(train(), code=1)
+    assert message == "error: MLflow: the store said no and then some details on more lines"
+    assert snapshot(client, "iris-classifier").exists is False
+
+
+def test_help_exits_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
+    from training.cli import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(["--help"])
+    assert caught.value.code == 0
+    assert "--n-estimators" in capsys.readouterr().out
