@@ -1,88 +1,114 @@
-"""A real `mlflow server` on loopback for the integration tests (training, lifecycle, server).
+"""A real `mlflow server` on loopback for integration tests, and the few registry calls they make.
 
-SQLite backend and proxied artifacts in a temporary directory, the same layout `make mlflow`
-serves from .mlflow/, so clients reach both the registry and the artifacts over HTTP only.
+SQLite backend and proxied artifacts (`--serve-artifacts`) in a temporary directory: the layout
+`make mlflow` serves from .mlflow/ and the chart runs, so clients reach the registry and the
+artifacts over HTTP only. The registry calls go through MLflow's REST API with httpx, so a test
+does not pay for importing mlflow.
 """
 
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-STARTUP_TIMEOUT_SECONDS = 90.0
+import httpx
+
+from tests.processes import REPO_ROOT, free_port, wait_for
+
+# MLflow's background job runner (a pool of huey workers) and telemetry cost seconds at start-up
+# and CPU throughout; these tests need neither.
+QUIET_MLFLOW_ENV = {
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+}
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+@dataclass(frozen=True)
+class MlflowServer:
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = httpx.request(method, f"{self.url}/api/2.0/mlflow/{path}", timeout=30, **kwargs)
+        response.raise_for_status()
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    def model_version(self, name: str, version: str) -> dict[str, Any]:
+        answer = self._call("GET", "model-versions/get", params={"name": name, "version": version})
+        return dict(answer["model_version"])
+
+    def create_version(self, name: str, model_id: str, run_id: str) -> str:
+        """Register an already logged model (`models:/<model_id>`) as a new version."""
+        body = {"name": name, "source": f"models:/{model_id}", "model_id": model_id}
+        answer = self._call("POST", "model-versions/create", json={**body, "run_id": run_id})
+        return str(answer["model_version"]["version"])
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        body = {"name": name, "alias": alias, "version": version}
+        self._call("POST", "registered-models/alias", json=body)
 
 
-def start_mlflow_server(tmp_path: Path) -> tuple[str, subprocess.Popen[bytes]]:
-    """Start `mlflow server` with its store in tmp_path; return its URL once /health answers."""
+def start_mlflow_server(
+    root: Path, timeout: float = 90.0
+) -> tuple[MlflowServer, subprocess.Popen[bytes]]:
+    """Start `mlflow server` with its store in `root` on a free loopback port, once healthy."""
+    root.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    log = (tmp_path / "mlflow-server.log").open("wb")
+    log_path = root / f"mlflow-{port}.log"
     command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--host=127.0.0.1",
-        f"--port={port}",
-        "--workers=1",
-        f"--backend-store-uri=sqlite:///{tmp_path / 'mlflow.db'}",
-        "--serve-artifacts",
-        f"--artifacts-destination={tmp_path / 'artifacts'}",
+        *(sys.executable, "-m", "mlflow", "server"),
+        *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+        *("--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"),
+        *("--serve-artifacts", "--artifacts-destination", str(root / "artifacts")),
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    # MLflow's background job runner and telemetry cost tens of seconds at start-up on a busy
-    # machine; these tests need neither.
-    env.update(
-        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
-        MLFLOW_DISABLE_TELEMETRY="true",
-        DO_NOT_TRACK="true",
-    )
-    # Its own process group, so teardown can stop the workers it forks along with it.
-    process = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )
-    log.close()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return url, process
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.25)
-    stop_mlflow_server(process)
-    tail = (tmp_path / "mlflow-server.log").read_text(errors="replace")[-3000:]
-    raise RuntimeError(f"mlflow server did not become healthy on {url}:\n{tail}")
+    with log_path.open("wb") as log:
+        # A session of its own, so stopping it also stops the uvicorn worker it spawns.
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env={**os.environ, **QUIET_MLFLOW_ENV},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = MlflowServer(f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_for(f"{server.url}/health", timeout=timeout)
+    except TimeoutError as exc:
+        stop_session(process)
+        raise TimeoutError(f"{exc}\nmlflow log:\n{server.log()}") from None
+    return server, process
 
 
-def stop_mlflow_server(process: subprocess.Popen[bytes]) -> None:
-    """Stop the server and its workers (the process group it leads)."""
+@contextmanager
+def mlflow_server(root: Path, timeout: float = 90.0) -> Iterator[MlflowServer]:
+    """Run `mlflow server` with its store in `root`; stop it and its workers on exit."""
+    server, process = start_mlflow_server(root, timeout)
+    try:
+        yield server
+    finally:
+        stop_session(process)
+
+
+def stop_session(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM a process started with start_new_session=True and its children; then SIGKILL."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=5)
+            process.wait(timeout)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
-    else:
-        # The leader exited; make sure no worker outlived it.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    with contextlib.suppress(ProcessLookupError):  # children that outlived their parent
+        os.killpg(process.pid, signal.SIGKILL)

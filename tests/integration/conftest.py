@@ -4,12 +4,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.mlflow_server import start_mlflow_server, stop_mlflow_server
+from tests.mlflow_server import start_mlflow_server, stop_session
 
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One real `mlflow server` for the session; tests keep apart by registering their own names."""
-    url, process = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
-    yield url
-    stop_mlflow_server(process)
+    server, process = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    yield server.url
+    stop_session(process)

@@ -34,7 +34,7 @@ import orjson
 import pytest
 import yaml
 
-from tests.integration.mlflow_server import (
+from tests.mlflow_server import (
     QUIET_MLFLOW_ENV,
     MlflowServer,
     mlflow_server,

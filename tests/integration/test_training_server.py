@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.mlflow_server import free_port
+from tests.processes import free_port
 from tests.registry import reset_mlflow_globals, snapshot, version_run
 from training import estimator
 from training.config import TrainConfig
