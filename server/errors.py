@@ -25,6 +25,12 @@ class NotFound(ServerError):
     status_code = 404
 
 
+class RequestTimeout(ServerError):
+    """The body did not arrive within BODY_TIMEOUT_SECONDS."""
+
+    status_code = 408
+
+
 class PayloadTooLarge(ServerError):
     """The body exceeds MAX_BODY_BYTES or carries more rows than MAX_BATCH."""
 
