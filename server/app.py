@@ -47,7 +47,10 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return _error(request, exc.status_code, str(exc.detail))
+    response = _error(request, exc.status_code, str(exc.detail))
+    if exc.headers:  # Starlette's 405 carries the Allow header HTTP requires
+        response.headers.update(exc.headers)
+    return response
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
