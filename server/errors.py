@@ -31,6 +31,12 @@ class RequestTimeout(ServerError):
     status_code = 408
 
 
+class ClientClosedRequest(ServerError):
+    """The client hung up before sending the whole body; nginx's 499, for metrics and logs."""
+
+    status_code = 499
+
+
 class PayloadTooLarge(ServerError):
     """The body exceeds MAX_BODY_BYTES or carries more rows than MAX_BATCH."""
 

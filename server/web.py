@@ -3,10 +3,10 @@
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from server.errors import PayloadTooLarge, UnsupportedMediaType
+from server.errors import ClientClosedRequest, PayloadTooLarge, UnsupportedMediaType
 
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -44,9 +44,12 @@ async def read_json_body(request: Request, limit: int) -> bytes:
         raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # the client's doing, not a server error: no 500, no traceback
+        raise ClientClosedRequest("the client closed the connection mid-body") from None
     return b"".join(chunks)
