@@ -7,8 +7,10 @@ SHUTDOWN_GRACE_SECONDS for accepted requests to finish. SIGINT (Ctrl-C at a term
 delay. A second signal exits at once.
 """
 
+import asyncio
 import logging
 import signal
+import socket
 import sys
 import time
 from types import FrameType
@@ -22,6 +24,7 @@ from server.settings import Settings, SettingsError
 
 log = logging.getLogger("server")
 _CONNECTION_CLOSE = (b"connection", b"close")
+_LAST_REQUESTS_SECONDS = 0.5
 
 
 class DrainingServer(uvicorn.Server):
@@ -62,6 +65,16 @@ class DrainingServer(uvicorn.Server):
             log.info("no longer accepting connections; finishing accepted requests")
             self.should_exit = True
         return self.should_exit or should_exit
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn closes every connection with no request in progress at once, including one
+        # accepted a moment ago whose request is still in flight: stop listening first and give
+        # such requests a moment to arrive, so they are answered rather than reset.
+        for listener in getattr(self, "servers", []):
+            listener.close()
+        if not self.force_exit:
+            await asyncio.sleep(_LAST_REQUESTS_SECONDS)
+        await super().shutdown(sockets)
 
 
 def main() -> int:
