@@ -28,6 +28,7 @@ def _errors(*codes: int, key: str = "detail") -> dict[str, Any]:
         400: "Malformed JSON, or a missing or unknown feature",
         401: "Missing or invalid API key",
         404: "Unknown model or version",
+        408: "The body did not arrive within BODY_TIMEOUT_SECONDS",
         413: "Body larger than MAX_BODY_BYTES or more rows than MAX_BATCH",
         415: "Content-Type is not JSON",
         422: "Wrong body shape, or values that are not finite numbers",
@@ -261,7 +262,7 @@ def openapi_document(model: Model | None, settings: Settings) -> dict[str, Any]:
         "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("InferenceRequest")}}},
         "responses": {
             "200": _body(_ref("InferenceResponse"), "Output tensors"),
-            **_errors(400, 401, 404, 413, 415, 503, key="error"),
+            **_errors(400, 401, 404, 408, 413, 415, 503, key="error"),
         },
         "security": security,
     }
@@ -309,7 +310,7 @@ def openapi_document(model: Model | None, settings: Settings) -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _body(_ref("PredictResponse"), "One result, or one per instance"),
-                    **_errors(400, 401, 413, 415, 422, 503),
+                    **_errors(400, 401, 408, 413, 415, 422, 503),
                 },
                 "security": security,
             }
