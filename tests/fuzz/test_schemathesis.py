@@ -79,7 +79,9 @@ def test_schemathesis_finds_nothing(server: tuple[ServerProcess, bool], tmp_path
     if MAX_SECONDS:
         command += ["--max-time", MAX_SECONDS]
     budget = int(MAX_SECONDS or 0) + 60 + EXAMPLES * 4
-    result = subprocess.run(command, capture_output=True, text=True, timeout=budget, check=False)
+    result = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=budget, check=False
+    )  # cwd: schemathesis writes a .schemathesis/ cache there
     summary = result.stdout[-6000:]
     assert result.returncode == 0, f"{summary}\n{result.stderr[-2000:]}"
     cases = _generated_cases(result.stdout)

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.mlflow_server import MlflowServer
+from tests.integration.restartable_mlflow import MlflowServer
 from tests.processes import REPO_ROOT, model_server, wait_for
 
 pytestmark = pytest.mark.integration

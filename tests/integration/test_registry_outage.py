@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import TrainedStore
 from tests.integration.checks import server_errors
-from tests.integration.mlflow_server import MlflowServer, exported_files, register_version
+from tests.integration.restartable_mlflow import MlflowServer, exported_files, register_version
 from tests.processes import ServerProcess, model_server, wait_for
 
 pytestmark = pytest.mark.integration
