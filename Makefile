@@ -52,6 +52,10 @@ export-model: $(STAMP) ## Copy a registered model into a plain directory (MODEL_
 serve: $(STAMP) ## Serve MODEL_URI (default models:/iris-classifier@production) on PORT (8000)
 	MODEL_URI="$(MODEL_URI)" PORT=$(PORT) $(PY) -m server
 
+.PHONY: bench-drift
+bench-drift: $(STAMP) ## Drift detection's cost per request at windows of 100 to 100,000 rows
+	$(PY) -m loadtest.drift_cost
+
 .PHONY: lint
 lint: $(STAMP) ## Ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .
@@ -83,7 +87,7 @@ soak: $(STAMP) ## Soak benchmark, minutes: 200,000 requests, server RSS sampled 
 
 .PHONY: clean
 clean: ## Remove the venv, tools and the local MLflow store
-	rm -rf $(VENV) $(TOOLS) .mlflow .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .mlflow .monitor .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: actionlint
 actionlint: $(STAMP) ## Lint the GitHub Actions workflows (actionlint, with shellcheck on run: scripts)
@@ -100,3 +104,35 @@ cluster-test: $(STAMP) ## Cluster tests against an installed release (KUBE_CONFI
 	$(PY) -m pytest tests/cluster -m cluster --timeout 1800 \
 		--cluster-type existing --kube-config "$(KUBE_CONFIG)" --chart-path charts/platform \
 		--test-extra-info "release=$(CLUSTER_RELEASE),namespace=$(CLUSTER_NAMESPACE)" $(PYTEST_ARGS)
+
+# --- Helm chart (charts/platform), verified offline -------------------------------------------
+.PHONY: chart-tools
+chart-tools: ## Install the pinned helm, kubectl, checkov and CRD schemas into .tools (checksummed)
+	scripts/install-chart-tools.sh
+
+.PHONY: chart-test
+chart-test: system-deps chart-tools $(STAMP) ## Lint, render, validate, policy-scan and unit-test the chart and its alerts
+	$(PY) -m pytest -m chart tests/chart $(PYTEST_ARGS)
+
+# --- Local monitoring -----------------------------------------------------------------------
+PROMETHEUS_PORT ?= 9090
+
+.PHONY: monitor
+monitor: ## Local Prometheus on 127.0.0.1:PROMETHEUS_PORT (9090) scraping `make serve` on PORT, with the chart's alert rules
+	PORT=$(PORT) PROMETHEUS_PORT=$(PROMETHEUS_PORT) scripts/monitor.sh
+
+# Load tests and benchmarks (loadtest/). Results go to loadtest/results/ (git-ignored).
+# URL= drives a running server instead of starting one; ARGS= passes options (--help lists them).
+URL ?=
+
+.PHONY: loadtest
+loadtest: $(STAMP) ## Load test /predict at concurrency 1,16,64,100 (URL=http://host:port, API_KEY=, ARGS="--duration 5")
+	$(PY) -m loadtest.run $(if $(URL),--url "$(URL)") $(ARGS)
+
+.PHONY: bench
+bench: $(STAMP) ## Side by side: this server, constant JSON, mlflow models serve, in-process sklearn vs onnxruntime (ARGS="--repeats 3")
+	$(PY) -m loadtest.bench $(ARGS)
+
+.PHONY: bench-server
+bench-server: $(STAMP) ## This server's own figures against their targets, without MLflow's server (ARGS=...)
+	$(PY) -m loadtest.bench --server-only $(ARGS)

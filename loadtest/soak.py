@@ -197,7 +197,7 @@ def main() -> int:
     print(json.dumps(summary, indent=2))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
-    ok = summary["errors"] == 0 and summary["growth_after_warmup_mib"] <= args.max_growth_mb  # type: ignore[operator]
+    ok = summary["errors"] == 0 and summary["growth_after_warmup_mib"] <= args.max_growth_mb
     print("soak: PASS" if ok else "soak: FAIL")
     return 0 if ok else 1
 

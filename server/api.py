@@ -1,9 +1,7 @@
 """The simple JSON API, compatible with the original platform: /predict, /health, /ready, ..."""
 
-import asyncio
 from typing import Any
 
-import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -11,10 +9,42 @@ from server.auth import ApiKeys
 from server.errors import ModelNotReady
 from server.inputs import parse_json, simple_batch
 from server.metrics import Metrics
+from server.model import Model, Predictions
 from server.model_manager import Serving
 from server.routing import TemplatedRoute
 from server.settings import Settings
 from server.web import JSONResponse, read_json_body
+
+
+def simple_response(model: Model, result: Predictions, single: bool) -> dict[str, Any]:
+    """The original API's answer: one prediction, or one per instance, in order."""
+    body: dict[str, Any]
+    if result.class_indices is not None:
+        assert result.probabilities is not None
+        classes = model.classes
+        # Python lists index faster than numpy scalars, and a batch is converted in one call.
+        labels = result.class_indices.tolist()
+        probabilities = result.probabilities.tolist()
+        if single:
+            label = labels[0]
+            body = {"prediction": classes[label], "confidence": probabilities[0][label]}
+        else:
+            body = {
+                "predictions": [
+                    {"prediction": classes[label], "confidence": row[label]}
+                    for label, row in zip(labels, probabilities, strict=True)
+                ]
+            }
+    else:
+        assert result.values is not None
+        values = result.values.tolist()
+        if single:
+            body = {"prediction": values[0]}
+        else:
+            body = {"predictions": [{"prediction": value} for value in values]}
+    body["model_version"] = model.version
+    body["inference_time_ms"] = round(result.seconds * 1000, 4)
+    return body
 
 
 def simple_routes(
@@ -37,47 +67,13 @@ def simple_routes(
     async def predict(request: Request) -> Response:
         keys.check(request)
         body = await read_json_body(request, max_body)
-        model, slot = serving.pick(request.headers.get("x-request-id"))
+        choice = serving.pick(request.scope["client_request_id"] if serving.split else None)
+        model = choice.model
         rows, single = simple_batch(parse_json(body), model, max_batch)
-        result = model.predict(rows)
-        bound = slot.bound
-        assert bound is not None
-        bound.inference.observe(result.seconds)  # type: ignore[attr-defined]
-        if result.class_indices is not None:
-            answers = result.class_indices
-            if single:
-                index = int(answers[0])
-                bound.class_counters[index].inc()  # type: ignore[attr-defined]
-                body_out: dict[str, Any] = {
-                    "prediction": model.classes[index],
-                    "confidence": float(result.confidences[0]),  # type: ignore[index]
-                }
-            else:
-                for index, count in enumerate(np.bincount(answers, minlength=len(model.classes))):
-                    if count:
-                        bound.class_counters[index].inc(int(count))  # type: ignore[attr-defined]
-                confidences = result.confidences
-                assert confidences is not None
-                body_out = {
-                    "predictions": [
-                        {"prediction": model.classes[i], "confidence": float(c)}
-                        for i, c in zip(answers.tolist(), confidences.tolist(), strict=True)
-                    ]
-                }
-        else:
-            answers = result.values  # type: ignore[assignment]
-            bound.class_counters[0].inc(len(answers))  # type: ignore[attr-defined]
-            if single:
-                body_out = {"prediction": float(answers[0])}
-            else:
-                body_out = {"predictions": [{"prediction": v} for v in answers.tolist()]}
-        body_out["model_version"] = model.version
-        body_out["inference_time_ms"] = round(result.seconds * 1000, 4)
-        if slot is serving.champion and serving.drift is not None:
-            serving.drift.record(rows, answers)
-        if serving.shadow:
-            asyncio.get_running_loop().call_soon(serving.shadow_score, rows, answers)
-        return JSONResponse(body_out, headers={"x-model-version": model.version})
+        result = serving.score(choice, rows)
+        return JSONResponse(
+            simple_response(model, result, single), headers={"x-model-version": model.version}
+        )
 
     async def model_info(request: Request) -> Response:
         model = serving.champion.model

@@ -14,7 +14,7 @@ import orjson
 from server.errors import InvalidInput, MalformedRequest, PayloadTooLarge
 from server.model import Model
 
-_NUMBER_TYPES = (float, int)  # bool is excluded: type(True) is bool, not int
+_NUMBER_TYPES = (float, int)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -34,6 +34,11 @@ def parse_json(body: bytes) -> Any:
 
 
 def _row(features: Any, model: Model, where: str) -> list[Any]:
+    """The row's values in the model's feature order, each checked to be a finite number.
+
+    One pass over the values does the common case; only a bad value pays for finding out which
+    one it was and why.
+    """
     if not isinstance(features, dict):
         raise InvalidInput(f"{where} must be an object mapping feature names to numbers")
     try:
@@ -43,29 +48,26 @@ def _row(features: Any, model: Model, where: str) -> list[Any]:
     if len(features) != len(row):
         unknown = next(name for name in features if name not in model.features)
         raise MalformedRequest(f"{where} has unknown feature {str(unknown)[:200]!r}")
-    for name, value in zip(model.features, row, strict=True):
-        if type(value) not in _NUMBER_TYPES:
-            raise InvalidInput(f"{where}: feature {name!r} must be a number, got {_kind(value)}")
+    for value in row:
+        kind = type(value)
+        if (kind is not float and kind is not int) or not -_FLOAT32_MAX <= value <= _FLOAT32_MAX:
+            _explain(row, model, where)
     return row
+
+
+def _explain(row: list[Any], model: Model, where: str) -> None:
+    for name, value in zip(model.features, row, strict=True):
+        if type(value) not in _NUMBER_TYPES:  # bool is excluded: type(True) is bool, not int
+            raise InvalidInput(f"{where}: feature {name!r} must be a number, got {_kind(value)}")
+        if not -_FLOAT32_MAX <= value <= _FLOAT32_MAX:  # NaN fails every comparison
+            raise InvalidInput(
+                f"{where}: feature {name!r} must be a finite number within ±{_FLOAT32_MAX:.3g}; "
+                "NaN, infinities and out-of-range values are rejected"
+            )
 
 
 def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__.replace("str", "string")
-
-
-def _finite(rows: list[list[Any]], model: Model) -> np.ndarray:
-    try:
-        batch: np.ndarray = np.array(rows, dtype=model.input_dtype)
-    except OverflowError:
-        raise InvalidInput(
-            "a feature value is too large to be a number the model accepts"
-        ) from None
-    if not np.isfinite(batch).all():
-        raise InvalidInput(
-            f"feature values must be finite numbers within ±{_FLOAT32_MAX:.3g}; "
-            "NaN, infinities and out-of-range values are rejected"
-        )
-    return batch
 
 
 def simple_batch(payload: Any, model: Model, max_batch: int) -> tuple[np.ndarray, bool]:
@@ -75,7 +77,7 @@ def simple_batch(payload: Any, model: Model, max_batch: int) -> tuple[np.ndarray
     if "features" in payload:
         if len(payload) != 1:
             raise InvalidInput('send either "features" or "instances", and nothing else')
-        return _finite([_row(payload["features"], model, "features")], model), True
+        return np.array([_row(payload["features"], model, "features")], model.input_dtype), True
     if "instances" in payload and len(payload) == 1:
         instances = payload["instances"]
         if not isinstance(instances, list) or not instances:
@@ -83,7 +85,7 @@ def simple_batch(payload: Any, model: Model, max_batch: int) -> tuple[np.ndarray
         if len(instances) > max_batch:
             raise PayloadTooLarge(f"{len(instances)} instances exceed the limit of {max_batch}")
         rows = [_row(item, model, f"instances[{i}]") for i, item in enumerate(instances)]
-        return _finite(rows, model), False
+        return np.array(rows, model.input_dtype), False
     raise InvalidInput('expected a JSON object with "features" or "instances"')
 
 

@@ -18,13 +18,14 @@ _NEVER_SHED = frozenset({"/health", "/ready", "/metrics", "/v2/health/live", "/v
 _SHED_BODY = b'{"detail":"the server is at its concurrency limit; retry shortly"}'
 
 
-def _request_id(scope: Scope) -> bytes:
+def _client_request_id(scope: Scope) -> bytes | None:
+    """The client's X-Request-ID, if it sent a usable one."""
     for name, value in scope["headers"]:
         if name == _REQUEST_ID:
             if 0 < len(value) <= _MAX_REQUEST_ID and _PRINTABLE.fullmatch(value):
                 return bytes(value)
-            break
-    return os.urandom(8).hex().encode()
+            return None
+    return None
 
 
 class RequestMiddleware:
@@ -39,8 +40,10 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _request_id(scope)
-        scope["request_id"] = request_id
+        given = _client_request_id(scope)
+        # The client's id keys the champion/challenger split; otherwise a new one is made up.
+        scope["client_request_id"] = given.decode() if given is not None else None
+        request_id = given if given is not None else os.urandom(8).hex().encode()
         status = 500
 
         if (

@@ -34,15 +34,25 @@ class Origin:
     version: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Predictions:
-    """Raw outputs for a batch, plus per-row results ready for JSON."""
+    """One onnxruntime call's outputs for a batch; derived views are computed on demand."""
 
-    outputs: dict[str, np.ndarray]
-    class_indices: np.ndarray | None  # classifiers
-    confidences: np.ndarray | None  # classifiers
-    values: np.ndarray | None  # regressors
+    raw: list[np.ndarray]  # in the order of Model.output_names
+    class_indices: np.ndarray | None  # classifiers: [N] int64
+    probabilities: np.ndarray | None  # classifiers: [N, n_classes]
+    values: np.ndarray | None  # regressors: [N]
     seconds: float
+
+    @property
+    def confidences(self) -> np.ndarray:
+        """The probability of each row's predicted class."""
+        assert self.probabilities is not None
+        assert self.class_indices is not None
+        picked: np.ndarray = self.probabilities[
+            np.arange(len(self.class_indices)), self.class_indices
+        ]
+        return picked
 
 
 @dataclass
@@ -72,18 +82,13 @@ class Model:
         return self.task == "classification"
 
     def predict(self, rows: np.ndarray) -> Predictions:
-        """Run one onnxruntime call on a float32 batch of shape [N, n_features]."""
+        """Run one onnxruntime call on a batch of shape [N, n_features] of the input's dtype."""
         started = time.perf_counter()
-        results = self.session.run(self.output_names, {self.input_name: rows})
-        outputs = dict(zip(self.output_names, results, strict=True))
-        if self.is_classifier:
-            indices = np.asarray(outputs[self.outputs["label"]]).reshape(-1)
-            probabilities = outputs[self.outputs["probabilities"]]
-            confidences = probabilities[np.arange(len(indices)), indices]
-            seconds = time.perf_counter() - started
-            return Predictions(outputs, indices, confidences, None, seconds)
-        values = np.asarray(outputs[self.outputs["value"]], dtype=np.float64).reshape(-1)
-        return Predictions(outputs, None, None, values, time.perf_counter() - started)
+        raw = self.session.run(self.output_names, {self.input_name: rows})
+        seconds = time.perf_counter() - started
+        if self.is_classifier:  # output_names is [label, probabilities]
+            return Predictions(raw, raw[0].reshape(-1), raw[1], None, seconds)
+        return Predictions(raw, None, None, raw[0].reshape(-1).astype(np.float64), seconds)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -182,7 +187,8 @@ def warm_up(model: Model) -> None:
         raise ModelLoadError(f"warm-up on the input example failed: {exc}") from exc
     if model.is_classifier:
         assert result.class_indices is not None
-        probabilities = result.outputs[model.outputs["probabilities"]]
+        probabilities = result.probabilities
+        assert probabilities is not None
         if probabilities.shape != (len(rows), len(model.classes)):
             raise ModelLoadError(
                 f"probabilities have shape {probabilities.shape}; "

@@ -11,13 +11,15 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+from prometheus_client import Counter, Histogram
 
 from server.drift import DriftMonitor
 from server.errors import ModelLoadError, ModelNotReady
 from server.metrics import Metrics
-from server.model import Model, Origin, load_model
+from server.model import Model, Origin, Predictions, load_model
 from server.registry import (
     ModelReference,
     Registry,
@@ -31,12 +33,12 @@ log = logging.getLogger("server.models")
 REGRESSION_CLASS_LABEL = "value"
 
 
-@dataclass
+@dataclass(frozen=True)
 class BoundMetrics:
     """Metric children bound to one model and variant, so the request path does no lookups."""
 
-    inference: object
-    class_counters: list[object]
+    inference: Histogram
+    class_counters: list[Counter]
 
     @classmethod
     def bind(cls, metrics: Metrics, model: Model, variant: str) -> "BoundMetrics":
@@ -69,11 +71,17 @@ class ModelSlot:
         self.reference: ModelReference = parse_model_uri(uri)
         self._registry_factory = registry_factory
         self._registry: Registry | None = None
-        self.model: Model | None = None
-        self.bound: BoundMetrics | None = None
+        # The model and its bound metrics are published together, as one tuple, so a request
+        # that picked a model never counts under another model's labels.
+        self.current: tuple[Model, BoundMetrics] | None = None
         self.status = "loading"
         self._failed_version: str | None = None
         self._registry_down = False
+
+    @property
+    def model(self) -> Model | None:
+        current = self.current
+        return current[0] if current is not None else None
 
     @property
     def registry(self) -> Registry:
@@ -83,8 +91,7 @@ class ModelSlot:
 
     def swap(self, model: Model) -> None:
         old = self.model
-        self.bound = BoundMetrics.bind(self.metrics, model, self.variant)
-        self.model = model
+        self.current = (model, BoundMetrics.bind(self.metrics, model, self.variant))
         if old is not None:
             self.metrics.model_info.remove(old.name, old.version, old.origin.source, self.variant)
         self.metrics.model_info.labels(
@@ -207,6 +214,14 @@ class ModelSlot:
         self.status = reason
 
 
+class Choice(NamedTuple):
+    """The model that answers one request, its metrics, and whether it is the champion."""
+
+    model: Model
+    metrics: BoundMetrics
+    is_champion: bool
+
+
 class Serving:
     """The champion, the optional challenger, and the rule that picks one for a request."""
 
@@ -234,9 +249,24 @@ class Serving:
         self._threshold = int(settings.challenger_traffic * 0xFFFFFFFF)
         self.draining = False
         metrics.model_ready.set(0)
+        # Counters exist at zero from the start: rate() and increase() cannot see a series'
+        # first sample, so one created by its first increment would hide that increment.
+        for slot in (self.champion, self.challenger):
+            if slot is not None:
+                metrics.reload_failures.labels(slot.variant)
+        if self.shadow:
+            metrics.shadow_agreement.labels("agree")
+            metrics.shadow_agreement.labels("disagree")
+        self._forget_drift()
+
+    def _forget_drift(self) -> None:
+        """No drift figures until the current model has seen traffic (NaN is "unknown", not 0)."""
+        self.metrics.feature_drift.clear()
+        self.metrics.prediction_drift.set(float("nan"))
 
     def _champion_swapped(self, model: Model) -> None:
         self.metrics.model_ready.set(1)
+        self._forget_drift()  # the old model's drift says nothing about the new one
         self.drift = DriftMonitor.for_model(
             model.drift_reference, model.features, self.settings.drift_window, model.version
         )
@@ -245,18 +275,50 @@ class Serving:
     def ready(self) -> bool:
         return self.champion.model is not None and not self.draining
 
-    def pick(self, request_key: str | None) -> tuple[Model, ModelSlot]:
+    def pick(self, request_key: str | None) -> "Choice":
         """The model for this request: the challenger for its share of keys, else the champion."""
         slot = self.champion
-        if self.split and self.challenger is not None and self.challenger.model is not None:
+        if self.split and self.challenger is not None and self.challenger.current is not None:
             # A stable hash keeps a client on one variant; with no key, a random draw decides.
             bucket = zlib.crc32(request_key.encode()) if request_key else random.getrandbits(32)
             if bucket < self._threshold:
                 slot = self.challenger
-        model = slot.model
-        if model is None:
+        current = slot.current
+        if current is None:
             raise ModelNotReady(f"no model loaded yet: {self.champion.status}")
-        return model, slot
+        return Choice(current[0], current[1], slot is self.champion)
+
+    def choose(self, slot: ModelSlot) -> "Choice":
+        """A specific variant's model (the Open Inference Protocol names versions)."""
+        current = slot.current
+        if current is None:
+            raise ModelNotReady(f"no model loaded yet: {slot.status}")
+        return Choice(current[0], current[1], slot is self.champion)
+
+    def score(self, choice: "Choice", rows: np.ndarray) -> Predictions:
+        """Predict, count, and feed drift detection and the shadow: the data plane, no HTTP."""
+        result = choice.model.predict(rows)
+        bound = choice.metrics
+        bound.inference.observe(result.seconds)
+        counters = bound.class_counters
+        answers = result.class_indices
+        if answers is not None:
+            if len(answers) == 1:
+                counters[int(answers[0])].inc()
+            else:
+                for index, count in enumerate(np.bincount(answers, minlength=len(counters))):
+                    if count:
+                        counters[index].inc(int(count))
+        else:
+            answers = result.values
+            assert answers is not None
+            counters[0].inc(len(answers))
+        if choice.is_champion:
+            if self.drift is not None:
+                self.drift.record(rows, answers)
+            if self.shadow:
+                asyncio.get_running_loop().call_soon(self.shadow_score, rows, answers)
+        return result
 
     def shadow_score(self, rows: np.ndarray, champion_answer: np.ndarray) -> None:
         """Score the challenger on the same rows; called off the response path."""
@@ -269,8 +331,9 @@ class Serving:
             log.exception("shadow scoring failed", extra={"version": challenger.version})
             return
         assert self.challenger is not None
-        assert self.challenger.bound is not None
-        self.challenger.bound.inference.observe(result.seconds)  # type: ignore[attr-defined]
+        current = self.challenger.current
+        if current is not None and current[0] is challenger:
+            current[1].inference.observe(result.seconds)
         answer = result.class_indices if result.class_indices is not None else result.values
         assert answer is not None
         if challenger.is_classifier:

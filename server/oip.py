@@ -5,7 +5,6 @@ the protocol specifies, 404 for a model or version this server does not serve, 5
 model is loaded.
 """
 
-import asyncio
 from typing import Any
 
 import numpy as np
@@ -114,34 +113,20 @@ def oip_routes(settings: Settings, serving: Serving, keys: ApiKeys) -> list[Temp
         params = request.path_params
         version = params.get("version")
         if version is None:  # the server's policy: the same champion/challenger split as /predict
-            model, slot = serving.pick(request.headers.get("x-request-id"))
-            if model.name != params["name"]:
-                model, slot = find_model(serving, params["name"], None)
+            choice = serving.pick(request.scope["client_request_id"] if serving.split else None)
+            if choice.model.name != params["name"]:
+                choice = serving.choose(find_model(serving, params["name"], None)[1])
         else:
-            model, slot = find_model(serving, params["name"], version)
+            choice = serving.choose(find_model(serving, params["name"], version)[1])
+        model = choice.model
         payload = parse_json(body)
         rows = oip_batch(payload, model, max_batch)
         names = requested_outputs(payload, model)
-        result = model.predict(rows)
-        bound = slot.bound
-        assert bound is not None
-        bound.inference.observe(result.seconds)  # type: ignore[attr-defined]
-        answers = result.class_indices if result.class_indices is not None else result.values
-        assert answers is not None
-        if result.class_indices is not None:
-            counts = np.bincount(result.class_indices, minlength=len(model.classes))
-            for index, count in enumerate(counts):
-                if count:
-                    bound.class_counters[index].inc(int(count))  # type: ignore[attr-defined]
-        else:
-            bound.class_counters[0].inc(len(rows))  # type: ignore[attr-defined]
-        if slot is serving.champion and serving.drift is not None:
-            serving.drift.record(rows, answers)
-        if serving.shadow and slot is serving.champion:
-            asyncio.get_running_loop().call_soon(serving.shadow_score, rows, answers)
+        result = serving.score(choice, rows)
+        raw = dict(zip(model.output_names, result.raw, strict=True))
         outputs = []
         for name in names:
-            tensor = result.outputs[name]
+            tensor = raw[name]
             outputs.append(
                 {
                     "name": name,

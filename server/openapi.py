@@ -278,6 +278,14 @@ def openapi_document(model: Model | None, settings: Settings) -> dict[str, Any]:
         },
         "required": ["name", "platform", "inputs", "outputs"],
     }
+    example_features = schemas["Features"].get("example", {})
+    example_answer: dict[str, Any] = {
+        "prediction": model.classes[0] if model and model.classes else 152.3,
+        "model_version": model.version if model else "1",
+        "inference_time_ms": 0.012,
+    }
+    if model is not None and model.is_classifier:
+        example_answer["confidence"] = 0.98
     status_schema = {"type": "object", "properties": {"status": {"type": "string"}}}
     ready_schema = {
         "type": "object",
@@ -306,10 +314,19 @@ def openapi_document(model: Model | None, settings: Settings) -> dict[str, Any]:
                 "summary": "Predict one row (features) or a batch (instances)",
                 "requestBody": {
                     "required": True,
-                    "content": {_JSON: {"schema": _ref("PredictRequest")}},
+                    "content": {
+                        _JSON: {
+                            "schema": _ref("PredictRequest"),
+                            **({"example": {"features": example_features}} if model else {}),
+                        }
+                    },
                 },
                 "responses": {
-                    "200": _body(_ref("PredictResponse"), "One result, or one per instance"),
+                    "200": _body(
+                        _ref("PredictResponse"),
+                        "One result, or one per instance",
+                        example_answer,
+                    ),
                     **_errors(400, 401, 408, 413, 415, 422, 503),
                 },
                 "security": security,

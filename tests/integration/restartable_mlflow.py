@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tests.integration.mlflow_server import QUIET_MLFLOW_ENV
 from tests.processes import free_port, wait_for
 
 
@@ -37,7 +38,7 @@ class MlflowServer:
                 "--workers", "1",
                 *self.args,
             ],
-            env={**os.environ, **self.env},
+            env={**os.environ, **QUIET_MLFLOW_ENV, **self.env},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() reaches the workers too

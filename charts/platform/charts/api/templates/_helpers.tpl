@@ -1,0 +1,16 @@
+{{/* API helpers; names and labels come from the umbrella's _common.tpl. */}}
+
+{{- define "api.fullname" -}}
+{{- include "platform.fullname" (dict "ctx" .) -}}
+{{- end -}}
+
+{{- define "api.trackingUri" -}}
+{{- .Values.mlflow.trackingUri | default (printf "http://%s-mlflow:5000" .Release.Name) -}}
+{{- end -}}
+
+{{/* Fails the render on settings the server would reject at start-up. */}}
+{{- define "api.validate" -}}
+{{- if and (ne .Values.challenger.mode "off") (not .Values.challenger.uri) -}}
+{{- fail "api.challenger.uri is required when api.challenger.mode is split or shadow" -}}
+{{- end -}}
+{{- end -}}

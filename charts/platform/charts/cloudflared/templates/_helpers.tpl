@@ -1,0 +1,3 @@
+{{- define "cloudflared.fullname" -}}
+{{- include "platform.fullname" (dict "ctx" .) -}}
+{{- end -}}

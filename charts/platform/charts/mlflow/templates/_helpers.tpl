@@ -1,0 +1,20 @@
+{{- define "mlflow.fullname" -}}
+{{- include "platform.fullname" (dict "ctx" .) -}}
+{{- end -}}
+
+{{/* Host headers the server accepts: its Service names (short and qualified, any port), loopback and the configured extras. */}}
+{{- define "mlflow.allowedHosts" -}}
+{{- $svc := include "mlflow.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $hosts := list "localhost:*" "127.0.0.1:*" $svc (printf "%s:*" $svc) (printf "%s.%s" $svc $ns) (printf "%s.%s:*" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc:*" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) (printf "%s.%s.svc.cluster.local:*" $svc $ns) -}}
+{{- concat $hosts .Values.allowedHosts | join "," -}}
+{{- end -}}
+
+{{- define "mlflow.validate" -}}
+{{- if and (eq .Values.artifacts.type "s3") (not .Values.artifacts.s3.bucket) -}}
+{{- fail "mlflow.artifacts.s3.bucket is required when mlflow.artifacts.type is s3" -}}
+{{- end -}}
+{{- if and .Values.auth.enabled (not .Values.auth.existingSecret) -}}
+{{- fail "mlflow.auth.existingSecret (keys username, password) is required when mlflow.auth.enabled is true" -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,1 @@
+"""Load tests and benchmarks: `make loadtest` drives /predict, `make bench` compares servers."""

@@ -1,0 +1,71 @@
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from server.errors import ModelNotReady
+from server.metrics import Metrics
+from server.model import Model, Origin, load_model
+from server.model_manager import Serving
+from server.registry import read_model_dir, registry_for
+from server.settings import Settings
+from tests.conftest import TrainedStore
+
+
+def load(path: Path, version: str) -> Model:
+    return load_model(read_model_dir(path), Origin(str(path), "local", version))
+
+
+def serving_for(settings: Settings) -> tuple[Serving, Metrics]:
+    metrics = Metrics()
+    return Serving(settings, lambda: registry_for(None, 1), metrics), metrics
+
+
+def exposition(metrics: Metrics) -> str:
+    return metrics.exposition()[0].decode()
+
+
+def test_counters_exist_at_zero_before_anything_happens() -> None:
+    _, metrics = serving_for(
+        Settings(challenger_uri="models:/x@challenger", challenger_mode="shadow")
+    )
+    text = exposition(metrics)
+    assert 'model_reload_failures_total{variant="champion"} 0.0' in text
+    assert 'model_reload_failures_total{variant="challenger"} 0.0' in text
+    assert 'model_shadow_agreement_total{outcome="agree"} 0.0' in text
+    assert 'model_shadow_agreement_total{outcome="disagree"} 0.0' in text
+    assert "model_ready 0.0" in text
+    assert "model_prediction_drift_psi NaN" in text
+
+
+def test_a_swap_resets_drift_and_publishes_the_new_model(trained_store: TrainedStore) -> None:
+    serving, metrics = serving_for(Settings())
+    with pytest.raises(ModelNotReady):
+        serving.pick(None)
+    path = trained_store.exported["iris-classifier"]
+    serving.champion.swap(load(path, "1"))
+    choice = serving.pick(None)
+    assert choice.model.version == "1"
+    assert choice.is_champion
+    rows = np.asarray([[5.1, 3.5, 1.4, 0.2]] * 20, dtype=np.float32)
+    serving.score(choice, rows)
+    serving.update_drift_metrics()
+    assert 'model_feature_drift_psi{feature="petal width (cm)"}' in exposition(metrics)
+    assert not math.isnan(metrics.prediction_drift._value.get())
+
+    serving.champion.swap(load(path, "2"))
+    text = exposition(metrics)
+    assert "model_feature_drift_psi{" not in text  # the old model's drift is gone
+    assert "model_prediction_drift_psi NaN" in text
+    assert (
+        'model_info{name="iris-classifier",source="local",variant="champion",version="2"} 1.0'
+        in text
+    )
+    assert 'version="1"} 1.0' not in text.split("# HELP model_info")[1].split("# HELP")[0]
+    assert (
+        'predictions_total{model_version="1",predicted_class="setosa",variant="champion"} 20.0'
+        in text
+    )
+    assert choice.model.version == "1"  # a request that picked the old model keeps it
+    assert serving.pick(None).model.version == "2"

@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import pytest
+
+from server.settings import Settings, SettingsError
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.model_uri == "models:/iris-classifier@production"
+    assert settings.port == 8000
+    assert settings.max_body_bytes == 1024 * 1024
+    assert settings.max_batch == 1000
+    assert settings.poll_seconds == 30.0
+    assert settings.challenger_mode == "off"
+    assert settings.api_keys == frozenset()
+
+
+def test_reads_every_variable(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("from-file\n\n")
+    settings = Settings.from_env(
+        {
+            "MODEL_URI": "models:/wine-classifier/3",
+            "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+            "MODEL_FALLBACK_PATH": "/opt/model",
+            "PORT": "9000",
+            "WORKERS": "2",
+            "LOG_LEVEL": "DEBUG",
+            "MAX_BODY_BYTES": "100",
+            "MAX_BATCH": "10",
+            "MAX_CONCURRENCY": "64",
+            "MODEL_POLL_SECONDS": "0",
+            "CHALLENGER_URI": "models:/wine-classifier@challenger",
+            "CHALLENGER_MODE": "split",
+            "CHALLENGER_TRAFFIC": "0.25",
+            "DRIFT_WINDOW": "500",
+            "API_KEYS": "a, b",
+            "API_KEYS_FILE": str(keys),
+        }
+    )
+    assert settings.model_uri == "models:/wine-classifier/3"
+    assert settings.tracking_uri == "http://mlflow:5000"
+    assert settings.fallback_path == Path("/opt/model")
+    assert (settings.port, settings.workers, settings.log_level) == (9000, 2, "debug")
+    assert (settings.max_body_bytes, settings.max_batch, settings.max_concurrency) == (100, 10, 64)
+    assert settings.poll_seconds == 0.0
+    assert settings.challenger_mode == "split"
+    assert settings.challenger_traffic == 0.25
+    assert settings.drift_window == 500
+    assert settings.api_keys == frozenset({"a", "b", "from-file"})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PORT": "http"}, "PORT must be a number"),
+        ({"MAX_BATCH": "0"}, "MAX_BATCH must be at least 1"),
+        ({"MODEL_POLL_SECONDS": "-1"}, "MODEL_POLL_SECONDS must be at least 0"),
+        ({"CHALLENGER_MODE": "canary"}, "CHALLENGER_MODE must be off, split or shadow"),
+        ({"CHALLENGER_MODE": "split"}, "needs CHALLENGER_URI"),
+        ({"CHALLENGER_TRAFFIC": "1.5"}, "between 0 and 1"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+        ({"API_KEYS_FILE": "/nonexistent/keys"}, "API_KEYS_FILE"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
