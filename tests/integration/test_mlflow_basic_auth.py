@@ -5,6 +5,7 @@ with MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD from the environment.""
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,5 +98,9 @@ def test_basic_auth_end_to_end(secured_mlflow: MlflowServer, tmp_path: Path) -> 
         tmp_path,
         wait="/health",
     ) as server:
-        reason = wait_for(server.url + "/ready", status=503).json()["reason"]
+        deadline = time.monotonic() + 30
+        reason = ""
+        while "refused" not in reason and time.monotonic() < deadline:
+            reason = wait_for(server.url + "/ready", status=503).json()["reason"]
+            time.sleep(0.1)  # "loading" until the first attempt has been answered
         assert "refused our credentials (401)" in reason
