@@ -95,6 +95,20 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 test: system-deps lint ## The full test command: lint, then every test layer
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+FUZZ_EXAMPLES ?= 300
+FUZZ_MAX_SECONDS ?= 600
+
+.PHONY: fuzz
+fuzz: $(STAMP) ## Longer schemathesis run against real servers (FUZZ_EXAMPLES=300 per operation, FUZZ_MAX_SECONDS=600)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_MAX_SECONDS=$(FUZZ_MAX_SECONDS) \
+		$(PY) -m pytest tests/fuzz -m fuzz --timeout $$(( $(FUZZ_MAX_SECONDS) * 3 + 600 )) $(PYTEST_ARGS)
+
+SOAK_ARGS ?=
+
+.PHONY: soak
+soak: $(STAMP) ## Soak benchmark, minutes: 200,000 requests, server RSS sampled (SOAK_ARGS="--requests N --concurrency C")
+	MODEL_URI="$(MODEL_URI)" $(PY) loadtest/soak.py $(SOAK_ARGS)
+
 .PHONY: clean
 clean: ## Remove the venv, tools and the local MLflow store
 	rm -rf $(VENV) $(TOOLS) .mlflow .monitor .pytest_cache .mypy_cache .ruff_cache

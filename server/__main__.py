@@ -1,16 +1,80 @@
-"""`python -m server`: run the app with uvicorn, configured from the environment."""
+"""`python -m server`: run the app with uvicorn, configured from the environment.
+
+This module owns signals and shutdown. On SIGTERM the server drains: readiness answers 503 at
+once while requests are still served (Kubernetes needs a moment to take the pod out of its
+endpoints), then after SHUTDOWN_DELAY_SECONDS uvicorn stops accepting connections and waits up to
+SHUTDOWN_GRACE_SECONDS for accepted requests to finish. SIGINT (Ctrl-C at a terminal) skips the
+delay. A second signal exits at once.
+"""
 
 import asyncio
 import logging
+import signal
+import socket
 import sys
+import time
+from types import FrameType
 
 import uvicorn
 
 from server.app import create_app
 from server.logs import configure_logging
+from server.model_manager import Serving
 from server.settings import Settings, SettingsError
 
 log = logging.getLogger("server")
+_CONNECTION_CLOSE = (b"connection", b"close")
+_LAST_REQUESTS_SECONDS = 0.5
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn.Server with a drain phase between the first signal and the usual shutdown."""
+
+    def __init__(self, config: uvicorn.Config, serving: Serving, delay_seconds: float) -> None:
+        super().__init__(config)
+        self.serving = serving
+        self.delay_seconds = delay_seconds
+        self.stop_at: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Runs as a Python signal handler on the main thread: only set flags, the loop acts on them.
+        # Signals are not recorded for re-raising, so a drained server exits with status 0.
+        if self.stop_at is not None:
+            self.should_exit = self.force_exit = True
+            return
+        delay = self.delay_seconds if sig == signal.SIGTERM else 0.0
+        self.stop_at = time.monotonic() + delay
+        self.serving.draining = True
+        log.info(
+            "draining: readiness is now 503",
+            extra={"signal": signal.Signals(sig).name, "stop_accepting_in_seconds": delay},
+        )
+
+    async def on_tick(self, counter: int) -> bool:
+        should_exit = await super().on_tick(counter)
+        if self.stop_at is None:
+            return should_exit
+        # While draining, close each connection after its next answer, so no client is left
+        # holding an idle keep-alive connection when the listener closes.
+        if _CONNECTION_CLOSE not in self.server_state.default_headers:
+            self.server_state.default_headers = [
+                *self.server_state.default_headers,
+                _CONNECTION_CLOSE,
+            ]
+        if not self.should_exit and time.monotonic() >= self.stop_at:
+            log.info("no longer accepting connections; finishing accepted requests")
+            self.should_exit = True
+        return self.should_exit or should_exit
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn closes every connection with no request in progress at once, including one
+        # accepted a moment ago whose request is still in flight: stop listening first and give
+        # such requests a moment to arrive, so they are answered rather than reset.
+        for listener in getattr(self, "servers", []):
+            listener.close()
+        if not self.force_exit:
+            await asyncio.sleep(_LAST_REQUESTS_SECONDS)
+        await super().shutdown(sockets)
 
 
 def main() -> int:
@@ -19,13 +83,14 @@ def main() -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.access_log)
     log.info(
         "starting",
         extra={"model_uri": settings.model_uri, "port": settings.port, "workers": settings.workers},
     )
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
@@ -34,10 +99,11 @@ def main() -> int:
         access_log=False,
         server_header=False,
         proxy_headers=False,
-        timeout_graceful_shutdown=25,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
-    server = uvicorn.Server(config)
-    asyncio.run(server.serve())
+    server = DrainingServer(config, app.state.serving, settings.shutdown_delay_seconds)
+    server.run()  # with the uvloop loop factory the config names; asyncio.run would not use it
+    log.info("stopped")
     return 0
 
 

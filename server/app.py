@@ -15,6 +15,7 @@ from server.api import simple_routes
 from server.auth import ApiKeys
 from server.docs import docs_routes
 from server.errors import ServerError, Unauthorized
+from server.limits import BodyDeadline
 from server.metrics import Metrics
 from server.middleware import RequestMiddleware
 from server.model_manager import Serving
@@ -32,6 +33,8 @@ def _error(request: Request, status: int, message: str) -> Response:
     headers = {"www-authenticate": 'Bearer realm="model-server"'} if status == 401 else None
     if status == 503 and "concurrency" in message:
         headers = {"retry-after": "1"}
+    if status == 408:  # the rest of a trickled body may still be on its way: do not read it
+        headers = {"connection": "close"}
     return JSONResponse({key: message}, status_code=status, headers=headers)
 
 
@@ -44,12 +47,24 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return _error(request, exc.status_code, str(exc.detail))
+    response = _error(request, exc.status_code, str(exc.detail))
+    if exc.headers:  # Starlette's 405 carries the Allow header HTTP requires
+        response.headers.update(exc.headers)
+    return response
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
-    return _error(request, 500, "internal error; the server log has the details")
+    request_id = request.scope.get("request_id", b"").decode()
+    log.error(
+        "unhandled error",
+        exc_info=exc,
+        extra={"path": request.url.path, "request_id": request_id},
+    )
+    response = _error(request, 500, "internal error; the server log has the details")
+    # This handler runs outside the request middleware, which adds the header to every other answer.
+    if request_id:
+        response.headers["x-request-id"] = request_id
+    return response
 
 
 def create_app(
@@ -80,7 +95,10 @@ def create_app(
             *docs_routes(settings, serving),
         ],
         middleware=[
-            Middleware(RequestMiddleware, metrics=metrics, max_concurrency=settings.max_concurrency)
+            Middleware(
+                RequestMiddleware, metrics=metrics, max_concurrency=settings.max_concurrency
+            ),
+            Middleware(BodyDeadline, seconds=settings.body_timeout_seconds),
         ],
         exception_handlers={
             ServerError: _server_error,

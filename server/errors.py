@@ -25,6 +25,18 @@ class NotFound(ServerError):
     status_code = 404
 
 
+class RequestTimeout(ServerError):
+    """The body did not arrive within BODY_TIMEOUT_SECONDS."""
+
+    status_code = 408
+
+
+class ClientClosedRequest(ServerError):
+    """The client hung up before sending the whole body; nginx's 499, for metrics and logs."""
+
+    status_code = 499
+
+
 class PayloadTooLarge(ServerError):
     """The body exceeds MAX_BODY_BYTES or carries more rows than MAX_BATCH."""
 

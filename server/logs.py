@@ -33,7 +33,12 @@ class JSONFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, access_log: bool = False) -> None:
+    """JSON lines on stdout; with `access_log`, one line per request whatever the level.
+
+    Access lines are logged at debug level by the request middleware, so at the default level
+    they cost one `isEnabledFor` check; ACCESS_LOG turns on just that logger.
+    """
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JSONFormatter())
     root = logging.getLogger()
@@ -43,3 +48,4 @@ def configure_logging(level: str) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    logging.getLogger("server.access").setLevel(logging.DEBUG if access_log else logging.NOTSET)

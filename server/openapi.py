@@ -1,6 +1,9 @@
 """The OpenAPI 3 document for every route, with the loaded model's features in its schemas."""
 
+import math
 from typing import Any
+
+import numpy as np
 
 from server import __version__
 from server.model import Model
@@ -25,6 +28,7 @@ def _errors(*codes: int, key: str = "detail") -> dict[str, Any]:
         400: "Malformed JSON, or a missing or unknown feature",
         401: "Missing or invalid API key",
         404: "Unknown model or version",
+        408: "The body did not arrive within BODY_TIMEOUT_SECONDS",
         413: "Body larger than MAX_BODY_BYTES or more rows than MAX_BATCH",
         415: "Content-Type is not JSON",
         422: "Wrong body shape, or values that are not finite numbers",
@@ -34,13 +38,33 @@ def _errors(*codes: int, key: str = "detail") -> dict[str, Any]:
     return {str(c): _body(schema, text[c]) for c in codes}
 
 
+def _largest_accepted(dtype: type) -> float:
+    """The largest JSON number that is still finite once cast to `dtype`.
+
+    A double a little past float32's maximum rounds down to it rather than to infinity, so the
+    server accepts it; the schema says exactly that, so generated tests agree with the server.
+    """
+    info = np.finfo(dtype)
+    if info.bits == 64:
+        return float(info.max)
+    # Half a unit in the last place above the maximum rounds (to even) to infinity.
+    ulp = math.ldexp(1.0, info.maxexp - 1 - info.nmant)
+    return math.nextafter(float(info.max) + ulp / 2, 0.0)
+
+
+def _number_schema(model: Model | None) -> dict[str, Any]:
+    """A feature value: finite, and within the range of the model's input type."""
+    limit = _largest_accepted(model.input_dtype if model else np.float32)
+    return {"type": "number", "minimum": -limit, "maximum": limit}
+
+
 def _features_schema(model: Model | None) -> dict[str, Any]:
     if model is None:
-        return {"type": "object", "additionalProperties": {"type": "number"}}
+        return {"type": "object", "additionalProperties": _number_schema(model)}
     example = model.metadata.get("input_example") or [[0.0] * model.n_features]
     return {
         "type": "object",
-        "properties": {name: {"type": "number"} for name in model.features},
+        "properties": {name: _number_schema(model) for name in model.features},
         "required": list(model.features),
         "additionalProperties": False,
         "example": dict(zip(model.features, example[0], strict=False)),
@@ -154,11 +178,20 @@ def openapi_document(model: Model | None, settings: Settings) -> dict[str, Any]:
                     "items": {
                         "type": "object",
                         "properties": {
-                            "name": {"type": "string"},
-                            "shape": {"type": "array", "items": {"type": "integer"}},
+                            "name": (
+                                {"type": "string", "enum": [model.input_name]}
+                                if model
+                                else {"type": "string"}
+                            ),
+                            "shape": {
+                                "type": "array",
+                                "minItems": 2,
+                                "maxItems": 2,
+                                "items": {"type": "integer", "minimum": 1},
+                            },
                             "datatype": {"type": "string", "enum": ["FP32", "FP64"]},
                             "parameters": {"type": "object"},
-                            "data": {"type": "array"},
+                            "data": {"type": "array", "minItems": 1},
                         },
                         "required": ["name", "shape", "datatype", "data"],
                     },
@@ -215,6 +248,8 @@ def openapi_document(model: Model | None, settings: Settings) -> dict[str, Any]:
     def get(summary: str, ok: dict[str, Any], *errors: int, key: str = "detail") -> dict[str, Any]:
         return {"get": {"summary": summary, "responses": {"200": ok, **_errors(*errors, key=key)}}}
 
+    # With keys configured the bearer token is required; without, the routes are open.
+    security: list[dict[str, list[str]]] = [{"bearer": []}] if settings.api_keys else [{}]
     name_param = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     version_param = {
         "name": "version",
@@ -227,9 +262,9 @@ def openapi_document(model: Model | None, settings: Settings) -> dict[str, Any]:
         "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("InferenceRequest")}}},
         "responses": {
             "200": _body(_ref("InferenceResponse"), "Output tensors"),
-            **_errors(400, 401, 404, 413, 415, 503, key="error"),
+            **_errors(400, 401, 404, 408, 413, 415, 503, key="error"),
         },
-        "security": [{}, {"bearer": []}],
+        "security": security,
     }
     model_metadata = {
         "type": "object",
@@ -292,9 +327,9 @@ def openapi_document(model: Model | None, settings: Settings) -> dict[str, Any]:
                         "One result, or one per instance",
                         example_answer,
                     ),
-                    **_errors(400, 401, 413, 415, 422, 503),
+                    **_errors(400, 401, 408, 413, 415, 422, 503),
                 },
-                "security": [{}, {"bearer": []}],
+                "security": security,
             }
         },
         "/model/info": get("The model being served", _body(_ref("ModelInfo"), "Model"), 503),

@@ -34,6 +34,13 @@ class Settings:
     drift_interval_seconds: float = 10.0
     api_keys: frozenset[str] = field(default_factory=frozenset)
     registry_timeout_seconds: float = 10.0
+    # SIGTERM: readiness turns 503 at once, the server keeps answering for this long so load
+    # balancers notice, then stops accepting and lets accepted requests finish within the grace.
+    shutdown_delay_seconds: float = 5.0
+    shutdown_grace_seconds: float = 20.0
+    # The whole request body must arrive within this; a client trickling bytes gets 408.
+    body_timeout_seconds: float = 10.0
+    access_log: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -94,7 +101,28 @@ class Settings:
             registry_timeout_seconds=number(
                 "REGISTRY_TIMEOUT_SECONDS", default.registry_timeout_seconds, float, 0.1
             ),
+            shutdown_delay_seconds=number(
+                "SHUTDOWN_DELAY_SECONDS", default.shutdown_delay_seconds, float, 0.0
+            ),
+            shutdown_grace_seconds=number(
+                "SHUTDOWN_GRACE_SECONDS", default.shutdown_grace_seconds, float, 0.0
+            ),
+            body_timeout_seconds=number(
+                "BODY_TIMEOUT_SECONDS", default.body_timeout_seconds, float, 0.0
+            ),
+            access_log=_flag(env, "ACCESS_LOG", default.access_log),
         )
+
+
+def _flag(env: Mapping[str, str], name: str, fallback: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return fallback
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
 def _read_api_keys(env: Mapping[str, str]) -> frozenset[str]:

@@ -4,13 +4,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
-from server.errors import PayloadTooLarge, UnsupportedMediaType
+from server.errors import ClientClosedRequest, PayloadTooLarge, UnsupportedMediaType
 
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 _JSON_TYPE = b"application/json"
+# A client hanging up mid-body is its doing, not a server error: 499, no 500, no traceback.
+_HUNG_UP = "the client closed the connection mid-body"
 
 
 class JSONResponse(Response):
@@ -66,7 +68,7 @@ async def read_json_body(request: Request, limit: int) -> bytes:
     receive = request.receive
     message = await receive()
     if message["type"] == "http.disconnect":
-        raise ClientDisconnect
+        raise ClientClosedRequest(_HUNG_UP)
     body: bytes = message.get("body", b"")
     if len(body) > limit:
         raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
@@ -77,7 +79,7 @@ async def read_json_body(request: Request, limit: int) -> bytes:
     while message.get("more_body", False):
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ClientDisconnect
+            raise ClientClosedRequest(_HUNG_UP)
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

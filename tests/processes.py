@@ -70,6 +70,7 @@ def model_server(
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "MODEL_RETRY_SECONDS": "0.2",
+        "SHUTDOWN_DELAY_SECONDS": "0",  # tests that need the drain delay set it
         **env,
     }
     with log_path.open("wb") as log:
