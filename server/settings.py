@@ -77,13 +77,21 @@ class Settings:
         log_level = text("LOG_LEVEL", default.log_level).lower()
         if log_level not in ("critical", "error", "warning", "info", "debug"):
             raise SettingsError("LOG_LEVEL must be one of debug, info, warning, error, critical")
+        workers = int(number("WORKERS", default.workers, int, 1))
+        if workers != 1:
+            # Each worker would hold its own metrics and model lifecycle, so /metrics would
+            # answer for whichever process took the scrape; replicas keep every figure exact.
+            raise SettingsError(
+                f"WORKERS={workers}: the server runs one worker per process; "
+                "scale with more replicas (or processes behind a balancer) instead"
+            )
         return cls(
             model_uri=text("MODEL_URI", default.model_uri),
             tracking_uri=env.get("MLFLOW_TRACKING_URI", "").strip() or None,
             fallback_path=Path(fallback) if fallback else None,
             host=text("HOST", default.host),
             port=int(number("PORT", default.port, int, 1)),
-            workers=int(number("WORKERS", default.workers, int, 1)),
+            workers=workers,
             log_level=log_level,
             max_body_bytes=int(number("MAX_BODY_BYTES", default.max_body_bytes, int, 1)),
             max_batch=int(number("MAX_BATCH", default.max_batch, int, 1)),
@@ -133,5 +141,6 @@ def _read_api_keys(env: Mapping[str, str]) -> frozenset[str]:
             content = Path(path).read_text()
         except OSError as exc:
             raise SettingsError(f"API_KEYS_FILE {path!r} cannot be read: {exc.strerror}") from None
-        keys.update(line.strip() for line in content.splitlines() if line.strip())
+        # One key per line or comma-separated (as the chart's Secret holds them), or both.
+        keys.update(k.strip() for k in content.replace(",", "\n").splitlines() if k.strip())
     return frozenset(keys)

@@ -18,14 +18,14 @@ def test_defaults() -> None:
 
 def test_reads_every_variable(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
-    keys.write_text("from-file\n\n")
+    keys.write_text("from-file\n\nline-two, and-a-comma\n")
     settings = Settings.from_env(
         {
             "MODEL_URI": "models:/wine-classifier/3",
             "MLFLOW_TRACKING_URI": "http://mlflow:5000",
             "MODEL_FALLBACK_PATH": "/opt/model",
             "PORT": "9000",
-            "WORKERS": "2",
+            "WORKERS": "1",
             "LOG_LEVEL": "DEBUG",
             "MAX_BODY_BYTES": "100",
             "MAX_BATCH": "10",
@@ -42,13 +42,13 @@ def test_reads_every_variable(tmp_path: Path) -> None:
     assert settings.model_uri == "models:/wine-classifier/3"
     assert settings.tracking_uri == "http://mlflow:5000"
     assert settings.fallback_path == Path("/opt/model")
-    assert (settings.port, settings.workers, settings.log_level) == (9000, 2, "debug")
+    assert (settings.port, settings.workers, settings.log_level) == (9000, 1, "debug")
     assert (settings.max_body_bytes, settings.max_batch, settings.max_concurrency) == (100, 10, 64)
     assert settings.poll_seconds == 0.0
     assert settings.challenger_mode == "split"
     assert settings.challenger_traffic == 0.25
     assert settings.drift_window == 500
-    assert settings.api_keys == frozenset({"a", "b", "from-file"})
+    assert settings.api_keys == frozenset({"a", "b", "from-file", "line-two", "and-a-comma"})
 
 
 @pytest.mark.parametrize(
@@ -61,6 +61,7 @@ def test_reads_every_variable(tmp_path: Path) -> None:
         ({"CHALLENGER_MODE": "split"}, "needs CHALLENGER_URI"),
         ({"CHALLENGER_TRAFFIC": "1.5"}, "between 0 and 1"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+        ({"WORKERS": "2"}, "one worker per process"),
         ({"API_KEYS_FILE": "/nonexistent/keys"}, "API_KEYS_FILE"),
     ],
 )
