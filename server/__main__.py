@@ -8,6 +8,7 @@ delay. A second signal exits at once.
 """
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -102,6 +103,10 @@ def main() -> int:
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
     server = DrainingServer(config, app.state.serving, settings.shutdown_delay_seconds)
+    # Everything imported so far lives as long as the process: keep the collector from walking
+    # it again and again (fewer and shorter pauses on the request path).
+    gc.collect()
+    gc.freeze()
     server.run()  # with the uvloop loop factory the config names; asyncio.run would not use it
     log.info("stopped")
     return 0

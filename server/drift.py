@@ -1,11 +1,12 @@
 """Drift detection: live traffic against the training distribution, by Population Stability Index.
 
+Recording and reporting both run on the event loop's thread, so the ring needs no lock.
+
 The request path only copies rows into a fixed ring buffer (constant cost whatever the window);
 the PSI is computed periodically, off the request path, over the last DRIFT_WINDOW rows.
 Bins match training's drift reference exactly: `searchsorted(edges, x, side="right")`.
 """
 
-import threading
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,6 @@ class DriftMonitor:
         self._predictions = np.zeros(window, dtype=np.float64)
         self._next = 0
         self._count = 0
-        self._lock = threading.Lock()
         feature_refs = reference.get("features", {})
         self._edges = [np.asarray(feature_refs[f]["edges"], dtype=np.float64) for f in features]
         self._expected = [np.asarray(feature_refs[f]["proportions"]) for f in features]
@@ -69,27 +69,25 @@ class DriftMonitor:
         n = len(rows)
         if n >= self.window:
             rows, predictions, n = rows[-self.window :], predictions[-self.window :], self.window
-        with self._lock:
-            start = self._next
-            end = start + n
-            if end <= self.window:
-                self._rows[start:end] = rows
-                self._predictions[start:end] = predictions
-            else:
-                first = self.window - start
-                self._rows[start:] = rows[:first]
-                self._rows[: n - first] = rows[first:]
-                self._predictions[start:] = predictions[:first]
-                self._predictions[: n - first] = predictions[first:]
-            self._next = end % self.window
-            self._count = min(self._count + n, self.window)
+        start = self._next
+        end = start + n
+        if end <= self.window:
+            self._rows[start:end] = rows
+            self._predictions[start:end] = predictions
+        else:
+            first = self.window - start
+            self._rows[start:] = rows[:first]
+            self._rows[: n - first] = rows[first:]
+            self._predictions[start:] = predictions[:first]
+            self._predictions[: n - first] = predictions[first:]
+        self._next = end % self.window
+        self._count = min(self._count + n, self.window)
 
     def report(self) -> dict[str, Any]:
         """Per-feature and prediction PSI over the current window."""
-        with self._lock:
-            count = self._count
-            rows = self._rows[:count].copy()
-            predictions = self._predictions[:count].copy()
+        count = self._count
+        rows = self._rows[:count].copy()
+        predictions = self._predictions[:count].copy()
         features: dict[str, dict[str, Any]] = {}
         prediction: dict[str, Any] = {"psi": None, "status": "no data"}
         if count:
