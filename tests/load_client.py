@@ -10,13 +10,9 @@ from pathlib import Path
 
 import httpx
 
+from tests.samples import SETOSA as ROW
+
 MAX_SECONDS = 120
-ROW = {
-    "sepal length (cm)": 5.1,
-    "sepal width (cm)": 3.5,
-    "petal length (cm)": 1.4,
-    "petal width (cm)": 0.2,
-}
 
 
 def main(url: str, out: Path, stop_file: Path) -> int:

@@ -15,21 +15,10 @@ from tests.conftest import TrainedStore
 from tests.integration.checks import server_errors
 from tests.integration.rawhttp import open_request, read_response, trickle
 from tests.processes import ServerProcess, model_server
+from tests.samples import SETOSA, VIRGINICA
 
 pytestmark = pytest.mark.integration
 
-SETOSA = {
-    "sepal length (cm)": 5.1,
-    "sepal width (cm)": 3.5,
-    "petal length (cm)": 1.4,
-    "petal width (cm)": 0.2,
-}
-VIRGINICA = {
-    "sepal length (cm)": 7.7,
-    "sepal width (cm)": 3.0,
-    "petal length (cm)": 6.1,
-    "petal width (cm)": 2.3,
-}
 JSON = {"Content-Type": "application/json"}
 MAX_BODY = 200_000
 BODY_TIMEOUT = 2.0

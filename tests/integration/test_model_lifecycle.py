@@ -14,15 +14,10 @@ import pytest
 
 from tests.processes import REPO_ROOT, model_server, wait_for
 from tests.registry import reset_mlflow_globals
+from tests.samples import SETOSA
 
 pytestmark = pytest.mark.integration
 
-SETOSA = {
-    "sepal length (cm)": 5.1,
-    "sepal width (cm)": 3.5,
-    "petal length (cm)": 1.4,
-    "petal width (cm)": 0.2,
-}
 MODEL = "iris-classifier"
 
 

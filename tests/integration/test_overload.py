@@ -14,15 +14,10 @@ from tests.conftest import TrainedStore
 from tests.integration.checks import server_errors
 from tests.integration.rawhttp import open_request, read_response
 from tests.processes import ServerProcess, model_server
+from tests.samples import SETOSA
 
 pytestmark = pytest.mark.integration
 
-SETOSA = {
-    "sepal length (cm)": 5.1,
-    "sepal width (cm)": 3.5,
-    "petal length (cm)": 1.4,
-    "petal width (cm)": 0.2,
-}
 BODY = orjson.dumps({"features": SETOSA})
 LIMIT = 4
 

@@ -14,16 +14,11 @@ from tests.conftest import TrainedStore
 from tests.integration.checks import server_errors
 from tests.integration.restartable_mlflow import MlflowServer, exported_files, register_version
 from tests.processes import ServerProcess, model_server, wait_for
+from tests.samples import SETOSA
 
 pytestmark = pytest.mark.integration
 
 NAME = "iris-classifier"
-SETOSA = {
-    "sepal length (cm)": 5.1,
-    "sepal width (cm)": 3.5,
-    "petal length (cm)": 1.4,
-    "petal width (cm)": 0.2,
-}
 
 
 class Registry:

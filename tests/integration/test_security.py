@@ -11,15 +11,10 @@ import pytest
 
 from tests.conftest import TrainedStore
 from tests.processes import REPO_ROOT, ServerProcess, model_server
+from tests.samples import SETOSA
 
 pytestmark = pytest.mark.integration
 
-SETOSA = {
-    "sepal length (cm)": 5.1,
-    "sepal width (cm)": 3.5,
-    "petal length (cm)": 1.4,
-    "petal width (cm)": 0.2,
-}
 OIP = {
     "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]
 }

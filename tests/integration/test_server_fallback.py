@@ -10,15 +10,9 @@ import pytest
 
 from tests.conftest import TrainedStore
 from tests.processes import REPO_ROOT, free_port, model_server, wait_for
+from tests.samples import SETOSA
 
 pytestmark = pytest.mark.integration
-
-SETOSA = {
-    "sepal length (cm)": 5.1,
-    "sepal width (cm)": 3.5,
-    "petal length (cm)": 1.4,
-    "petal width (cm)": 0.2,
-}
 
 
 def unreachable_registry() -> str:

@@ -8,13 +8,7 @@ from server.inputs import oip_batch, parse_json, requested_outputs, simple_batch
 from server.model import Model, Origin, load_model
 from server.registry import read_model_dir
 from tests.conftest import TrainedStore
-
-ROW = {
-    "sepal length (cm)": 5.1,
-    "sepal width (cm)": 3.5,
-    "petal length (cm)": 1.4,
-    "petal width (cm)": 0.2,
-}
+from tests.samples import SETOSA as ROW
 
 
 @pytest.fixture(scope="module")
