@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tests.integration.mlflow_server import QUIET_MLFLOW_ENV
+from tests.mlflow_server import QUIET_MLFLOW_ENV
 from tests.processes import free_port, wait_for
 
 
