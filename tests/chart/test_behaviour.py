@@ -132,7 +132,6 @@ def test_server_settings_come_from_values() -> None:
                 "api.server.maxConcurrency=64",
                 "api.server.maxBodyBytes=2097152",
                 "api.server.maxBatch=50",
-                "api.server.workers=2",
             ],
         )
     )
@@ -144,9 +143,12 @@ def test_server_settings_come_from_values() -> None:
     assert config["MAX_CONCURRENCY"] == "64"
     assert config["MAX_BODY_BYTES"] == "2097152"
     assert config["MAX_BATCH"] == "50"
-    assert config["WORKERS"] == "2"
+    assert config["WORKERS"] == "1"
     assert config["PORT"] == "8000"
     assert config["API_KEYS_FILE"] == "/etc/platform/api-keys/api-keys"
+    # The server refuses WORKERS > 1 (per-process metrics); the schema refuses it first.
+    with pytest.raises(AssertionError, match="workers"):
+        render(sets=["api.server.workers=2"])
 
 
 # --- the API Deployment ------------------------------------------------------------------
