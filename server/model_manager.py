@@ -118,7 +118,10 @@ class ModelSlot:
             await self._load_local()
             return
         while True:
-            await self._sync_with_registry()
+            try:
+                await self._sync_with_registry()
+            except Exception:  # a bug here must not stop the polling for good
+                log.exception("model refresh failed", extra={"variant": self.variant})
             current = self.model
             from_registry = current is not None and current.origin.source == "registry"
             if from_registry and (
@@ -355,7 +358,10 @@ class Serving:
     async def _drift_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.drift_interval_seconds)
-            self.update_drift_metrics()
+            try:
+                self.update_drift_metrics()
+            except Exception:  # drift reporting must never take serving down with it
+                log.exception("drift computation failed")
 
     def update_drift_metrics(self) -> dict[str, object] | None:
         monitor = self.drift

@@ -69,3 +69,25 @@ def test_a_swap_resets_drift_and_publishes_the_new_model(trained_store: TrainedS
     )
     assert choice.model.version == "1"  # a request that picked the old model keeps it
     assert serving.pick(None).model.version == "2"
+
+
+def test_an_unexpected_error_does_not_stop_polling(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    serving, _ = serving_for(Settings(retry_seconds=0.01))
+    calls = []
+
+    async def broken() -> None:
+        calls.append(1)
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(serving.champion, "_sync_with_registry", broken)
+
+    async def run_briefly() -> None:
+        task = asyncio.create_task(serving.champion.run())
+        await asyncio.sleep(0.2)
+        assert not task.done()  # still polling after the errors
+        task.cancel()
+
+    asyncio.run(run_briefly())
+    assert len(calls) > 3
