@@ -17,16 +17,9 @@ from collections import Counter
 import httpx
 import orjson
 
-BODY = orjson.dumps(
-    {
-        "features": {
-            "sepal length (cm)": 5.1,
-            "sepal width (cm)": 3.5,
-            "petal length (cm)": 1.4,
-            "petal width (cm)": 0.2,
-        }
-    }
-)
+from tests.samples import SETOSA
+
+BODY = orjson.dumps({"features": SETOSA})
 
 
 ENDPOINT_LAG = 1.0

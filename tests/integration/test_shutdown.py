@@ -16,19 +16,11 @@ from tests.conftest import TrainedStore
 from tests.integration.checks import server_errors
 from tests.integration.rawhttp import open_request, read_response
 from tests.processes import REPO_ROOT, model_server, wait_for
+from tests.samples import SETOSA
 
 pytestmark = pytest.mark.integration
 
-BODY = orjson.dumps(
-    {
-        "features": {
-            "sepal length (cm)": 5.1,
-            "sepal width (cm)": 3.5,
-            "petal length (cm)": 1.4,
-            "petal width (cm)": 0.2,
-        }
-    }
-)
+BODY = orjson.dumps({"features": SETOSA})
 DELAY = 2.0
 GRACE = 10.0
 
