@@ -4,18 +4,19 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from server.api import simple_routes
 from server.auth import ApiKeys
 from server.docs import docs_routes
 from server.errors import ServerError, Unauthorized
-from server.limits import BodyDeadline
+from server.limits import BodyDeadlines
 from server.metrics import Metrics
 from server.middleware import RequestMiddleware
 from server.model_manager import Serving
@@ -60,16 +61,36 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
         exc_info=exc,
         extra={"path": request.url.path, "request_id": request_id},
     )
-    response = _error(request, 500, "internal error; the server log has the details")
-    # This handler runs outside the request middleware, which adds the header to every other answer.
-    if request_id:
-        response.headers["x-request-id"] = request_id
-    return response
+    return _error(request, 500, "internal error; the server log has the details")
+
+
+async def error_response(request: Request, exc: Exception) -> Response:
+    """The one mapping from exceptions to answers, for routes Starlette does not dispatch."""
+    if isinstance(exc, ServerError):
+        return await _server_error(request, exc)
+    if isinstance(exc, HTTPException):
+        return await _http_error(request, exc)
+    return await _unexpected(request, exc)
+
+
+class ModelServer(Starlette):
+    """Starlette with the request middleware outside its whole stack, error handling included.
+
+    Outside, so that the request id, metrics and log cover every answer, 500s too, and so that
+    the hot routes it dispatches itself skip Starlette's layers (see `server.middleware`).
+    """
+
+    def __init__(self, *, front: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._front = front
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return self._front(super().build_middleware_stack())
 
 
 def create_app(
     settings: Settings, registry_factory: Callable[[], Registry] | None = None
-) -> Starlette:
+) -> ModelServer:
     """Build the app: routes, middleware, error mapping, and the model lifecycle task."""
     metrics = Metrics()
     factory = registry_factory or (
@@ -88,18 +109,19 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    app = Starlette(
-        routes=[
-            *simple_routes(settings, serving, metrics, keys),
-            *oip_routes(settings, serving, keys),
-            *docs_routes(settings, serving),
-        ],
-        middleware=[
-            Middleware(
-                RequestMiddleware, metrics=metrics, max_concurrency=settings.max_concurrency
-            ),
-            Middleware(BodyDeadline, seconds=settings.body_timeout_seconds),
-        ],
+    simple = simple_routes(settings, serving, metrics, keys)
+    routes = [*simple, *oip_routes(settings, serving, keys), *docs_routes(settings, serving)]
+    direct = {("POST", "/predict"): next(r.endpoint for r in simple if r.path == "/predict")}
+    deadlines = BodyDeadlines(settings.body_timeout_seconds)
+
+    def front(stack: ASGIApp) -> ASGIApp:
+        return RequestMiddleware(
+            stack, metrics, settings.max_concurrency, deadlines, direct, error_response
+        )
+
+    app = ModelServer(
+        front=front,
+        routes=routes,
         exception_handlers={
             ServerError: _server_error,
             HTTPException: _http_error,

@@ -1,12 +1,24 @@
-"""One pure-ASGI middleware for every request: request id, load shedding, metrics, access log."""
+"""The outermost layer of every request: request id, load shedding, body deadline, metrics, log.
 
+It also dispatches the data plane's hot routes (`POST /predict`) straight to their endpoints.
+Starlette's exception, routing and response layers cost a one-row prediction about as much as
+the model does; a hot route needs none of them: its path is fixed, its endpoint returns a
+complete `JSONResponse`, and its errors are mapped here by the same function Starlette's
+exception handlers use. Every other route goes through Starlette as usual.
+"""
+
+import contextlib
 import logging
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable, Mapping
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.limits import BodyDeadlines
 from server.metrics import UNMATCHED_ROUTE, Metrics
 
 log = logging.getLogger("server.access")
@@ -16,6 +28,9 @@ _MAX_REQUEST_ID = 128
 # Probes and scrapes are never shed: Kubernetes and Prometheus must see the truth under load.
 _NEVER_SHED = frozenset({"/health", "/ready", "/metrics", "/v2/health/live", "/v2/health/ready"})
 _SHED_BODY = b'{"detail":"the server is at its concurrency limit; retry shortly"}'
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+ErrorResponse = Callable[[Request, Exception], Awaitable[Response]]
 
 
 def _client_request_id(scope: Scope) -> bytes | None:
@@ -29,10 +44,23 @@ def _client_request_id(scope: Scope) -> bytes | None:
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_concurrency: int) -> None:
+    """Wraps the whole Starlette stack; `direct` maps (method, path) to endpoints it calls itself."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        max_concurrency: int,
+        deadlines: BodyDeadlines,
+        direct: Mapping[tuple[str, str], Endpoint],
+        error_response: ErrorResponse,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_concurrency = max_concurrency
+        self.deadlines = deadlines
+        self.direct = dict(direct)
+        self.error_response = error_response
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -44,7 +72,7 @@ class RequestMiddleware:
         # The client's id keys the champion/challenger split; otherwise a new one is made up.
         scope["client_request_id"] = given.decode() if given is not None else None
         request_id = given if given is not None else os.urandom(8).hex().encode()
-        status = 500
+        scope["request_id"] = request_id
 
         if (
             self.max_concurrency
@@ -58,16 +86,16 @@ class RequestMiddleware:
             )
             return
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (_REQUEST_ID, request_id)]
-            await send(message)
-
+        receive = self.deadlines.receive(receive)
+        endpoint = self.direct.get((scope["method"], scope["path"]))
         self.in_flight += 1
+        status = 500
         try:
-            await self.app(scope, receive, send_with_id)
+            if endpoint is not None:
+                scope["route_template"] = scope["path"]
+                status = await self._call_direct(endpoint, scope, receive, send, request_id)
+            else:
+                status = await self._call_routed(scope, receive, send, request_id)
         finally:
             self.in_flight -= 1
             seconds = time.perf_counter() - started
@@ -85,6 +113,42 @@ class RequestMiddleware:
                         "duration_ms": round(seconds * 1000, 3),
                     },
                 )
+
+    async def _call_direct(
+        self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send, request_id: bytes
+    ) -> int:
+        request = Request(scope, receive)
+        try:
+            response = await endpoint(request)
+        except Exception as exc:  # mapped like Starlette's handlers would: 4xx, or a logged 500
+            response = await self.error_response(request, exc)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": [*response.raw_headers, (_REQUEST_ID, request_id)],
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})
+        return response.status_code
+
+    async def _call_routed(
+        self, scope: Scope, receive: Receive, send: Send, request_id: bytes
+    ) -> int:
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (_REQUEST_ID, request_id)]
+            await send(message)
+
+        # Starlette's ServerErrorMiddleware logs an unexpected error and answers 500, then
+        # re-raises it for the server to log again; once is enough.
+        with contextlib.suppress(Exception):
+            await self.app(scope, receive, send_with_id)
+        return status
 
 
 async def _send_shed(send: Send, request_id: bytes) -> None:

@@ -44,6 +44,16 @@ class Predictions:
     values: np.ndarray | None  # regressors: [N]
     seconds: float
 
+    def rows(self, start: int, stop: int) -> "Predictions":
+        """The predictions for rows [start, stop) of the batch, as views (nothing is copied)."""
+        return Predictions(
+            [array[start:stop] for array in self.raw],
+            None if self.class_indices is None else self.class_indices[start:stop],
+            None if self.probabilities is None else self.probabilities[start:stop],
+            None if self.values is None else self.values[start:stop],
+            self.seconds,
+        )
+
     @property
     def confidences(self) -> np.ndarray:
         """The probability of each row's predicted class."""

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 from prometheus_client import Counter, Histogram
 
+from server.coalescing import Coalescer
 from server.drift import DriftMonitor
 from server.errors import ModelLoadError, ModelNotReady
 from server.metrics import Metrics
@@ -251,6 +252,8 @@ class Serving:
         self.shadow = settings.challenger_mode == "shadow"
         self._threshold = int(settings.challenger_traffic * 0xFFFFFFFF)
         self.draining = False
+        # The request path scores through this: requests that are ready together share a call.
+        self.coalescer: Coalescer[Choice] = Coalescer(self.score, settings.max_batch)
         metrics.model_ready.set(0)
         # Counters exist at zero from the start: rate() and increase() cannot see a series'
         # first sample, so one created by its first increment would hide that increment.

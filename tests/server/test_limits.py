@@ -1,14 +1,12 @@
-"""BodyDeadline: a body that does not arrive in time fails the read with RequestTimeout."""
+"""BodyDeadlines: a body that does not arrive in time fails the read with RequestTimeout."""
 
 import asyncio
 
 import pytest
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Message, Receive
 
 from server.errors import RequestTimeout
-from server.limits import BodyDeadline
-
-SCOPE = {"type": "http", "method": "POST", "path": "/predict", "headers": []}
+from server.limits import BodyDeadlines
 
 
 def reader(delays: list[float]) -> Receive:
@@ -24,32 +22,86 @@ def reader(delays: list[float]) -> Receive:
     return receive
 
 
-async def read_all(scope: Scope, receive: Receive, send: Send) -> None:
+async def read_all(receive: Receive) -> int:
+    chunks = 1
     while (await receive()).get("more_body"):
-        pass
-
-
-async def send(message: Message) -> None:
-    raise AssertionError("nothing is sent")
+        chunks += 1
+    return chunks
 
 
 def test_a_body_in_time_passes() -> None:
-    asyncio.run(BodyDeadline(read_all, 0.5)(SCOPE, reader([0.05, 0.05, 0.05]), send))
+    deadlines = BodyDeadlines(0.5)
+    assert asyncio.run(read_all(deadlines.receive(reader([0.05, 0.05, 0.05])))) == 3
 
 
-def test_a_trickled_body_times_out() -> None:
-    with pytest.raises(RequestTimeout, match=r"0\.2 seconds"):
-        asyncio.run(BodyDeadline(read_all, 0.2)(SCOPE, reader([0.1, 0.1, 0.1]), send))
+def test_a_trickled_body_times_out_within_a_tick_of_the_deadline() -> None:
+    deadlines = BodyDeadlines(0.2)
+
+    async def trickle() -> float:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(RequestTimeout, match=r"0\.2 seconds"):
+            await read_all(deadlines.receive(reader([0.1, 0.1, 0.1, 0.1])))
+        return asyncio.get_running_loop().time() - started
+
+    elapsed = asyncio.run(trickle())
+    assert 0.2 <= elapsed < 0.2 + 2 * deadlines._tick + 0.05
+
+
+def test_the_timeout_leaves_the_task_usable() -> None:
+    """The watchdog's cancellation is taken back: the request can still answer its 408."""
+    deadlines = BodyDeadlines(0.1)
+
+    async def answer() -> str:
+        try:
+            await read_all(deadlines.receive(reader([1.0])))
+        except RequestTimeout:
+            await asyncio.sleep(0.01)  # a cancelled task would raise CancelledError here
+            return "answered"
+        return "read"
+
+    assert asyncio.run(answer()) == "answered"
+
+
+def test_another_cancellation_is_not_turned_into_a_timeout() -> None:
+    deadlines = BodyDeadlines(5)
+
+    async def cancelled() -> None:
+        task = asyncio.create_task(read_all(deadlines.receive(reader([1.0]))))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled())
+
+
+def test_many_concurrent_reads_each_get_their_own_deadline() -> None:
+    deadlines = BodyDeadlines(0.3)
+
+    async def mixed() -> list[object]:
+        fast = [read_all(deadlines.receive(reader([0.01, 0.01]))) for _ in range(20)]
+        slow = [read_all(deadlines.receive(reader([0.2, 0.2, 0.2]))) for _ in range(5)]
+        return await asyncio.gather(*fast, *slow, return_exceptions=True)
+
+    results = asyncio.run(mixed())
+    assert results[:20] == [2] * 20
+    assert all(isinstance(r, RequestTimeout) for r in results[20:])
+    assert not deadlines._reading
+    assert not deadlines._overdue
 
 
 def test_zero_turns_it_off() -> None:
-    asyncio.run(BodyDeadline(read_all, 0)(SCOPE, reader([0.05, 0.05]), send))
+    receive = reader([0.05, 0.05])
+    assert BodyDeadlines(0).receive(receive) is receive
 
 
 def test_after_the_body_the_deadline_no_longer_applies() -> None:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await read_all(scope, receive, send)
-        with pytest.raises(TimeoutError):  # waiting for a disconnect is not a body read
-            await asyncio.wait_for(receive(), 0.3)
+    deadlines = BodyDeadlines(0.2)
 
-    asyncio.run(BodyDeadline(app, 0.2)(SCOPE, reader([0.01]), send))
+    async def wait_for_disconnect() -> None:
+        receive = deadlines.receive(reader([0.01]))
+        await read_all(receive)
+        with pytest.raises(TimeoutError):  # waiting for a disconnect is not a body read
+            await asyncio.wait_for(receive(), 0.4)
+
+    asyncio.run(wait_for_disconnect())
