@@ -72,7 +72,8 @@ def simple_routes(
         rows, single = simple_batch(parse_json(body), model, max_batch)
         result = await serving.coalescer.score(choice, rows)
         return JSONResponse(
-            simple_response(model, result, single), headers={"x-model-version": model.version}
+            simple_response(model, result, single),
+            raw_headers=((b"x-model-version", model.version.encode()),),
         )
 
     async def model_info(request: Request) -> Response:

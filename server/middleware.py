@@ -9,7 +9,7 @@ exception handlers use. Every other route goes through Starlette as usual.
 
 import contextlib
 import logging
-import os
+import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -62,6 +62,8 @@ class RequestMiddleware:
         self.direct = dict(direct)
         self.error_response = error_response
         self.in_flight = 0
+        # Read once: the stack is built on the first request, after logging is configured.
+        self.log_debug = log.isEnabledFor(logging.DEBUG)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,7 +73,8 @@ class RequestMiddleware:
         given = _client_request_id(scope)
         # The client's id keys the champion/challenger split; otherwise a new one is made up.
         scope["client_request_id"] = given.decode() if given is not None else None
-        request_id = given if given is not None else os.urandom(8).hex().encode()
+        # A made-up id only correlates log lines: no need for os.urandom and its system call.
+        request_id = given if given is not None else b"%016x" % random.getrandbits(64)
         scope["request_id"] = request_id
 
         if (
@@ -91,17 +94,30 @@ class RequestMiddleware:
         self.in_flight += 1
         status = 500
         try:
-            if endpoint is not None:
-                scope["route_template"] = scope["path"]
-                status = await self._call_direct(endpoint, scope, receive, send, request_id)
-            else:
+            if endpoint is None:
                 status = await self._call_routed(scope, receive, send, request_id)
+            else:  # inline rather than a method: one frame fewer on the hottest path
+                scope["route_template"] = scope["path"]
+                request = Request(scope, receive)
+                try:
+                    response = await endpoint(request)
+                except Exception as exc:  # mapped as Starlette's handlers would: 4xx, logged 500
+                    response = await self.error_response(request, exc)
+                status = response.status_code
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": status,
+                        "headers": [*response.raw_headers, (_REQUEST_ID, request_id)],
+                    }
+                )
+                await send({"type": "http.response.body", "body": response.body})
         finally:
             self.in_flight -= 1
             seconds = time.perf_counter() - started
             route = scope.get("route_template", UNMATCHED_ROUTE)
             self.metrics.observe_request(scope["method"], route, status, seconds)
-            if status >= 500 or log.isEnabledFor(logging.DEBUG):
+            if status >= 500 or self.log_debug:
                 log.log(
                     logging.ERROR if status >= 500 else logging.DEBUG,
                     "request",
@@ -113,24 +129,6 @@ class RequestMiddleware:
                         "duration_ms": round(seconds * 1000, 3),
                     },
                 )
-
-    async def _call_direct(
-        self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send, request_id: bytes
-    ) -> int:
-        request = Request(scope, receive)
-        try:
-            response = await endpoint(request)
-        except Exception as exc:  # mapped like Starlette's handlers would: 4xx, or a logged 500
-            response = await self.error_response(request, exc)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status_code,
-                "headers": [*response.raw_headers, (_REQUEST_ID, request_id)],
-            }
-        )
-        await send({"type": "http.response.body", "body": response.body})
-        return response.status_code
 
     async def _call_routed(
         self, scope: Scope, receive: Receive, send: Send, request_id: bytes

@@ -142,7 +142,7 @@ def oip_routes(settings: Settings, serving: Serving, keys: ApiKeys) -> list[Temp
         }
         if isinstance(payload.get("id"), str):
             response["id"] = payload["id"]
-        return JSONResponse(response, headers={"x-model-version": model.version})
+        return JSONResponse(response, raw_headers=((b"x-model-version", model.version.encode()),))
 
     base = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"

@@ -1,6 +1,6 @@
 """HTTP plumbing shared by the front ends: JSON responses and bounded body reads."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -25,7 +25,11 @@ class JSONResponse(Response):
     media_type = "application/json"
 
     def __init__(
-        self, content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
+        self,
+        content: Any,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        raw_headers: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
         self.status_code = status_code
         self.background = None
@@ -35,6 +39,7 @@ class JSONResponse(Response):
             raw.extend(
                 (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
             )
+        raw.extend(raw_headers)  # already lower-case bytes: the hot routes' headers
         self.raw_headers = raw
 
 
