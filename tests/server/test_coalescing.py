@@ -130,10 +130,9 @@ def test_a_request_cancelled_while_waiting_is_not_scored(trained_store: TrainedS
     coalescer = Coalescer(score, max_rows=1000)
 
     async def one_leaves() -> Predictions:
-        leaving = asyncio.ensure_future(coalescer.score(Pick(model), rows(5, 0)))
-        staying = asyncio.ensure_future(coalescer.score(Pick(model), rows(2, 1)))
-        await asyncio.sleep(0)  # both are now waiting for the flush
-        leaving.cancel()
+        leaving = coalescer.score(Pick(model), rows(5, 0))
+        staying = coalescer.score(Pick(model), rows(2, 1))
+        leaving.cancel()  # as when the task awaiting it is cancelled before the flush runs
         with pytest.raises(asyncio.CancelledError):
             await leaving
         return await staying
