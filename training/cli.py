@@ -2,23 +2,30 @@
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-
-from training import drift_reference, estimator, onnx_export
 from training.config import TrainConfig, parse_config
-from training.datasets import load_dataset
 from training.errors import TrainingError, one_line
-from training.registration import Registered, log_and_register
-from training.tracking import connect
+
+if TYPE_CHECKING:
+    from training.registration import Registered
 
 METADATA_SCHEMA_VERSION = 1
 
 
-def run(config: TrainConfig) -> Registered:
+def run(config: TrainConfig) -> "Registered":
     """Train, evaluate, export, check parity, and register; print a short report as it goes."""
     config.validate()
+    # Imported here, after the options are checked: scikit-learn, skl2onnx and MLflow take
+    # seconds to import, and a mistyped option is refused without waiting for them.
+    import numpy as np
+    import pandas as pd
+
+    from training import drift_reference, estimator, onnx_export
+    from training.datasets import load_dataset
+    from training.registration import log_and_register
+    from training.tracking import connect
+
     dataset = load_dataset(config.dataset)
     name = config.model_name or dataset.default_model_name
     uri = connect()
@@ -86,7 +93,9 @@ def run(config: TrainConfig) -> Registered:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        run(parse_config(argv))
+        config = parse_config(argv)
+        config.validate()
+        run(config)
     except TrainingError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2

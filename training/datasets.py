@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from sklearn import datasets as sk_datasets
 
 from training.errors import TrainingError
 
@@ -29,10 +28,12 @@ class Dataset:
         return f"{self.name}-{suffix}"
 
 
-_LOADERS: dict[str, tuple[Callable[..., Any], Task]] = {
-    "iris": (sk_datasets.load_iris, "classification"),
-    "wine": (sk_datasets.load_wine, "classification"),
-    "diabetes": (sk_datasets.load_diabetes, "regression"),
+# Loader names in sklearn.datasets, imported only when a dataset is loaded: importing scikit-learn
+# takes seconds, and a mistyped option should be refused before that.
+_LOADERS: dict[str, tuple[str, Task]] = {
+    "iris": ("load_iris", "classification"),
+    "wine": ("load_wine", "classification"),
+    "diabetes": ("load_diabetes", "regression"),
 }
 
 DATASET_NAMES = tuple(_LOADERS)
@@ -42,7 +43,10 @@ def load_dataset(name: str) -> Dataset:
     """Load one of the bundled datasets by name."""
     if name not in _LOADERS:
         raise TrainingError(f"unknown dataset {name!r}: choose one of {', '.join(DATASET_NAMES)}")
-    loader, task = _LOADERS[name]
+    from sklearn import datasets as sk_datasets
+
+    loader_name, task = _LOADERS[name]
+    loader: Callable[[], Any] = getattr(sk_datasets, loader_name)
     bunch = loader()
     classes = [str(c) for c in bunch.target_names] if task == "classification" else []
     y = bunch.target.astype(np.int64 if task == "classification" else np.float64)

@@ -2,12 +2,16 @@
 
 import json
 import socket
+import subprocess
+import sys
+import textwrap
 from typing import Any
 
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from tests.processes import REPO_ROOT
 from tests.registry import snapshot, version_run
 from tests.training.conftest import Result, Train
 
@@ -126,3 +130,21 @@ def test_help_exits_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert caught.value.code == 0
     assert "--n-estimators" in capsys.readouterr().out
+
+
+def test_a_bad_option_is_refused_before_the_heavy_imports() -> None:
+    """scikit-learn, skl2onnx and MLflow take seconds to import; a typo should not wait for them."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from training.cli import main
+        status = main(["--n-estimators", "0"])
+        heavy = ("sklearn", "skl2onnx", "mlflow", "pandas", "onnx")
+        print(status, sorted(name for name in heavy if name in sys.modules))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "2 []"
+    assert result.stderr.strip() == "error: --n-estimators must be at least 1, got 0"
