@@ -55,7 +55,7 @@ class Metrics:
         )
         self.inference = Histogram(
             "model_inference_seconds",
-            "Time inside the model for one request's batch.",
+            "Time inside the model per onnxruntime call (requests arriving together share one).",
             ("variant",),
             buckets=INFERENCE_BUCKETS,
             registry=r,
