@@ -57,40 +57,49 @@ class Coalescer(Generic[ChoiceT]):
         waiting, self._waiting = self._waiting, []
         # A request cancelled while it waited (its client went away) is not scored.
         waiting = [w for w in waiting if not w.answer.done()]
-        while waiting:
-            model = waiting[0].choice.model
-            group: list[_Waiting[ChoiceT]] = []
-            rest: list[_Waiting[ChoiceT]] = []
-            rows = 0
+        try:
+            while waiting:
+                group, waiting = self._next_group(waiting)
+                self._run(group)
+        finally:
+            # Whatever went wrong, no request is left waiting for an answer that will not come.
             for entry in waiting:
-                # Requests that picked another model (a swap, the challenger) go in a later call,
-                # as do those past the row cap; the first request always fits.
-                if entry.choice.model is model and (
-                    not group or rows + len(entry.rows) <= self._max_rows
-                ):
-                    group.append(entry)
-                    rows += len(entry.rows)
-                else:
-                    rest.append(entry)
-            self._run(group)
-            waiting = rest
+                if not entry.answer.done():
+                    entry.answer.set_exception(RuntimeError("the batch was abandoned"))
+
+    def _next_group(
+        self, waiting: list[_Waiting[ChoiceT]]
+    ) -> tuple[list[_Waiting[ChoiceT]], list[_Waiting[ChoiceT]]]:
+        """The first request and every later one for the same model that fits the row cap."""
+        model = waiting[0].choice.model
+        group: list[_Waiting[ChoiceT]] = []
+        rest: list[_Waiting[ChoiceT]] = []
+        rows = 0
+        for entry in waiting:
+            # Requests that picked another model (a swap, the challenger) go in a later call, as
+            # do those past the row cap; the first request always fits.
+            if entry.choice.model is model and (
+                not group or rows + len(entry.rows) <= self._max_rows
+            ):
+                group.append(entry)
+                rows += len(entry.rows)
+            else:
+                rest.append(entry)
+        return group, rest
 
     def _run(self, group: list[_Waiting[ChoiceT]]) -> None:
         self.calls += 1
         try:
             if len(group) == 1:
-                result = self._score(group[0].choice, group[0].rows)
-            else:
-                result = self._score(group[0].choice, np.concatenate([w.rows for w in group]))
+                group[0].answer.set_result(self._score(group[0].choice, group[0].rows))
+                return
+            result = self._score(group[0].choice, np.concatenate([w.rows for w in group]))
+            start = 0
+            for entry in group:
+                stop = start + len(entry.rows)
+                entry.answer.set_result(result.rows(start, stop))
+                start = stop
         except Exception as exc:  # every request of the call gets the error, and maps it
             for entry in group:
-                entry.answer.set_exception(exc)
-            return
-        if len(group) == 1:
-            group[0].answer.set_result(result)
-            return
-        start = 0
-        for entry in group:
-            stop = start + len(entry.rows)
-            entry.answer.set_result(result.rows(start, stop))
-            start = stop
+                if not entry.answer.done():
+                    entry.answer.set_exception(exc)

@@ -7,7 +7,6 @@ complete `JSONResponse`, and its errors are mapped here by the same function Sta
 exception handlers use. Every other route goes through Starlette as usual.
 """
 
-import contextlib
 import logging
 import random
 import re
@@ -62,7 +61,7 @@ class RequestMiddleware:
         self.direct = dict(direct)
         self.error_response = error_response
         self.in_flight = 0
-        # Read once: the stack is built on the first request, after logging is configured.
+        # Read once: the stack is built at start-up, after logging is configured.
         self.log_debug = log.isEnabledFor(logging.DEBUG)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -142,10 +141,13 @@ class RequestMiddleware:
                 message["headers"] = [*message.get("headers", ()), (_REQUEST_ID, request_id)]
             await send(message)
 
-        # Starlette's ServerErrorMiddleware logs an unexpected error and answers 500, then
-        # re-raises it for the server to log again; once is enough.
-        with contextlib.suppress(Exception):
+        try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Starlette's ServerErrorMiddleware has logged it and answered 500 (unless the answer
+            # had started), then re-raised it for the server to log again; once is enough. A
+            # failure after the headers went out still counts as one.
+            status = 500
         return status
 
 

@@ -319,7 +319,9 @@ class Serving:
             answers = result.values
             assert answers is not None
             counters[0].inc(len(answers))
-        if choice.is_champion:
+        # Only while the model is still the champion: a swap can land between a request's pick
+        # and its scoring, and the new model's drift window and shadow compare are not for it.
+        if choice.is_champion and choice.model is self.champion.model:
             if self.drift is not None:
                 self.drift.record(rows, answers)
             if self.shadow:

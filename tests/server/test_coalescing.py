@@ -137,6 +137,24 @@ def test_a_request_cancelled_while_waiting_is_not_scored(trained_store: TrainedS
             await leaving
         return await staying
 
-    result = asyncio.run(one_leaves())
+    result = asyncio.run(asyncio.wait_for(one_leaves(), 10))
     assert [len(b) for b in score.batches] == [2]
     assert len(result.raw[0]) == 2
+
+
+def test_a_failure_after_scoring_reaches_every_request_instead_of_hanging(
+    trained_store: TrainedStore,
+) -> None:
+    model = iris(trained_store)
+
+    def unsliceable(pick: Pick, batch: np.ndarray) -> Predictions:
+        return Predictions.__new__(Predictions)  # no attributes: splitting it raises
+
+    coalescer = Coalescer(unsliceable, max_rows=1000)
+
+    async def crowd() -> list[object]:
+        calls = [coalescer.score(Pick(model), rows(1, i)) for i in range(3)]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(asyncio.wait_for(crowd(), 10))
+    assert all(isinstance(r, AttributeError) for r in results)

@@ -1,3 +1,4 @@
+import asyncio
 import math
 from pathlib import Path
 
@@ -91,3 +92,24 @@ def test_an_unexpected_error_does_not_stop_polling(monkeypatch: pytest.MonkeyPat
 
     asyncio.run(run_briefly())
     assert len(calls) > 3
+
+
+def test_a_batch_scored_after_a_swap_stays_out_of_the_new_models_drift(
+    trained_store: TrainedStore,
+) -> None:
+    """Coalesced scoring waits a loop turn; a swap in that turn must not mix the two models."""
+    serving, _ = serving_for(Settings())
+    serving.champion.swap(load(trained_store.exported["iris-classifier"], "1"))
+    choice = serving.pick(None)
+    rows = np.asarray([[5.1, 3.5, 1.4, 0.2]] * 3, dtype=np.float32)
+
+    async def pick_then_swap() -> None:
+        waiting = serving.coalescer.score(choice, rows)
+        serving.champion.swap(load(trained_store.exported["wine-classifier"], "2"))
+        result = await waiting  # wine has 13 features: recording these 4 would fail
+        assert result.class_indices is not None
+        assert len(result.class_indices) == 3
+
+    asyncio.run(pick_then_swap())
+    assert serving.drift is not None
+    assert serving.drift.report()["rows_in_window"] == 0
