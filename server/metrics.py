@@ -2,10 +2,13 @@
 
 Label values are bounded: routes are templates (unknown paths share one value), statuses are
 numbers, classes come from the model. Children are bound once and cached, so the request path
-does one dict lookup per metric instead of a `.labels()` call.
+does one dict lookup per metric instead of a `.labels()` call; the two per-request HTTP metrics
+are kept without prometheus-client's locks (see `RequestStats`).
 """
 
-from typing import Any
+import math
+from bisect import bisect_left
+from collections.abc import Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -16,9 +19,11 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.utils import floatToGoString
 
 UNMATCHED_ROUTE = "unmatched"
 
@@ -28,6 +33,64 @@ REQUEST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 # onnxruntime takes single-digit microseconds for one row: resolve tens of µs up to a second.
 INFERENCE_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                      0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)  # fmt: skip
+
+
+class RequestStats:
+    """`http_request_duration_seconds` and `http_requests_total`, with no lock per observation.
+
+    Both are observed once per request on the event loop. prometheus-client's Histogram and
+    Counter take a lock for every value they update, 2.2 µs a request on the benchmark machine,
+    a tenth of the app's own cost; here an observation is a dict lookup, a bisect and two
+    additions, and the two families are built when /metrics is scraped. Only the event loop
+    touches it (observations and scrapes alike), so nothing needs a lock.
+    """
+
+    LABELS = ("method", "route", "status")
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self._bounds = buckets
+        # The `le` values exactly as prometheus-client writes them ("0.0001", "1.0", "+Inf").
+        self._le: list[str] = [
+            floatToGoString(b)  # type: ignore[no-untyped-call]  # untyped in prometheus-client
+            for b in (*buckets, math.inf)
+        ]
+        # (method, route, status) -> [count in each bucket (not cumulative) ..., +Inf, sum]
+        self._series: dict[tuple[str, str, int], list[float]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = [0.0] * (len(self._bounds) + 2)
+        series[bisect_left(self._bounds, seconds)] += 1  # the first bucket with seconds <= le
+        series[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        duration = HistogramMetricFamily(
+            "http_request_duration_seconds",
+            "HTTP request latency by method, route template and status.",
+            labels=self.LABELS,
+        )
+        total = CounterMetricFamily(
+            "http_requests",
+            "HTTP requests by method, route template and status.",
+            labels=self.LABELS,
+        )
+        for (method, route, status), series in list(self._series.items()):
+            labels = [method, route, str(status)]
+            cumulative = 0.0
+            buckets = []
+            for le, count in zip(self._le, series, strict=False):
+                cumulative += count
+                buckets.append((le, cumulative))
+            duration.add_metric(labels, buckets, series[-1])
+            total.add_metric(labels, cumulative)
+        yield duration
+        yield total
+
+    def describe(self) -> Iterator[Metric]:
+        yield HistogramMetricFamily("http_request_duration_seconds", "", labels=self.LABELS)
+        yield CounterMetricFamily("http_requests", "", labels=self.LABELS)
 
 
 class Metrics:
@@ -40,19 +103,8 @@ class Metrics:
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
         r = self.registry
-        self.request_duration = Histogram(
-            "http_request_duration_seconds",
-            "HTTP request latency by method, route template and status.",
-            ("method", "route", "status"),
-            buckets=REQUEST_BUCKETS,
-            registry=r,
-        )
-        self.requests = Counter(
-            "http_requests_total",
-            "HTTP requests by method, route template and status.",
-            ("method", "route", "status"),
-            registry=r,
-        )
+        self.requests = RequestStats(REQUEST_BUCKETS)
+        r.register(self.requests)
         self.inference = Histogram(
             "model_inference_seconds",
             "Time inside the model per onnxruntime call (requests arriving together share one).",
@@ -107,17 +159,7 @@ class Metrics:
             "Requests refused with 503 because MAX_CONCURRENCY requests were in flight.",
             registry=r,
         )
-        self._http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-
-    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, status)
-        children = self._http.get(key)
-        if children is None:
-            labels = (method, route, str(status))
-            children = (self.request_duration.labels(*labels), self.requests.labels(*labels))
-            self._http[key] = children
-        children[0].observe(seconds)
-        children[1].inc()
+        self.observe_request = self.requests.observe
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,4 +1,8 @@
-from server.metrics import EXPORTED_METRICS, UNMATCHED_ROUTE, Metrics
+import random
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from server.metrics import EXPORTED_METRICS, REQUEST_BUCKETS, UNMATCHED_ROUTE, Metrics
 
 
 def exported_names(metrics: Metrics) -> set[str]:
@@ -37,3 +41,44 @@ def test_inference_buckets_resolve_tens_of_microseconds() -> None:
     text = metrics.exposition()[0].decode()
     assert 'model_inference_seconds_bucket{le="1e-05",variant="champion"} 0.0' in text
     assert 'model_inference_seconds_bucket{le="2.5e-05",variant="champion"} 1.0' in text
+
+
+def test_request_stats_expose_what_prometheus_clients_own_histogram_would() -> None:
+    """The lock-free request metrics must be indistinguishable from prometheus-client's."""
+    ours = Metrics()
+    registry = CollectorRegistry()
+    labels = ("method", "route", "status")
+    duration = Histogram(
+        "http_request_duration_seconds",
+        "HTTP request latency by method, route template and status.",
+        labels,
+        buckets=REQUEST_BUCKETS,
+        registry=registry,
+    )
+    total = Counter(
+        "http_requests_total",
+        "HTTP requests by method, route template and status.",
+        labels,
+        registry=registry,
+    )
+    generator = random.Random(7)
+    edges = [*REQUEST_BUCKETS, 0.0, 20.0]  # values on a bound belong to that bound's bucket
+    for _ in range(2000):
+        method, route, status = generator.choice(
+            [("POST", "/predict", 200), ("POST", "/predict", 422), ("GET", UNMATCHED_ROUTE, 404)]
+        )
+        seconds = generator.choice([generator.expovariate(300), generator.choice(edges)])
+        ours.observe_request(method, route, status, seconds)
+        duration.labels(method, route, str(status)).observe(seconds)
+        total.labels(method, route, str(status)).inc()
+
+    def http_lines(text: str) -> list[str]:
+        return sorted(
+            line.rsplit(" ", 1)[0] + " " + str(round(float(line.rsplit(" ", 1)[1]), 9))
+            for line in text.splitlines()
+            if line.startswith("http_") and "_created" not in line
+        ) + sorted(line for line in text.splitlines() if line.startswith("# ") and " http_" in line)
+
+    expected = http_lines(generate_latest(registry).decode())
+    assert http_lines(ours.exposition()[0].decode()) == expected
+    assert len(expected) == 3 * (len(REQUEST_BUCKETS) + 1 + 3) + 4
