@@ -15,7 +15,7 @@ from starlette.types import ASGIApp
 from server.api import simple_routes
 from server.auth import ApiKeys
 from server.docs import docs_routes
-from server.errors import ServerError, Unauthorized
+from server.errors import ServerError
 from server.limits import BodyDeadlines
 from server.metrics import Metrics
 from server.middleware import RequestMiddleware
@@ -39,38 +39,24 @@ def _error(request: Request, status: int, message: str) -> Response:
     return JSONResponse({key: message}, status_code=status, headers=headers)
 
 
-async def _server_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ServerError)
-    if isinstance(exc, Unauthorized):
-        return _error(request, 401, exc.detail)
-    return _error(request, exc.status_code, exc.detail)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    response = _error(request, exc.status_code, str(exc.detail))
-    if exc.headers:  # Starlette's 405 carries the Allow header HTTP requires
-        response.headers.update(exc.headers)
-    return response
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    request_id = request.scope.get("request_id", b"").decode()
+async def error_response(request: Request, exc: Exception) -> Response:
+    """The one mapping from exceptions to answers: Starlette's handlers and the direct routes."""
+    if isinstance(exc, ServerError):
+        return _error(request, exc.status_code, exc.detail)
+    if isinstance(exc, HTTPException):
+        response = _error(request, exc.status_code, str(exc.detail))
+        if exc.headers:  # Starlette's 405 carries the Allow header HTTP requires
+            response.headers.update(exc.headers)
+        return response
     log.error(
         "unhandled error",
         exc_info=exc,
-        extra={"path": request.url.path, "request_id": request_id},
+        extra={
+            "path": request.url.path,
+            "request_id": request.scope.get("request_id", b"").decode(),
+        },
     )
     return _error(request, 500, "internal error; the server log has the details")
-
-
-async def error_response(request: Request, exc: Exception) -> Response:
-    """The one mapping from exceptions to answers, for routes Starlette does not dispatch."""
-    if isinstance(exc, ServerError):
-        return await _server_error(request, exc)
-    if isinstance(exc, HTTPException):
-        return await _http_error(request, exc)
-    return await _unexpected(request, exc)
 
 
 class ModelServer(Starlette):
@@ -123,9 +109,9 @@ def create_app(
         front=front,
         routes=routes,
         exception_handlers={
-            ServerError: _server_error,
-            HTTPException: _http_error,
-            Exception: _unexpected,
+            ServerError: error_response,
+            HTTPException: error_response,
+            Exception: error_response,
         },
         lifespan=lifespan,
     )

@@ -93,9 +93,7 @@ def run(config: TrainConfig) -> "Registered":
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        config = parse_config(argv)
-        config.validate()
-        run(config)
+        run(parse_config(argv))  # run() checks the options before its heavy imports
     except TrainingError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
