@@ -7,13 +7,12 @@ from server.errors import InvalidInput, MalformedRequest, PayloadTooLarge
 from server.inputs import oip_batch, parse_json, requested_outputs, simple_batch
 from server.model import Model, Origin, load_model
 from server.registry import read_model_dir
-from tests.conftest import TrainedStore
 from tests.samples import SETOSA as ROW
 
 
 @pytest.fixture(scope="module")
-def model(trained_store: TrainedStore) -> Model:
-    path: Path = trained_store.exported["iris-classifier"]
+def model(model_dirs: dict[str, Path]) -> Model:
+    path: Path = model_dirs["iris"]
     return load_model(read_model_dir(path), Origin(str(path), "local", "1"))
 
 
