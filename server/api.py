@@ -28,13 +28,15 @@ def simple_response(model: Model, result: Predictions, single: bool) -> dict[str
         # Python lists index faster than numpy scalars, and a batch is converted in one call.
         labels = result.class_indices.tolist()
         probabilities = result.probabilities.tolist()
+        # float32 probabilities can sum a hair past one (1.0000001): a confidence is at most 1.
         if single:
             label = labels[0]
-            body = {"prediction": classes[label], "confidence": probabilities[0][label]}
+            confidence = probabilities[0][label]
+            body = {"prediction": classes[label], "confidence": min(confidence, 1.0)}
         else:
             body = {
                 "predictions": [
-                    {"prediction": classes[label], "confidence": row[label]}
+                    {"prediction": classes[label], "confidence": min(row[label], 1.0)}
                     for label, row in zip(labels, probabilities, strict=True)
                 ]
             }

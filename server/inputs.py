@@ -15,7 +15,6 @@ from server.errors import InvalidInput, MalformedRequest, PayloadTooLarge
 from server.model import Model
 
 _NUMBER_TYPES = (float, int)
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def parse_json(body: bytes) -> Any:
@@ -48,9 +47,10 @@ def _row(features: Any, model: Model, where: str) -> list[Any]:
     if len(features) != len(row):
         unknown = next(name for name in features if name not in model.features)
         raise MalformedRequest(f"{where} has unknown feature {str(unknown)[:200]!r}")
+    limit = model.input_limit
     for value in row:
         kind = type(value)
-        if (kind is not float and kind is not int) or not -_FLOAT32_MAX <= value <= _FLOAT32_MAX:
+        if (kind is not float and kind is not int) or not -limit <= value <= limit:
             _explain(row, model, where)
     return row
 
@@ -59,9 +59,10 @@ def _explain(row: list[Any], model: Model, where: str) -> None:
     for name, value in zip(model.features, row, strict=True):
         if type(value) not in _NUMBER_TYPES:  # bool is excluded: type(True) is bool, not int
             raise InvalidInput(f"{where}: feature {name!r} must be a number, got {_kind(value)}")
-        if not -_FLOAT32_MAX <= value <= _FLOAT32_MAX:  # NaN fails every comparison
+        if not -model.input_limit <= value <= model.input_limit:  # NaN fails every comparison
             raise InvalidInput(
-                f"{where}: feature {name!r} must be a finite number within ±{_FLOAT32_MAX:.3g}; "
+                f"{where}: feature {name!r} must be a finite number within "
+                f"±{model.input_limit:.3g}; "
                 "NaN, infinities and out-of-range values are rejected"
             )
 

@@ -16,6 +16,7 @@ from server.contract import (
     ModelContract,
     check_answers,
     check_runtime,
+    largest_accepted,
     parse_metadata,
 )
 from server.errors import ModelLoadError
@@ -86,6 +87,8 @@ class Model:
         self.platform = kind.platform  # the runtime's name in the Open Inference Protocol
         self.origin = origin
         self.input_dtype = input_dtype
+        # The one bound on input values, for every front end and the OpenAPI document.
+        self.input_limit = largest_accepted(input_dtype)
         self.drift_reference = drift_reference
         self.loaded_at = time.time()
         # Read on every request: plain attributes rather than properties.
