@@ -97,7 +97,7 @@ test: system-deps lint ## The full test command: lint, then every test layer
 
 .PHONY: test-unit
 test-unit: $(STAMP) ## The fast layer: every server module in process, no subprocess, no MLflow (< 1 min)
-	$(PY) -m pytest -m unit -q $(PYTEST_ARGS)
+	$(PY) -m pytest tests/server -m unit -q $(PYTEST_ARGS)
 
 FUZZ_EXAMPLES ?= 300
 FUZZ_MAX_SECONDS ?= 600
