@@ -97,6 +97,10 @@ def oip_batch(payload: Any, model: Model, max_batch: int) -> np.ndarray:
     """The input tensor of an Open Inference Protocol request as a [N, n_features] batch."""
     if not isinstance(payload, dict):
         raise MalformedRequest("the inference request must be a JSON object")
+    if "id" in payload and not isinstance(payload["id"], str):
+        raise MalformedRequest('"id" must be a string')
+    if "parameters" in payload and not isinstance(payload["parameters"], dict):
+        raise MalformedRequest('"parameters" must be an object')
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise MalformedRequest(f'"inputs" must hold exactly one tensor, {model.input_name!r}')
@@ -141,9 +145,9 @@ def oip_batch(payload: Any, model: Model, max_batch: int) -> np.ndarray:
 
 def requested_outputs(payload: dict[str, Any], model: Model) -> list[str]:
     """The output tensors asked for (all of them by default)."""
-    wanted = payload.get("outputs")
-    if wanted is None:
+    if "outputs" not in payload:
         return model.output_names
+    wanted = payload["outputs"]
     if not isinstance(wanted, list) or not all(isinstance(o, dict) for o in wanted):
         raise MalformedRequest('"outputs" must be a list of {"name": ...} objects')
     names = [o.get("name") for o in wanted]

@@ -110,3 +110,23 @@ def test_oip_outputs(model: Model) -> None:
     assert requested_outputs({"outputs": [{"name": "label"}]}, model) == ["label"]
     with pytest.raises(MalformedRequest):
         requested_outputs({"outputs": [{"name": "nope"}]}, model)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"outputs": None}, '"outputs" must be a list'),
+        ({"id": 42}, '"id" must be a string'),
+        ({"parameters": []}, '"parameters" must be an object'),
+    ],
+)
+def test_optional_oip_fields_have_their_documented_types(
+    model: Model, change: dict[str, object], message: str
+) -> None:
+    payload = {
+        "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}],
+        **change,
+    }
+    with pytest.raises(MalformedRequest, match=message):
+        oip_batch(payload, model, 10)
+        requested_outputs(payload, model)
