@@ -127,6 +127,10 @@ def test_optional_oip_fields_have_their_documented_types(
         "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}],
         **change,
     }
-    with pytest.raises(MalformedRequest, match=message):
+
+    def parse() -> None:
         oip_batch(payload, model, 10)
         requested_outputs(payload, model)
+
+    with pytest.raises(MalformedRequest, match=message):
+        parse()
