@@ -73,12 +73,18 @@ promote: $(STAMP) ## Point an alias at a version after checking it (VERSION=n, A
 rollback: $(STAMP) ## Point an alias back at its previous version (ALIAS=production, MODEL=...)
 	$(PY) -m training.lifecycle rollback --model "$(MODEL)" --alias "$(ALIAS)"
 
+# Where `make mlflow` keeps the artifacts it proxies: the local store, or s3://<bucket>/<prefix>,
+# with the AWS credentials, AWS_DEFAULT_REGION and (for an S3-compatible store)
+# MLFLOW_S3_ENDPOINT_URL in the environment of `make mlflow` only; clients never need them.
+MLFLOW_ARTIFACTS_DESTINATION ?= $(CURDIR)/.mlflow/artifacts
+MLFLOW_BACKEND_STORE_URI ?= sqlite:///$(CURDIR)/.mlflow/mlflow.db
+
 .PHONY: mlflow
-mlflow: $(STAMP) ## MLflow server and UI on 127.0.0.1:5000 over the local store in .mlflow/ (MLFLOW_PORT=...)
-	mkdir -p .mlflow/artifacts
+mlflow: $(STAMP) ## MLflow server and UI on 127.0.0.1:5000 over .mlflow/ (MLFLOW_PORT=, MLFLOW_ARTIFACTS_DESTINATION=s3://bucket/prefix)
+	mkdir -p .mlflow $(if $(findstring ://,$(MLFLOW_ARTIFACTS_DESTINATION)),,"$(MLFLOW_ARTIFACTS_DESTINATION)")
 	$(VENV)/bin/mlflow server --host 127.0.0.1 --port "$(MLFLOW_PORT)" \
-		--backend-store-uri "sqlite:///$(CURDIR)/.mlflow/mlflow.db" \
-		--serve-artifacts --artifacts-destination "$(CURDIR)/.mlflow/artifacts"
+		--backend-store-uri "$(MLFLOW_BACKEND_STORE_URI)" \
+		--serve-artifacts --artifacts-destination "$(MLFLOW_ARTIFACTS_DESTINATION)"
 
 .PHONY: lint
 lint: $(STAMP) ## Ruff (lint and format check) and mypy
