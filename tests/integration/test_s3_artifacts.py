@@ -132,6 +132,7 @@ def served_version(url: str, expected: str, timeout: float = 30) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.timeout(900)  # four MLflow clients and a server, on a shared 2-core machine
 def test_train_serve_promote_and_roll_back_with_artifacts_in_s3(
     stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
