@@ -36,6 +36,11 @@ class RecordedRequest:
     body: bytes
 
     @property
+    def presigned(self) -> bool:
+        """Signed in its URL: sent by whoever was handed a presigned URL, not by its signer."""
+        return "X-Amz-Signature=" in self.url
+
+    @property
     def access_key_id(self) -> str | None:
         """The access key id the request was signed with (SigV4 header or presigned URL)."""
         header = self.headers.get("Authorization", "")

@@ -67,7 +67,7 @@ def test_a_later_values_file_replaces_the_list(tmp_path: Path) -> None:
         "        - {secretKey: k, remoteKey: /p}\n"
     )
     assert load_specs([AWS_VALUES, override]) == [SecretSpec("only", (SecretKey("k", "/p"),))]
-    with pytest.raises(SecretsError, match="no externalSecrets.secrets"):
+    with pytest.raises(SecretsError, match=r"no externalSecrets\.secrets"):
         load_specs([CHART / "values.yaml"])
 
 

@@ -183,12 +183,13 @@ def test_train_serve_promote_and_roll_back_with_artifacts_in_s3(
         served_version(server.url, "1")
         assert httpx.get(f"{server.url}/model/info").json()["source"] == "registry"
 
-    # Every request S3 got after the setup was signed with the MLflow server's key: no client
-    # reached S3, and the documented policy was enough for all of it.
+    # Every request S3 got after the setup came from the MLflow server, signed with its key (no
+    # presigned URL handed to a client), and the documented policy was enough for all of it.
     reader = stack.reader_keys["aws_access_key_id"]
     requests = [r for r in stack.s3.requests()[SETUP_ACTIONS:] if r.access_key_id != reader]
     assert len(requests) > 10
     assert {r.access_key_id for r in requests} == {stack.mlflow_key_id}
+    assert not [r.url for r in requests if r.presigned]
     assert "AccessDenied" not in stack.s3.log()
 
 
