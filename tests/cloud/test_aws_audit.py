@@ -20,7 +20,7 @@ from cloud import billing_alarms, spending
 from tests.aws_api import AwsApi, aws_api, create_user
 from tests.processes import REPO_ROOT
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.aws]
 
 TODAY = dt.date(2026, 11, 30)
 POLICY = REPO_ROOT / "deploy" / "aws" / "audit-policy.json"

@@ -151,6 +151,7 @@ def assert_no_value_in(text: str) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.aws
 def test_applies_the_secrets_idempotently_and_prints_no_value(
     ssm: tuple[AwsApi, dict[str, str]], kubectl: Path, tmp_path: Path
 ) -> None:
@@ -178,6 +179,7 @@ def test_applies_the_secrets_idempotently_and_prints_no_value(
 
 
 @pytest.mark.integration
+@pytest.mark.aws
 def test_a_refused_apply_fails_and_masks_what_the_server_echoes(
     ssm: tuple[AwsApi, dict[str, str]], kubectl: Path, tmp_path: Path
 ) -> None:
@@ -193,6 +195,7 @@ def test_a_refused_apply_fails_and_masks_what_the_server_echoes(
 
 
 @pytest.mark.integration
+@pytest.mark.aws
 def test_a_missing_parameter_is_named_and_nothing_is_applied(
     ssm: tuple[AwsApi, dict[str, str]], tmp_path: Path
 ) -> None:
