@@ -45,7 +45,7 @@ def metrics_page() -> str:
     for value in vars(metrics).values():
         if isinstance(value, MetricWrapperBase):
             name = value._name + ("_total" if value._type == "counter" else "")
-            found[name] = (value._type, tuple(value._labelnames), value._documentation)
+            found[name] = (str(value._type), tuple(value._labelnames), value._documentation)
         elif isinstance(value, RequestStats):
             for family in value.collect():
                 name = family.name + ("_total" if family.type == "counter" else "")
