@@ -16,13 +16,16 @@ from server.api import simple_routes
 from server.auth import ApiKeys
 from server.docs import docs_routes
 from server.errors import ServerError
+from server.feedback import LiveQuality, StoreReader, feedback_routes
 from server.limits import BodyDeadlines
 from server.metrics import Metrics
 from server.middleware import RequestMiddleware
 from server.model_manager import Serving
 from server.oip import oip_routes
+from server.recording import Recorder
 from server.registry import Registry, registry_for
 from server.settings import Settings
+from server.store import PredictionStore
 from server.web import JSONResponse
 
 log = logging.getLogger("server")
@@ -84,19 +87,35 @@ def create_app(
     )
     serving = Serving(settings, factory, metrics)
     keys = ApiKeys(settings.api_keys)
+    live = loop_for(settings, serving, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(serving.run(), name="model-lifecycle")
+        tasks = [asyncio.create_task(serving.run(), name="model-lifecycle")]
+        if live is not None:
+            assert serving.recorder is not None
+            serving.recorder.start()
+            tasks.append(asyncio.create_task(live.run(), name="live-quality"))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if live is not None:
+                # After uvicorn has finished every request: what they recorded is written now.
+                assert serving.recorder is not None
+                await asyncio.to_thread(serving.recorder.close, settings.shutdown_grace_seconds)
+                live.reader.close()
 
     simple = simple_routes(settings, serving, metrics, keys)
-    routes = [*simple, *oip_routes(settings, serving, keys), *docs_routes(settings, serving)]
+    routes = [
+        *simple,
+        *oip_routes(settings, serving, keys),
+        *feedback_routes(settings, serving, keys, live),
+        *docs_routes(settings, serving),
+    ]
     direct = {("POST", "/predict"): next(r.endpoint for r in simple if r.path == "/predict")}
     deadlines = BodyDeadlines(settings.body_timeout_seconds)
 
@@ -117,4 +136,22 @@ def create_app(
     )
     app.state.serving = serving
     app.state.metrics = metrics
+    app.state.live_quality = live
     return app
+
+
+def loop_for(settings: Settings, serving: Serving, metrics: Metrics) -> LiveQuality | None:
+    """The recorder (hooked into serving) and live quality, unless recording is off."""
+    if not settings.record_predictions:
+        return None
+    store = PredictionStore(settings.prediction_store_uri)
+    serving.recorder = Recorder(
+        store,
+        metrics,
+        sample_rate=settings.record_sample_rate,
+        buffer_rows=settings.record_buffer_rows,
+        batch_rows=settings.record_batch_rows,
+        flush_seconds=settings.record_flush_seconds,
+        retention_seconds=settings.record_retention_days * 86400,
+    )
+    return LiveQuality(settings, serving, StoreReader(store), metrics)

@@ -16,11 +16,12 @@ from typing import NamedTuple
 import numpy as np
 from prometheus_client import Counter, Histogram
 
-from server.coalescing import Coalescer
+from server.coalescing import Coalescer, Keys
 from server.drift import DriftMonitor
 from server.errors import ModelLoadError, ModelNotReady
 from server.metrics import Metrics
 from server.model import Model, Origin, Predictions, load_model
+from server.recording import Recorder
 from server.registry import (
     ModelReference,
     Registry,
@@ -252,6 +253,8 @@ class Serving:
         self.shadow = settings.challenger_mode == "shadow"
         self._threshold = int(settings.challenger_traffic * 0xFFFFFFFF)
         self.draining = False
+        # Set by the app when predictions are recorded (server.recording).
+        self.recorder: Recorder | None = None
         # The request path scores through this: requests that are ready together share a call.
         self.coalescer: Coalescer[Choice] = Coalescer(self.score, settings.max_batch)
         metrics.model_ready.set(0)
@@ -263,6 +266,7 @@ class Serving:
         if self.shadow:
             metrics.shadow_agreement.labels("agree")
             metrics.shadow_agreement.labels("disagree")
+            metrics.shadow_failures.inc(0)
         self._forget_drift()
 
     def _forget_drift(self) -> None:
@@ -301,8 +305,11 @@ class Serving:
             raise ModelNotReady(f"no model loaded yet: {slot.status}")
         return Choice(current[0], current[1], slot is self.champion)
 
-    def score(self, choice: "Choice", rows: np.ndarray) -> Predictions:
-        """Predict, count, and feed drift detection and the shadow: the data plane, no HTTP."""
+    def score(self, choice: "Choice", rows: np.ndarray, keys: Keys = ()) -> Predictions:
+        """Predict, count, feed drift detection, the shadow and the recorder: no HTTP.
+
+        `keys` are the request ids and row counts of the requests in `rows`, for the recorder.
+        """
         result = choice.model.predict(rows)
         bound = choice.metrics
         bound.inference.observe(result.seconds)
@@ -324,20 +331,42 @@ class Serving:
         if choice.is_champion and choice.model is self.champion.model:
             if self.drift is not None:
                 self.drift.record(rows, answers)
-            if self.shadow:
-                asyncio.get_running_loop().call_soon(self.shadow_score, rows, answers)
+            if self.shadow:  # the shadow records the champion's answers with its own
+                asyncio.get_running_loop().call_soon(
+                    self.shadow_score, rows, answers, keys, choice.model
+                )
+                return result
+        if self.recorder is not None and keys:
+            variant = "champion" if choice.is_champion else "challenger"
+            self.recorder.record(choice.model, variant, rows, answers, keys)
         return result
 
-    def shadow_score(self, rows: np.ndarray, champion_answer: np.ndarray) -> None:
-        """Score the challenger on the same rows; called off the response path."""
+    def shadow_score(
+        self,
+        rows: np.ndarray,
+        champion_answer: np.ndarray,
+        keys: Keys = (),
+        champion: Model | None = None,
+    ) -> None:
+        """Score the challenger on the same rows and record both; called off the response path."""
+        challenger, answer = self._shadow_answer(rows, champion_answer)
+        if self.recorder is not None and keys and champion is not None:
+            self.recorder.record(
+                champion, "champion", rows, champion_answer, keys, challenger, answer
+            )
+
+    def _shadow_answer(
+        self, rows: np.ndarray, champion_answer: np.ndarray
+    ) -> tuple[Model | None, np.ndarray | None]:
         challenger = self.challenger.model if self.challenger is not None else None
         if challenger is None:
-            return
+            return None, None
         try:
             result = challenger.predict(rows)
         except Exception:  # the shadow must never affect serving
+            self.metrics.shadow_failures.inc()
             log.exception("shadow scoring failed", extra={"version": challenger.version})
-            return
+            return None, None
         assert self.challenger is not None
         current = self.challenger.current
         if current is not None and current[0] is challenger:
@@ -352,6 +381,7 @@ class Serving:
             self.metrics.shadow_agreement.labels("agree").inc(agree)
         if len(rows) - agree:
             self.metrics.shadow_agreement.labels("disagree").inc(len(rows) - agree)
+        return challenger, answer
 
     async def run(self) -> None:
         tasks = [self.champion.run()]

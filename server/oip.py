@@ -122,7 +122,7 @@ def oip_routes(settings: Settings, serving: Serving, keys: ApiKeys) -> list[Temp
         payload = parse_json(body)
         rows = oip_batch(payload, model, max_batch)
         names = requested_outputs(payload, model)
-        result = await serving.coalescer.score(choice, rows)
+        result = await serving.coalescer.score(choice, rows, request.scope["request_id"])
         raw = dict(zip(model.output_names, result.raw, strict=True))
         outputs = []
         for name in names:
