@@ -2,7 +2,7 @@
 
 import asyncio
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -22,7 +22,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.batches: list[np.ndarray] = []
-        self.keys: list[object] = []
+        self.keys: list[Any] = []
 
     def __call__(self, pick: Pick, rows: np.ndarray, keys: object = ()) -> Predictions:
         self.batches.append(rows)

@@ -3,6 +3,7 @@
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -46,7 +47,7 @@ def predict(client: TestClient, request_id: str, body: dict[str, object]) -> dic
     return answer
 
 
-def send_feedback(client: TestClient, body: object, expect: int = 200) -> dict[str, object]:
+def send_feedback(client: TestClient, body: object, expect: int = 200) -> dict[str, Any]:
     """Feedback right after predicting may race the writer: retry a moment while unknown."""
     deadline = time.monotonic() + 5
     while True:
@@ -55,7 +56,7 @@ def send_feedback(client: TestClient, body: object, expect: int = 200) -> dict[s
             break
         time.sleep(0.05)
     assert response.status_code == expect, response.text
-    answer: dict[str, object] = response.json()
+    answer: dict[str, Any] = response.json()
     return answer
 
 
@@ -102,7 +103,7 @@ def test_unknown_request_ids_get_a_clear_answer(client: TestClient) -> None:
     answer = send_feedback(client, {"request_id": "never-made", "label": "setosa"}, expect=404)
     assert answer["accepted"] == 0
     assert answer["detail"] == "no recorded prediction matches this feedback"
-    (unknown,) = answer["unknown"]  # type: ignore[misc]
+    (unknown,) = answer["unknown"]
     assert unknown["request_id"] == "never-made"
     assert "no recorded prediction" in unknown["reason"]
     mixed = {
@@ -113,7 +114,7 @@ def test_unknown_request_ids_get_a_clear_answer(client: TestClient) -> None:
     }
     answer = send_feedback(client, mixed)
     assert answer["accepted"] == 1
-    assert [u["row"] for u in answer["unknown"]] == [7]  # type: ignore[attr-defined]
+    assert [u["row"] for u in answer["unknown"]] == [7]
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ def iris_rows(n: int) -> np.ndarray:
     return np.tile(np.asarray([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32), (n, 1))
 
 
-def stored(store: PredictionStore) -> list[tuple[object, ...]]:
+def stored(store: PredictionStore) -> list[Any]:
     connection = store.connect()
     try:
         return store.run(
