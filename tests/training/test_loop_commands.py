@@ -104,7 +104,7 @@ def test_retrain_registers_a_challenger_with_its_provenance(
     message = retrain.run(retrain.parse_options(["--store-uri", store.uri, "--n-estimators", "5"]))
     assert message == "challenger of iris-classifier: nothing -> version 2"
     version = client.get_model_version("iris-classifier", "2")
-    params = client.get_run(version.run_id).data.params
+    params = client.get_run(str(version.run_id)).data.params
     assert params["data_source"] == "production"
     assert params["labelled_rows"] == "300"
     assert params["heldout_rows"] == "60"
