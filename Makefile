@@ -90,7 +90,7 @@ judge: $(STAMP) ## Promote the challenger if the evidence says so, roll back a b
 
 .PHONY: loop-demo
 loop-demo: $(STAMP) ## The whole loop on loopback: drift, retrain, shadow, judge, promote, rollback; prints a timeline, saves a PNG
-	$(PY) -m loadtest.loop_demo $(ARGS)
+	$(PY) -m demo.loop $(ARGS)
 
 .PHONY: bench-recording
 bench-recording: $(STAMP) ## /predict throughput with prediction recording off and on (wrk, c16; ARGS="--duration 10")

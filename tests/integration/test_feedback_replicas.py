@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from demo.postgres import postgres_server
 from server.store import PredictionStore
 from tests.conftest import TrainedStore
 from tests.integration.checks import server_errors
-from tests.postgres import postgres_server
 from tests.processes import model_server
 from tests.samples import SETOSA, VIRGINICA
 

@@ -1,4 +1,4 @@
-"""A real PostgreSQL server on loopback for tests: Debian's package, a throwaway cluster.
+"""A real PostgreSQL server on loopback for the demo and the tests: a throwaway cluster.
 
 initdb and the server refuse to run as root, so as root they run as the `postgres` user the
 package creates, in a directory that user owns. Password authentication (SCRAM) is on, as a
@@ -7,6 +7,7 @@ cluster's database would have it, so the URI carries a password like the chart's
 
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -14,9 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.processes import free_port
-
-PASSWORD = "loop-test-password"  # a throwaway cluster on loopback, deleted after the test
+from loadtest.processes import free_port
 
 
 def _bin(name: str) -> str:
@@ -43,7 +42,8 @@ def postgres_server() -> Iterator[str]:
         entry = pwd.getpwnam(user)
         os.chown(root, entry.pw_uid, entry.pw_gid)
     data, password_file = root / "data", root / "password"
-    password_file.write_text(PASSWORD)
+    password = secrets.token_urlsafe(16)
+    password_file.write_text(password)
     if user:
         os.chown(password_file, pwd.getpwnam(user).pw_uid, -1)
     port = free_port()
@@ -69,7 +69,7 @@ def postgres_server() -> Iterator[str]:
             capture_output=True,
             timeout=120,
         )
-        yield f"postgresql://loop:{PASSWORD}@127.0.0.1:{port}/postgres"
+        yield f"postgresql://loop:{password}@127.0.0.1:{port}/postgres"
     finally:
         if (data / "postmaster.pid").exists():
             subprocess.run(
