@@ -135,7 +135,7 @@ class Stack:
             cwd=REPO_ROOT,
         )
         stack.callback(service.stop)
-        service.wait_ready(timeout=120, poll=0.2)
+        service.wait_ready(timeout=300, poll=0.2)  # its first start migrates a database
         return service.url
 
     def start_replicas(self, stack: ExitStack, count: int = 2) -> list[str]:

@@ -1,5 +1,7 @@
 """The closed loop in the chart: the API's store settings from a Secret, the optional judge."""
 
+from typing import Any
+
 import pytest
 
 from tests.chart.conftest import container, find, helm, render, template_args
@@ -18,7 +20,7 @@ JUDGE = [
 ]
 
 
-def env(deployment: dict) -> dict[str, dict]:
+def env(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in container(deployment, "api").get("env", [])}
 
 
