@@ -101,6 +101,9 @@ class Settings:
         sample_rate = number("RECORD_SAMPLE_RATE", default.record_sample_rate, float, 0.0)
         if sample_rate > 1.0:
             raise SettingsError(f"RECORD_SAMPLE_RATE must be between 0 and 1, got {sample_rate}")
+        margin = number("QUALITY_MARGIN", default.quality_margin, float, 0.0)
+        if margin >= 1.0:
+            raise SettingsError(f"QUALITY_MARGIN must be below 1 (a share), got {margin}")
         store_uri = text("PREDICTION_STORE_URI", default.prediction_store_uri)
         if not store_uri.startswith(("sqlite:///", "postgresql://", "postgres://")):
             # Never echo the value: it may carry a password.
@@ -159,7 +162,7 @@ class Settings:
             quality_interval_seconds=number(
                 "QUALITY_INTERVAL_SECONDS", default.quality_interval_seconds, float, 0.1
             ),
-            quality_margin=number("QUALITY_MARGIN", default.quality_margin, float, 0.0),
+            quality_margin=margin,
             quality_min_labels=int(
                 number("QUALITY_MIN_LABELS", default.quality_min_labels, int, 1)
             ),
