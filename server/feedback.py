@@ -365,6 +365,113 @@ def _iso(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
+def openapi_paths(security: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """The OpenAPI operations of POST /feedback and GET /quality."""
+    json = "application/json"
+    item = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "request_id": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": _MAX_ID,
+                "pattern": "^[\\x21-\\x7e]+$",
+            },
+            "row": {"type": "integer", "minimum": 0, "maximum": 999_999, "default": 0},
+            "label": {"type": "string", "minLength": 1, "maxLength": _MAX_LABEL},
+            "value": {"type": "number"},
+        },
+        "required": ["request_id"],
+        "oneOf": [{"required": ["label"]}, {"required": ["value"]}],
+        "description": "Exactly one of label (a class) or value (a regressor's number).",
+    }
+    unknown = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {
+                "request_id": {"type": "string"},
+                "row": {"type": "integer"},
+                "reason": {"type": "string"},
+            },
+        },
+    }
+    answer = {
+        "type": "object",
+        "properties": {
+            "accepted": {"type": "integer"},
+            "unknown": unknown,
+            "detail": {"type": "string"},
+        },
+    }
+    error = {"type": "object", "properties": {"detail": {"type": "string"}}}
+
+    def response(schema: dict[str, Any], description: str) -> dict[str, Any]:
+        return {"description": description, "content": {json: {"schema": schema}}}
+
+    errors = {
+        str(code): response(error, text)
+        for code, text in (
+            (400, "Malformed JSON"),
+            (401, "Missing or wrong API key"),
+            (408, "The body did not arrive in time"),
+            (413, "Body or item count over the limit"),
+            (415, "Not JSON"),
+            (422, "An item is invalid; nothing was stored"),
+            (503, "The prediction store is unavailable"),
+        )
+    }
+    return {
+        "/feedback": {
+            "post": {
+                "summary": "Ground truth for earlier predictions, by request id and row",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        json: {
+                            "schema": {
+                                "oneOf": [
+                                    item,
+                                    {
+                                        "type": "object",
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "feedback": {
+                                                "type": "array",
+                                                "items": item,
+                                                "minItems": 1,
+                                            }
+                                        },
+                                        "required": ["feedback"],
+                                    },
+                                ]
+                            },
+                            "example": {"request_id": "order-4711", "label": "setosa"},
+                        }
+                    },
+                },
+                "responses": {
+                    "200": response(answer, "Stored; items that matched no prediction listed"),
+                    "404": response(answer, "No item matched a recorded prediction"),
+                    **errors,
+                },
+                "security": security,
+            }
+        },
+        "/quality": {
+            "get": {
+                "summary": "Live quality per model version and variant, with 95% intervals",
+                "responses": {
+                    "200": response({"type": "object"}, "The live quality report"),
+                    "404": response(error, "Recording is off"),
+                    "503": response(error, "No model loaded, or the store is unavailable"),
+                },
+            }
+        },
+    }
+
+
 def feedback_routes(
     settings: Settings, serving: Serving, keys: ApiKeys, live: LiveQuality | None
 ) -> list[TemplatedRoute]:

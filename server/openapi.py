@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 
 from server import __version__
+from server.feedback import openapi_paths as feedback_paths
 from server.model import Model
 from server.settings import Settings
 
@@ -402,6 +403,7 @@ def openapi_document(model: Model | None, settings: Settings) -> dict[str, Any]:
             ),
         }
         paths[f"{prefix}/infer"] = {"parameters": params, "post": infer_op}
+    paths.update(feedback_paths(security))
     return {
         "openapi": "3.0.3",
         "info": {
