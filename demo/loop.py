@@ -334,6 +334,14 @@ def run(config: DemoConfig) -> Timeline:
             timeout,
         )
         timeline.add("shadow", better)
+        wait(
+            "enough labels on the shadow challenger for the judge's test",
+            lambda: (
+                (e := entry(quality(urls[0]), "2", "challenger"))
+                and e["labels"] >= config.judge_min_labels
+            ),
+            timeout,
+        )
         judged = wait(
             "make judge promoting version 2",
             lambda: (j := env_stack.judge()) and j.startswith("production") and j,
@@ -357,6 +365,7 @@ def run(config: DemoConfig) -> Timeline:
             timeout,
         )
         timeline.add("recovered", f"live accuracy of version 2: {fmt(recovered)}")
+        time.sleep(config.watch_minutes * 60)  # the watch's length: nothing to decide before
         over = wait(
             "the watch on version 2 ending without a rollback",
             lambda: (j := env_stack.judge()) and j.startswith("watch over") and j,
@@ -391,6 +400,14 @@ def run(config: DemoConfig) -> Timeline:
         forced = env_stack.judge("--force")
         timeline.add("force", forced)
         wait("both replicas serving version 3", lambda: served_versions(urls) == ["3", "3"], 30)
+        wait(
+            "labels on version 3 and its predecessor in shadow",
+            lambda: (
+                (e := entry(quality(urls[0]), "2", "challenger"))
+                and e["labels"] >= config.rollback_min_labels
+            ),
+            timeout,
+        )
         rolled = wait(
             "the watch rolling version 3 back",
             lambda: (j := env_stack.judge()) and j.startswith("rolled back") and j,
