@@ -22,14 +22,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server import quality
-from server.auth import ApiKeys
-from server.errors import InvalidInput, ModelNotReady, NotFound, PayloadTooLarge, ServerError
+from server.dataplane import CHALLENGER, CHAMPION, DataPlane
+from server.errors import SIMPLE, InvalidInput, NotFound, PayloadTooLarge, ServerError
 from server.inputs import parse_json
 from server.metrics import Metrics
 from server.model import Model
-from server.model_manager import Serving
 from server.recording import sampled
-from server.routing import TemplatedRoute
+from server.routes import Answer, Route
 from server.settings import Settings
 from server.store import Connection, FeedbackRow, PredictionStore, StoreError
 from server.web import JSONResponse, read_json_body
@@ -178,7 +177,7 @@ class QualityMetrics:
 
 def heldout_figures(model: Model) -> dict[str, float]:
     """The live metrics' held-out values, from the model's training metadata."""
-    found = model.metadata.get("metrics") or {}
+    found = model.contract.metrics
     names = quality.CLASSIFIER_METRICS if model.is_classifier else quality.REGRESSOR_METRICS
     return {n: float(found[n]) for n in names if isinstance(found.get(n), int | float)}
 
@@ -194,10 +193,10 @@ class LiveQuality:
     """Feedback intake and the live quality report, over one store reader."""
 
     def __init__(
-        self, settings: Settings, serving: Serving, reader: StoreReader, metrics: Metrics
+        self, settings: Settings, plane: DataPlane, reader: StoreReader, metrics: Metrics
     ) -> None:
         self.settings = settings
-        self.serving = serving
+        self.plane = plane
         self.reader = reader
         self.metrics = QualityMetrics(metrics)
         self.metrics.margin.set(settings.quality_margin)
@@ -213,7 +212,7 @@ class LiveQuality:
         for item in items:  # the same prediction twice in one body: the last one counts
             latest[(item.request_id, item.row)] = item
         found = self.reader.call(lambda store, c: store.find_predictions(c, latest))
-        champion = self.serving.champion.model
+        champion = self.plane.champion.model if self.plane.champion is not None else None
         rows: list[FeedbackRow] = []
         unknown: list[dict[str, Any]] = []
         now = time.time()
@@ -260,9 +259,9 @@ class LiveQuality:
 
     def compute(self) -> dict[str, Any] | None:
         """The live quality report from the store; None until a model is loaded. Thread."""
-        champion = self.serving.champion.model
-        if champion is None:
+        if self.plane.champion is None:
             return None
+        champion = self.plane.champion.model
         window = self.settings.quality_window_seconds
         now = time.time()
         since = now - window
@@ -276,10 +275,12 @@ class LiveQuality:
             for key, sums in self.reader.call(lambda s, c: s.error_sums(c, name, since)).items():
                 figures[key] = (sums.n, quality.regression(sums))
         heldout: dict[tuple[str, str], dict[str, float]] = {}
-        for slot in (self.serving.champion, self.serving.challenger):
-            model = slot.model if slot is not None else None
-            if slot is not None and model is not None and model.name == name:
-                heldout[(model.version, slot.variant)] = heldout_figures(model)
+        for variant, choice in (
+            (CHAMPION, self.plane.champion),
+            (CHALLENGER, self.plane.challenger),
+        ):
+            if choice is not None and choice.model.name == name:
+                heldout[(choice.model.version, variant)] = heldout_figures(choice.model)
         margin, needed = self.settings.quality_margin, self.settings.quality_min_labels
         primary = "accuracy" if champion.is_classifier else "mae"
         versions = []
@@ -365,9 +366,8 @@ def _iso(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
-def openapi_paths(security: list[dict[str, list[str]]]) -> dict[str, Any]:
-    """The OpenAPI operations of POST /feedback and GET /quality."""
-    json = "application/json"
+def openapi_schemas() -> dict[str, Any]:
+    """The component schemas of POST /feedback and GET /quality, for the OpenAPI document."""
     item = {
         "type": "object",
         "additionalProperties": False,
@@ -387,94 +387,49 @@ def openapi_paths(security: list[dict[str, list[str]]]) -> dict[str, Any]:
         "description": "Exactly one of label (a class) or value (a regressor's number).",
     }
     unknown = {
-        "type": "array",
-        "items": {
-            "type": "object",
-            "properties": {
-                "request_id": {"type": "string"},
-                "row": {"type": "integer"},
-                "reason": {"type": "string"},
-            },
-        },
-    }
-    answer = {
         "type": "object",
         "properties": {
-            "accepted": {"type": "integer"},
-            "unknown": unknown,
-            "detail": {"type": "string"},
+            "request_id": {"type": "string"},
+            "row": {"type": "integer"},
+            "reason": {"type": "string"},
         },
-    }
-    error = {"type": "object", "properties": {"detail": {"type": "string"}}}
-
-    def response(schema: dict[str, Any], description: str) -> dict[str, Any]:
-        return {"description": description, "content": {json: {"schema": schema}}}
-
-    errors = {
-        str(code): response(error, text)
-        for code, text in (
-            (400, "Malformed JSON"),
-            (401, "Missing or wrong API key"),
-            (408, "The body did not arrive in time"),
-            (413, "Body or item count over the limit"),
-            (415, "Not JSON"),
-            (422, "An item is invalid; nothing was stored"),
-            (503, "The prediction store is unavailable"),
-        )
     }
     return {
-        "/feedback": {
-            "post": {
-                "summary": "Ground truth for earlier predictions, by request id and row",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        json: {
-                            "schema": {
-                                "oneOf": [
-                                    item,
-                                    {
-                                        "type": "object",
-                                        "additionalProperties": False,
-                                        "properties": {
-                                            "feedback": {
-                                                "type": "array",
-                                                "items": item,
-                                                "minItems": 1,
-                                            }
-                                        },
-                                        "required": ["feedback"],
-                                    },
-                                ]
-                            },
-                            "example": {"request_id": "order-4711", "label": "setosa"},
-                        }
-                    },
+        "FeedbackRequest": {
+            "oneOf": [
+                item,
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"feedback": {"type": "array", "items": item, "minItems": 1}},
+                    "required": ["feedback"],
                 },
-                "responses": {
-                    "200": response(answer, "Stored; items that matched no prediction listed"),
-                    "404": response(answer, "No item matched a recorded prediction"),
-                    **errors,
-                },
-                "security": security,
-            }
+            ],
+            "example": {"request_id": "order-4711", "label": "setosa"},
         },
-        "/quality": {
-            "get": {
-                "summary": "Live quality per model version and variant, with 95% intervals",
-                "responses": {
-                    "200": response({"type": "object"}, "The live quality report"),
-                    "404": response(error, "Recording is off"),
-                    "503": response(error, "No model loaded, or the store is unavailable"),
-                },
-            }
+        "FeedbackAnswer": {
+            "type": "object",
+            "properties": {
+                "accepted": {"type": "integer"},
+                "unknown": {"type": "array", "items": unknown},
+                "detail": {"type": "string"},
+            },
+            "required": ["accepted", "unknown"],
+        },
+        "Quality": {
+            "type": "object",
+            "properties": {
+                "model": {"type": "string"},
+                "task": {"type": "string"},
+                "window_seconds": {"type": "number"},
+                "versions": {"type": "array", "items": {"type": "object"}},
+            },
+            "required": ["model", "versions"],
         },
     }
 
 
-def feedback_routes(
-    settings: Settings, serving: Serving, keys: ApiKeys, live: LiveQuality | None
-) -> list[TemplatedRoute]:
+def feedback_routes(settings: Settings, plane: DataPlane, live: LiveQuality | None) -> list[Route]:
     """POST /feedback and GET /quality (404 with the reason when recording is off)."""
     max_body, max_rows = settings.max_body_bytes, settings.feedback_max_rows
 
@@ -484,7 +439,6 @@ def feedback_routes(
         return live
 
     async def feedback(request: Request) -> Response:
-        keys.check(request)
         body = await read_json_body(request, max_body)
         loop = enabled()
         items = parse_feedback(parse_json(body), max_rows)
@@ -495,12 +449,29 @@ def feedback_routes(
         return JSONResponse(result)
 
     async def quality_report(request: Request) -> Response:
-        report = await enabled().report()
+        loop = enabled()
+        plane.champion_model  # noqa: B018 - raises ModelNotReady when nothing is served
+        report = await loop.report()
         if report is None:
-            raise ModelNotReady(f"no model loaded yet: {serving.champion.status}")
+            plane.champion_model  # noqa: B018 - the model went away while the report ran
         return JSONResponse(report)
 
     return [
-        TemplatedRoute("/feedback", feedback, methods=["POST"]),
-        TemplatedRoute("/quality", quality_report, methods=["GET"]),
-    ]
+        Route(
+            "POST", "/feedback", feedback, SIMPLE,
+            "Ground truth for earlier predictions, by request id and row",
+            answers={
+                200: Answer("FeedbackAnswer", "Stored; items matching no prediction listed"),
+                404: Answer("FeedbackAnswer", "No item matched a recorded prediction"),
+            },
+            body="FeedbackRequest", errors=(400, 408, 413, 415, 422), needs_key=True,
+        ),
+        Route(
+            "GET", "/quality", quality_report, SIMPLE,
+            "Live quality per model version and variant, with 95% intervals",
+            answers={
+                200: Answer("Quality", "The live quality report"),
+                404: Answer(SIMPLE.error_schema, "Recording is off (RECORD_PREDICTIONS=false)"),
+            },
+        ),
+    ]  # fmt: skip

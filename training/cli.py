@@ -12,8 +12,6 @@ if TYPE_CHECKING:
     from training.estimator import Split
     from training.registration import Registered
 
-METADATA_SCHEMA_VERSION = 1
-
 
 def run(config: TrainConfig) -> "Registered":
     """Train, evaluate, export, check parity, and register; print a short report as it goes."""
@@ -45,10 +43,10 @@ def fit_and_register(
     `provenance` (where the data came from) is logged with the run's parameters and kept in
     the model's metadata.
     """
-    import numpy as np
     import pandas as pd
 
     from training import drift_reference, estimator, onnx_export
+    from training.package import serving_metadata
     from training.registration import log_and_register
 
     started = time.perf_counter()
@@ -71,19 +69,9 @@ def fit_and_register(
             strict=True,
         )
     )
-    metadata = {
-        "schema_version": METADATA_SCHEMA_VERSION,
-        "name": name,
-        "task": dataset.task,
-        "framework": "onnx",
-        "dataset": dataset.name,
-        "features": dataset.features,
-        "classes": dataset.classes,
-        "input_name": exported.input_name,
-        "outputs": exported.outputs,
-        "input_example": np.asarray(example, dtype=np.float64).tolist(),
-        "metrics": metrics,
-    }
+    metadata = serving_metadata(
+        name=name, dataset=dataset, exported=exported, example=example, metrics=metrics
+    )
     if provenance:
         metadata["training_data"] = provenance
     params = {

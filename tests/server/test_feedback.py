@@ -10,7 +10,6 @@ from starlette.testclient import TestClient
 
 from server.app import create_app
 from server.settings import Settings
-from tests.conftest import TrainedStore
 from tests.samples import SETOSA, VIRGINICA
 
 
@@ -21,9 +20,9 @@ def wait_ready(client: TestClient) -> None:
         time.sleep(0.05)
 
 
-def settings_for(trained_store: TrainedStore, tmp_path: Path, **overrides: object) -> Settings:
+def settings_for(model_dirs: dict[str, Path], tmp_path: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
-        "model_uri": str(trained_store.exported["iris-classifier"]),
+        "model_uri": str(model_dirs["iris"]),
         "prediction_store_uri": f"sqlite:///{tmp_path / 'predictions.db'}",
         "record_flush_seconds": 0.05,
         "quality_min_labels": 5,
@@ -33,8 +32,8 @@ def settings_for(trained_store: TrainedStore, tmp_path: Path, **overrides: objec
 
 
 @pytest.fixture
-def client(trained_store: TrainedStore, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(settings_for(trained_store, tmp_path))) as test_client:
+def client(model_dirs: dict[str, Path], tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(settings_for(model_dirs, tmp_path))) as test_client:
         wait_ready(test_client)
         yield test_client
 
@@ -162,9 +161,9 @@ def test_a_wrong_label_refuses_the_whole_body_and_stores_nothing(client: TestCli
 
 
 def test_feedback_needs_the_api_key_when_keys_are_set(
-    trained_store: TrainedStore, tmp_path: Path
+    model_dirs: dict[str, Path], tmp_path: Path
 ) -> None:
-    settings = settings_for(trained_store, tmp_path, api_keys=frozenset({"k1"}))
+    settings = settings_for(model_dirs, tmp_path, api_keys=frozenset({"k1"}))
     with TestClient(create_app(settings)) as client:
         body = {"request_id": "x", "label": "setosa"}
         assert client.post("/feedback", json=body).status_code == 401
@@ -173,11 +172,11 @@ def test_feedback_needs_the_api_key_when_keys_are_set(
 
 
 def test_sampled_out_ids_are_told_apart_from_unknown_ones(
-    trained_store: TrainedStore, tmp_path: Path
+    model_dirs: dict[str, Path], tmp_path: Path
 ) -> None:
     from server.recording import sampled
 
-    settings = settings_for(trained_store, tmp_path, record_sample_rate=0.5)
+    settings = settings_for(model_dirs, tmp_path, record_sample_rate=0.5)
     ids = [f"req-{i}" for i in range(40)]
     inside = [i for i in ids if sampled(i.encode(), 0.5)]
     outside = [i for i in ids if not sampled(i.encode(), 0.5)]
@@ -201,9 +200,9 @@ def test_sampled_out_ids_are_told_apart_from_unknown_ones(
 
 
 def test_recording_off_answers_404_with_the_reason(
-    trained_store: TrainedStore, tmp_path: Path
+    model_dirs: dict[str, Path], tmp_path: Path
 ) -> None:
-    settings = settings_for(trained_store, tmp_path, record_predictions=False)
+    settings = settings_for(model_dirs, tmp_path, record_predictions=False)
     with TestClient(create_app(settings)) as client:
         response = client.post("/feedback", json={"request_id": "x", "label": "setosa"})
         assert response.status_code == 404
@@ -213,12 +212,12 @@ def test_recording_off_answers_404_with_the_reason(
 
 
 def test_an_unreachable_store_is_a_503_not_a_500(
-    trained_store: TrainedStore, tmp_path: Path
+    model_dirs: dict[str, Path], tmp_path: Path
 ) -> None:
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("")
     settings = settings_for(
-        trained_store,
+        model_dirs,
         tmp_path,
         prediction_store_uri=f"sqlite:///{blocked}/predictions.db",
         shutdown_grace_seconds=0.5,  # how long shutdown waits for a store that never comes

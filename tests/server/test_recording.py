@@ -12,11 +12,10 @@ from server.model import Model, Origin, load_model
 from server.recording import Recorder, sampled
 from server.registry import read_model_dir
 from server.store import PredictionStore
-from tests.conftest import TrainedStore
 
 
-def load(store: TrainedStore, name: str, version: str) -> Model:
-    path = store.exported[name]
+def load(model_dirs: dict[str, Path], name: str, version: str) -> Model:
+    path = model_dirs[name]
     return load_model(read_model_dir(path), Origin(str(path), "local", version))
 
 
@@ -44,10 +43,10 @@ def wait_until(condition: object, timeout: float = 10.0) -> None:
 
 
 def test_rows_are_written_with_their_request_ids_features_and_shadow(
-    trained_store: TrainedStore, tmp_path: Path
+    model_dirs: dict[str, Path], tmp_path: Path
 ) -> None:
-    champion = load(trained_store, "iris-classifier", "1")
-    challenger = load(trained_store, "iris-classifier", "2")
+    champion = load(model_dirs, "iris", "1")
+    challenger = load(model_dirs, "iris", "2")
     store = PredictionStore(f"sqlite:///{tmp_path / 'p.db'}")
     recorder = Recorder(store, Metrics(), flush_seconds=0.02)
     recorder.start()
@@ -72,8 +71,8 @@ def test_rows_are_written_with_their_request_ids_features_and_shadow(
     assert [r[8] for r in found] == ["setosa", "virginica", "setosa"][::-1]
 
 
-def test_a_regressor_records_numbers(trained_store: TrainedStore, tmp_path: Path) -> None:
-    model = load(trained_store, "diabetes-regressor", "1")
+def test_a_regressor_records_numbers(model_dirs: dict[str, Path], tmp_path: Path) -> None:
+    model = load(model_dirs, "diabetes", "1")
     store = PredictionStore(f"sqlite:///{tmp_path / 'p.db'}")
     recorder = Recorder(store, Metrics())
     recorder.start()
@@ -86,9 +85,9 @@ def test_a_regressor_records_numbers(trained_store: TrainedStore, tmp_path: Path
 
 
 def test_the_buffer_is_bounded_and_counts_what_it_drops(
-    trained_store: TrainedStore, tmp_path: Path
+    model_dirs: dict[str, Path], tmp_path: Path
 ) -> None:
-    model = load(trained_store, "iris-classifier", "1")
+    model = load(model_dirs, "iris", "1")
     metrics = Metrics()
     store = PredictionStore(f"sqlite:///{tmp_path / 'p.db'}")
     recorder = Recorder(store, metrics, buffer_rows=10)  # the writer is not started
@@ -106,9 +105,9 @@ def test_the_buffer_is_bounded_and_counts_what_it_drops(
 
 
 def test_close_writes_everything_queued_even_between_flushes(
-    trained_store: TrainedStore, tmp_path: Path
+    model_dirs: dict[str, Path], tmp_path: Path
 ) -> None:
-    model = load(trained_store, "iris-classifier", "1")
+    model = load(model_dirs, "iris", "1")
     store = PredictionStore(f"sqlite:///{tmp_path / 'p.db'}")
     recorder = Recorder(store, Metrics(), flush_seconds=3600, batch_rows=7)
     recorder.start()
@@ -119,9 +118,9 @@ def test_close_writes_everything_queued_even_between_flushes(
 
 
 def test_a_store_that_is_down_is_retried_and_nothing_is_lost(
-    trained_store: TrainedStore, tmp_path: Path
+    model_dirs: dict[str, Path], tmp_path: Path
 ) -> None:
-    model = load(trained_store, "iris-classifier", "1")
+    model = load(model_dirs, "iris", "1")
     blocker = tmp_path / "later"
     blocker.write_text("a file where the store's directory should be")
     metrics = Metrics()
@@ -138,9 +137,9 @@ def test_a_store_that_is_down_is_retried_and_nothing_is_lost(
 
 
 def test_sampling_is_a_property_of_the_request_id(
-    trained_store: TrainedStore, tmp_path: Path
+    model_dirs: dict[str, Path], tmp_path: Path
 ) -> None:
-    model = load(trained_store, "iris-classifier", "1")
+    model = load(model_dirs, "iris", "1")
     store = PredictionStore(f"sqlite:///{tmp_path / 'p.db'}")
     recorder = Recorder(store, Metrics(), sample_rate=0.25)
     recorder.start()
