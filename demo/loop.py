@@ -302,7 +302,7 @@ def run(config: DemoConfig) -> Timeline:
         timeline.add(
             "alert",
             f"live accuracy of version 1 fell to {fmt(fallen)}; held-out {heldout:.2f}: "
-            "the whole interval is below held-out minus the margin (ModelLiveQualityBelowHeldOut)",
+            "the whole interval is below held-out minus the margin (ModelLiveAccuracyBelowHeldOut)",
         )
         drift = wait(
             "drift on the petal features",
