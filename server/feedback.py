@@ -14,6 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -105,6 +106,13 @@ class StoreReader:
         self.store = store
         self._lock = threading.Lock()
         self._connection: Connection | None = None
+        # One thread of its own: store calls never queue behind (or hold up) the model loader's
+        # threads, and at most one more thread's memory is spent on them.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """Run `work` (which calls `call`) on the reader's thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     def call(self, work: Callable[[PredictionStore, Connection], T]) -> T:
         with self._lock:
@@ -120,6 +128,7 @@ class StoreReader:
                 raise StoreUnavailable(f"the prediction store is unavailable: {exc}") from exc
 
     def close(self) -> None:
+        self._executor.shutdown(wait=True)
         with self._lock:
             if self._connection is not None:
                 with contextlib.suppress(Exception):
@@ -336,7 +345,7 @@ class LiveQuality:
                 m.heldout.labels(version, variant, metric).set(value)
 
     async def refresh(self) -> dict[str, Any] | None:
-        report = await asyncio.to_thread(self.compute)
+        report = await self.reader.run(self.compute)
         self.publish(report)
         return report
 
@@ -442,7 +451,7 @@ def feedback_routes(settings: Settings, plane: DataPlane, live: LiveQuality | No
         body = await read_json_body(request, max_body)
         loop = enabled()
         items = parse_feedback(parse_json(body), max_rows)
-        result = await asyncio.to_thread(loop.accept, items)
+        result = await loop.reader.run(lambda: loop.accept(items))
         if result["accepted"] == 0:
             detail = "no recorded prediction matches this feedback"
             return JSONResponse({"detail": detail, **result}, status_code=404)
