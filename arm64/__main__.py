@@ -107,6 +107,10 @@ def finish(result: dict[str, Any], command: str, out: Path) -> int:
                 print(f"FAILED {model['name']}, {request}: {difference}")
     for leftover in result.get("leftovers", []):
         print(f"FAILED left behind: {leftover}")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a") as handle:
+            handle.write(f"### arm64 parity\n\n{markdown_path.read_text()}\n")
     print(f"wrote {json_path} and {markdown_path}")
     return 0 if result["passed"] else 1
 
@@ -129,6 +133,7 @@ def verify(args: argparse.Namespace) -> int:
     result = report.compare(built, candidate)
     result["leftovers"] = left
     result["passed"] = result["passed"] and not left
+    result["root_seconds"] = emulated.prepared_seconds
     return finish(result, "make verify-arm64", work / "verify-arm64")
 
 

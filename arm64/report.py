@@ -125,12 +125,16 @@ def markdown(result: dict[str, Any], command: str) -> str:
         markdown=True,
     )
     verdict = "passed" if result["passed"] else "FAILED"
+    cost = f"{candidate['elapsed_seconds']:.0f} s of checks on {candidate['machine']}"
+    if "root_seconds" in result:
+        cost += f" after {result['root_seconds']:.0f} s building or finding the arm64 root"
     return (
         f"`{command}`: {verdict}. {candidate['label']} (onnxruntime "
         f"{candidate['versions']['onnxruntime']}, numpy {candidate['versions']['numpy']}) against "
         f"{reference['label']} (onnxruntime {reference['versions']['onnxruntime']}); "
         f"measured on {machine.one_line(result['host'])}. Inference times are the server's own "
-        f"`inference_time_ms` over {times['candidate']['count']} one-row /predict requests.\n\n"
+        f"`inference_time_ms` over {times['candidate']['count']} one-row /predict requests. "
+        f"Took {cost}.\n\n"
         f"{table}\n"
     )
 

@@ -11,6 +11,7 @@ import platform
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ class Emulated:
     interpreter: str  # the runtime environment's python, as a path inside the root
     work: Path
     qemu: str
+    prepared_seconds: float = 0.0  # building (or finding) the root and its environment
 
     @property
     def label(self) -> str:
@@ -146,6 +148,7 @@ def _sudo_works() -> bool:
 def build_root(requirements: Path, work: Path) -> Emulated:
     """The cached arm64 root with `requirements` installed (built on first use; minutes)."""
     check_prerequisites()
+    started = time.monotonic()
     done = subprocess.run(
         [str(SCRIPTS / "build-arm64-root.sh"), str(requirements)],
         stdout=subprocess.PIPE,
@@ -157,7 +160,13 @@ def build_root(requirements: Path, work: Path) -> Emulated:
     if done.returncode != 0:
         raise RuntimeError(f"scripts/build-arm64-root.sh failed with status {done.returncode}")
     values = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
-    return Emulated(Path(values["ROOT"]), values["PYTHON"], work, qemu_version())
+    return Emulated(
+        Path(values["ROOT"]),
+        values["PYTHON"],
+        work,
+        qemu_version(),
+        round(time.monotonic() - started, 1),
+    )
 
 
 def leftovers(root: Path) -> list[str]:

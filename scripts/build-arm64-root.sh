@@ -99,7 +99,11 @@ if [ ! -f "$dir/runtime-$runtime.done" ]; then
   trap 'rm -rf "$inputs"' EXIT
   cp "$REQUIREMENTS" "$inputs/requirements.txt"
   chmod -R a+rX "$inputs"
-  "${SUDO[@]}" rm -rf "${root:?}$venv"
+  # Environments that never completed (the lock is ours: none is being built now) go too.
+  for other in "$root"/opt/runtime/*/; do
+    other=$(basename "$other")
+    [ -f "$dir/runtime-$other.done" ] || "${SUDO[@]}" rm -rf "${root:?}/opt/runtime/$other"
+  done
   log "installing $(grep -c '==' "$REQUIREMENTS") locked packages into $venv (wheels only, hashes required)"
   net=(--bind "$HOST_CA_BUNDLE:/etc/ssl/host-ca.pem:ro" --bind "$inputs:/work:ro")
   [ -f /etc/resolv.conf ] && net+=(--bind "$(readlink -f /etc/resolv.conf):/etc/resolv.conf:ro")
@@ -111,7 +115,7 @@ if [ ! -f "$dir/runtime-$runtime.done" ]; then
     /usr/bin/python3 -m venv --without-pip "$venv"
   # pip from the wheel Debian ships for ensurepip: no pip (and no setuptools) in the environment.
   "$RUN" --writable --no-lock "${net[@]}" "${pip_env[@]}" "$root" -- /bin/sh -c \
-    "$venv/bin/python /usr/share/python-wheels/pip-*.whl/pip install --quiet \
+    "set -- /usr/share/python-wheels/pip-*.whl && $venv/bin/python \"\$1/pip\" install --quiet \
       --disable-pip-version-check --no-cache-dir --no-compile --cert /etc/ssl/host-ca.pem \
       --require-hashes --only-binary=:all: --requirement /work/requirements.txt" || {
     log "pip could not install the locked runtime set inside the arm64 root"
