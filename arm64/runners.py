@@ -99,6 +99,9 @@ def qemu_version() -> str:
     """ "qemu-aarch64 7.2.22" for the registered handler, or what could be read of it."""
     try:
         interpreter = BINFMT_HANDLER.read_text().split("interpreter ", 1)[1].split()[0]
+        # Debian registers a name (aarch64-binfmt-P) under which qemu reads its arguments the
+        # binfmt way; the file it links to answers --version.
+        interpreter = os.path.realpath(interpreter)
         first = subprocess.run(
             [interpreter, "--version"], capture_output=True, text=True, timeout=30, check=True
         ).stdout.splitlines()[0]
@@ -169,21 +172,42 @@ def build_root(requirements: Path, work: Path) -> Emulated:
     )
 
 
+def process_roots() -> list[tuple[str, str]]:
+    """(pid, root directory) of every process; through sudo when other users' are unreadable."""
+    if os.geteuid() == 0:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    found.append((entry.name, os.readlink(entry / "root")))
+                except OSError:
+                    continue
+        return found
+    listing = subprocess.run(
+        [
+            "sudo",
+            "-n",
+            "sh",
+            "-c",
+            'for p in /proc/[0-9]*; do r=$(readlink "$p/root") && echo "${p#/proc/} $r"; done',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    ).stdout
+    return [(pid, root) for pid, _, root in (line.partition(" ") for line in listing.splitlines())]
+
+
 def leftovers(root: Path) -> list[str]:
     """Processes still running in `root` and mounts still under it, as seen from here."""
-    found = []
     prefix = str(root)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            target = os.readlink(entry / "root")
-        except OSError:
-            continue
-        if target == prefix or target.startswith(prefix + "/"):
-            found.append(f"process {entry.name} runs in {target}")
+
+    def inside(path: str) -> bool:
+        return path == prefix or path.startswith(prefix + "/")
+
+    found = [f"process {pid} runs in {path}" for pid, path in process_roots() if inside(path)]
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        mount_point = line.split()[4]
-        if mount_point == prefix or mount_point.startswith(prefix + "/"):
-            found.append(f"mount {mount_point}")
+        if inside(line.split()[4]):
+            found.append(f"mount {line.split()[4]}")
     return found

@@ -17,6 +17,7 @@
 # The command runs as root in the chroot with a clean environment: PATH, HOME=/tmp, LANG and the
 # --env assignments. It runs at nice 10 (ARM64_NICE), and is killed when its caller dies.
 set -euo pipefail
+export PATH="/usr/local/sbin:/usr/sbin:/sbin:$PATH" # chroot, and mount for a user's shell
 
 usage() {
   echo "usage: $0 [--writable] [--no-lock] [--bind SRC:DST[:ro]]... [--env NAME=VALUE]... ROOT -- COMMAND..." >&2

@@ -9,8 +9,8 @@
 #   3. an import of the runtime set inside the root, which also writes its bytecode.
 #
 # Both steps are cached like the Docker base image, each marked complete only once it is: the root
-# by a hash of its recipe (the variables below), the environment by a hash of the requirements
-# file and of this script. Other recipes' roots are removed when no one is using them.
+# by a hash of its recipe, the environment by a hash of the requirements file and its own recipe
+# (the variables below). Other recipes' roots are removed when no one is using them.
 #
 # Usage: scripts/build-arm64-root.sh REQUIREMENTS_FILE
 # Prints ROOT=<root directory> and PYTHON=<interpreter inside the root> on stdout.
@@ -18,6 +18,8 @@
 #        HOST_CA_BUNDLE (/etc/ssl/certs/ca-certificates.crt: what pip inside the root trusts),
 #        REBUILD_ARM64_ROOT=1 forces both steps.
 set -euo pipefail
+shopt -s nullglob
+export PATH="/usr/local/sbin:/usr/sbin:/sbin:$PATH" # debootstrap, chroot
 
 REQUIREMENTS=${1:?usage: $0 REQUIREMENTS_FILE}
 # The root's recipe: a change to any of these builds a new root. ROOT_FORMAT counts the changes
@@ -26,6 +28,8 @@ SUITE=bookworm
 PACKAGES=python3,python3-venv
 MOUNT_POINTS=(/repo /work /opt/runtime /etc/ssl)
 ROOT_FORMAT=1
+# The environment's recipe, besides the requirements: count the changes to how it is installed.
+RUNTIME_FORMAT=1
 BASE_DIR=${ARM64_ROOT_DIR:-/var/tmp/mlops-arm64}
 HOST_CA_BUNDLE=${HOST_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -43,7 +47,7 @@ SUDO=()
 }
 
 recipe=$(echo "$SUITE $PACKAGES ${MOUNT_POINTS[*]} $ROOT_FORMAT" | sha256sum | cut -c1-16)
-runtime=$(cat "$REQUIREMENTS" "$HERE/build-arm64-root.sh" | sha256sum | cut -c1-16)
+runtime=$(cat "$REQUIREMENTS" <(echo "$recipe $RUNTIME_FORMAT") | sha256sum | cut -c1-16)
 dir="$BASE_DIR/$recipe"
 root="$dir/rootfs"
 venv="/opt/runtime/$runtime"
@@ -55,6 +59,7 @@ if [ "${REBUILD_ARM64_ROOT:-0}" = 1 ]; then
 fi
 
 if [ -f "$dir/rootfs.done" ] && [ -f "$dir/runtime-$runtime.done" ]; then
+  "${SUDO[@]}" touch "$dir/runtime-$runtime.done" # last used: see the pruning below
   log "up to date: $root (recipe $recipe), $venv"
   echo "ROOT=$root"
   echo "PYTHON=$venv/bin/python"
@@ -99,10 +104,15 @@ if [ ! -f "$dir/runtime-$runtime.done" ]; then
   trap 'rm -rf "$inputs"' EXIT
   cp "$REQUIREMENTS" "$inputs/requirements.txt"
   chmod -R a+rX "$inputs"
-  # Environments that never completed (the lock is ours: none is being built now) go too.
+  # Environments that never completed (the lock is ours: none is being built now) go, and of
+  # the completed ones (150 MB each) the two used last stay, for other checkouts' locks.
+  mapfile -t kept < <(find "$dir" -maxdepth 1 -name 'runtime-*.done' -printf '%T@ %f\n' |
+    sort -rn | head -n 2 | cut -d' ' -f2)
   for other in "$root"/opt/runtime/*/; do
     other=$(basename "$other")
-    [ -f "$dir/runtime-$other.done" ] || "${SUDO[@]}" rm -rf "${root:?}/opt/runtime/$other"
+    if [[ " ${kept[*]} " != *" runtime-$other.done "* ]]; then
+      "${SUDO[@]}" rm -rf "${root:?}/opt/runtime/$other" "$dir/runtime-$other.done"
+    fi
   done
   log "installing $(grep -c '==' "$REQUIREMENTS") locked packages into $venv (wheels only, hashes required)"
   net=(--bind "$HOST_CA_BUNDLE:/etc/ssl/host-ca.pem:ro" --bind "$inputs:/work:ro")
