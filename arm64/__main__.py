@@ -196,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     except PrerequisiteMissing as exc:
         print(f"error: arm64 emulation cannot run here:\n{exc}", file=sys.stderr)
         return 3
+    except RuntimeError as exc:  # a build, a model run or a server that failed: its own words
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return code
 
 

@@ -105,7 +105,8 @@ if [ ! -f "$dir/runtime-$runtime.done" ]; then
   cp "$REQUIREMENTS" "$inputs/requirements.txt"
   chmod -R a+rX "$inputs"
   # Environments that never completed (the lock is ours: none is being built now) go, and of
-  # the completed ones (150 MB each) the two used last stay, for other checkouts' locks.
+  # the completed ones (150 MB each) the two used last stay beside the new one, for other
+  # checkouts' locks.
   mapfile -t kept < <(find "$dir" -maxdepth 1 -name 'runtime-*.done' -printf '%T@ %f\n' |
     sort -rn | head -n 2 | cut -d' ' -f2)
   for other in "$root"/opt/runtime/*/; do
