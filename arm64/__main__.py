@@ -134,6 +134,7 @@ def verify(args: argparse.Namespace) -> int:
     result["leftovers"] = left
     result["passed"] = result["passed"] and not left
     result["root_seconds"] = emulated.prepared_seconds
+    result["root_build"] = emulated.records
     return finish(result, "make verify-arm64", work / "verify-arm64")
 
 

@@ -128,6 +128,16 @@ def markdown(result: dict[str, Any], command: str) -> str:
     cost = f"{candidate['elapsed_seconds']:.0f} s of checks on {candidate['machine']}"
     if "root_seconds" in result:
         cost += f" after {result['root_seconds']:.0f} s building or finding the arm64 root"
+    built = []
+    for step, what in (("root", "the root (debootstrap)"), ("runtime", "its runtime set (pip)")):
+        record = result.get("root_build", {}).get(step)
+        if record:
+            built.append(
+                f"{what} in {record['seconds']} s on {record['built'][:10]} "
+                f"(load average {record['load_average']})"
+            )
+    if built:
+        cost += "; this machine built " + " and ".join(built)
     return (
         f"`{command}`: {verdict}. {candidate['label']} (onnxruntime "
         f"{candidate['versions']['onnxruntime']}, numpy {candidate['versions']['numpy']}) against "

@@ -6,6 +6,7 @@ scripts/arm64-run.sh, which sees the repository at /repo and the work directory 
 Either way the command dies with its caller (PR_SET_PDEATHSIG), so nothing outlives a check.
 """
 
+import json
 import os
 import platform
 import re
@@ -13,8 +14,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO_ROOT / "scripts"
@@ -61,6 +63,8 @@ class Emulated:
     work: Path
     qemu: str
     prepared_seconds: float = 0.0  # building (or finding) the root and its environment
+    # What building each took, when it was built ({"root": ..., "runtime": ...}).
+    records: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -163,13 +167,31 @@ def build_root(requirements: Path, work: Path) -> Emulated:
     if done.returncode != 0:
         raise RuntimeError(f"scripts/build-arm64-root.sh failed with status {done.returncode}")
     values = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    root, interpreter = Path(values["ROOT"]), values["PYTHON"]
     return Emulated(
-        Path(values["ROOT"]),
-        values["PYTHON"],
+        root,
+        interpreter,
         work,
         qemu_version(),
         round(time.monotonic() - started, 1),
+        build_records(root, interpreter),
     )
+
+
+def build_records(root: Path, interpreter: str) -> dict[str, Any]:
+    """The completion marks scripts/build-arm64-root.sh wrote: seconds, date, load average."""
+
+    def read(mark: Path) -> Any:
+        try:
+            return json.loads(mark.read_text())
+        except (OSError, ValueError):
+            return None  # built before marks held anything
+
+    environment = Path(interpreter).parent.parent.name  # /opt/runtime/<hash>/bin/python
+    return {
+        "root": read(root.parent / "rootfs.done"),
+        "runtime": read(root.parent / f"runtime-{environment}.done"),
+    }
 
 
 def process_roots() -> list[tuple[str, str]]:

@@ -37,6 +37,13 @@ RUN="$HERE/arm64-run.sh"
 
 log() { echo "arm64-root: $*" >&2; }
 
+# A step's completion mark holds how long it took, when, and how busy the machine was.
+mark_done() {
+  printf '{"seconds": %d, "built": "%s", "load_average": %s}\n' "$2" \
+    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(cut -d' ' -f1 /proc/loadavg)" |
+    "${SUDO[@]}" tee "$1" >/dev/null
+}
+
 SUDO=()
 [ "$(id -u)" -eq 0 ] || SUDO=(sudo -n)
 
@@ -94,7 +101,7 @@ if [ ! -f "$dir/rootfs.done" ]; then
   # Mount points for scripts/arm64-run.sh --bind (the root is read-only when checks run).
   for point in "${MOUNT_POINTS[@]}"; do "${SUDO[@]}" mkdir -p "$root$point"; done
   "${SUDO[@]}" touch "$root/etc/resolv.conf" "$root/etc/ssl/host-ca.pem"
-  "${SUDO[@]}" touch "$dir/rootfs.done"
+  mark_done "$dir/rootfs.done" $((SECONDS - started))
   log "root built in $((SECONDS - started))s"
 fi
 
@@ -135,7 +142,7 @@ if [ ! -f "$dir/runtime-$runtime.done" ]; then
   log "importing the runtime set inside the root (this also writes its bytecode)"
   "$RUN" --writable --no-lock "$root" -- "$venv/bin/python" -c \
     "import httptools, numpy, onnxruntime, orjson, prometheus_client, starlette, uvicorn, uvloop"
-  "${SUDO[@]}" touch "$dir/runtime-$runtime.done"
+  mark_done "$dir/runtime-$runtime.done" $((SECONDS - step))
   log "runtime set installed in $((SECONDS - step))s"
 fi
 

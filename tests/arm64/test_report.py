@@ -87,3 +87,19 @@ def test_a_different_body_fails_the_whole_check(bundle: Path) -> None:
         "$.prediction: 'virginica', expected 'setosa'"
     ]
     assert "emulated" not in report.markdown(result, "make arm64-check")
+
+
+def test_the_table_says_what_building_the_root_cost(bundle: Path) -> None:
+    result = report.compare(bundle, observation("aarch64", True))
+    result["root_seconds"] = 2.0
+    result["root_build"] = {
+        "root": {"seconds": 364, "built": "2026-12-01T21:49:00Z", "load_average": 4.9},
+        "runtime": None,  # a mark from before marks held anything
+    }
+    text = report.markdown(result, "make verify-arm64")
+    assert "after 2 s building or finding the arm64 root" in text
+    assert (
+        "this machine built the root (debootstrap) in 364 s on 2026-12-01 (load average 4.9)"
+        in text
+    )
+    assert "runtime set" not in text
