@@ -16,8 +16,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from arm64.report import latency_summary
 from loadtest import machine, payloads, servers
 from loadtest.table import duration, render
@@ -33,8 +31,7 @@ def inprocess(model_dir: Path, calls: int, warmup: int) -> dict[str, float]:
     from server.registry import read_model_dir
 
     model = load_model(read_model_dir(model_dir), Origin(str(model_dir), "local", "bench"))
-    example = model.metadata.get("input_example") or [[1.0] * model.n_features]
-    row: np.ndarray = np.asarray(example[:1], dtype=model.input_dtype)
+    row = model.example_rows()[:1]
     for _ in range(warmup):
         model.predict(row)
     return latency_summary([model.predict(row).seconds * 1000 for _ in range(calls)])
