@@ -310,6 +310,16 @@ arm64-check: $(STAMP) ## On arm64: this machine's answers vs the x86-64 ones in 
 arm64-bench: $(STAMP) ## In-server inference p50/p99, /predict p50/p99 at c1 and c16 (MODEL_DIR=, ARGS=...)
 	$(PY) -m arm64 --work $(ARM64_WORK) bench --model $(MODEL_DIR) $(ARGS)
 
+ARM64_ROOT_DIR ?= /var/tmp/mlops-arm64
+
+.PHONY: arm64-clean
+arm64-clean: ## Remove the cached arm64 roots (waits for any check using one to finish)
+	@for dir in $(ARM64_ROOT_DIR)/*/; do \
+		[ -f "$$dir.lock" ] || continue; \
+		echo "removing $$dir"; \
+		$(if $(filter 0,$(shell id -u)),,sudo -n) flock -x "$$dir.lock" rm -rf "$$dir"; \
+	done
+
 .PHONY: arm64-docs
 arm64-docs: $(STAMP) ## Write the latest arm64 result tables into docs/architectures.md (NATIVE=CI artifact dir)
 	$(PY) -m arm64 --work $(ARM64_WORK) docs $(if $(NATIVE),--native $(NATIVE))
