@@ -118,7 +118,10 @@ def finish(result: dict[str, Any], command: str, out: Path) -> int:
 def verify(args: argparse.Namespace) -> int:
     """on x86-64: the reference here, then the emulated arm64 root checked against it"""
     if platform.machine() != "x86_64":
-        print("error: verify emulates arm64 on x86-64; on arm64 run `make arm64-check`")
+        print(
+            "error: verify emulates arm64 on x86-64; on arm64 run `make arm64-check`",
+            file=sys.stderr,
+        )
         return 2
     check_prerequisites()  # before minutes of work, not after
     work: Path = args.work.resolve()
@@ -147,11 +150,19 @@ def reference(args: argparse.Namespace) -> int:
 def check(args: argparse.Namespace) -> int:
     """check this machine, natively, against a reference bundle from another architecture"""
     built: Path = args.reference.resolve()
+    if not (built / bundle.REFERENCE).is_file():
+        print(
+            f"error: no reference bundle in {built}: run `make arm64-reference` on x86-64 "
+            "(in CI, the arm64 workflow's reference job uploads it)",
+            file=sys.stderr,
+        )
+        return 2
     expected = json.loads((built / bundle.REFERENCE).read_text())
     if expected["machine"] == platform.machine():
         print(
             f"error: the reference was made on {expected['machine']}, like this machine; "
-            "a cross-architecture check needs one from another architecture"
+            "a cross-architecture check needs one from another architecture",
+            file=sys.stderr,
         )
         return 2
     with tempfile.TemporaryDirectory(prefix="arm64-check-") as logs:
