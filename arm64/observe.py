@@ -110,7 +110,7 @@ def server(runner: Runner, model_dir: Path, log_dir: Path) -> Iterator[Service]:
         port=port,
         ready_path="/ready",
         log_path=log_dir / f"server-{model_dir.name}-{platform.machine()}-{port}.log",
-        env={key: value for key, value in full_env.items()},
+        env=full_env,
         cwd=REPO_ROOT,
     )
     try:
