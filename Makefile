@@ -86,6 +86,10 @@ mlflow: $(STAMP) ## MLflow server and UI on 127.0.0.1:5000 over .mlflow/ (MLFLOW
 		--backend-store-uri "$(MLFLOW_BACKEND_STORE_URI)" \
 		--serve-artifacts --artifacts-destination "$(MLFLOW_ARTIFACTS_DESTINATION)"
 
+.PHONY: docs
+docs: $(STAMP) ## Regenerate the reference pages that mirror code (metrics, settings, alerts, chart values)
+	$(PY) scripts/generate_docs.py
+
 .PHONY: lint
 lint: $(STAMP) ## Ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .

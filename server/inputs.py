@@ -111,7 +111,7 @@ def oip_batch(payload: Any, model: Model, max_batch: int) -> np.ndarray:
             f"{model.input_name!r}"
         )
     datatype = tensor.get("datatype")
-    if datatype not in OIP_DATATYPES:
+    if not isinstance(datatype, str) or datatype not in OIP_DATATYPES:
         raise MalformedRequest(f"datatype must be FP32 or FP64, got {str(datatype)[:50]!r}")
     shape = tensor.get("shape")
     if (
