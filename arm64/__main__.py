@@ -177,8 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--work", type=Path, default=DEFAULT_WORK, help="bundle, logs and results (build/arm64)"
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, helper in (("verify", verify), ("reference", reference)):
-        sub = commands.add_parser(name, help=helper.__doc__)
+    for name, handler in (("verify", verify), ("reference", reference)):
+        sub = commands.add_parser(name, help=handler.__doc__)
         sub.add_argument(
             "--model",
             action="append",
@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="NAME=DIR",
             help="an exported model to use instead of training (repeat for each)",
         )
-        sub.set_defaults(run=helper)
+        sub.set_defaults(run=handler)
     sub = commands.add_parser("check", help=check.__doc__)
     sub.add_argument("--reference", type=Path, required=True, help="the reference bundle")
     sub.set_defaults(run=check)
