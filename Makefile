@@ -285,3 +285,45 @@ audit-prowler: $(STAMP) ## Prowler against the AWS account (findings at AUDIT_FA
 .PHONY: audit-aws
 audit-aws: $(STAMP) ## AWS spending by service (30 days against the 30 before) and the billing-alarm check
 	$(PY) -m cloud.aws_audit
+
+# ---- arm64 (arm64/, scripts/arm64-*.sh, docs/architectures.md) --------------------------------
+# Emulated here (qemu user-mode, a debootstrapped arm64 root built once per machine), native in
+# the arm64 CI job. Results go to build/arm64/.
+ARM64_WORK ?= build/arm64
+REFERENCE ?= $(ARM64_WORK)/bundle
+MODEL_DIR ?= $(REFERENCE)/models/iris-classifier
+NATIVE ?=
+
+.PHONY: arm64-emulation
+arm64-emulation: ## Install qemu-user-static, binfmt-support, debootstrap; enable the aarch64 handler only
+	scripts/arm64-emulation.sh
+
+.PHONY: verify-arm64
+verify-arm64: $(STAMP) arm64-emulation ## Emulated arm64 vs x86-64: outputs on every held-out row, server answers (minutes the first time)
+	UV=$(UV) $(PY) -m arm64 --work $(ARM64_WORK) verify $(ARGS)
+
+.PHONY: arm64-reference
+arm64-reference: $(STAMP) ## Train the test models, record this machine's answers in REFERENCE for arm64-check
+	$(PY) -m arm64 --work $(ARM64_WORK) reference $(ARGS)
+
+.PHONY: arm64-check
+arm64-check: $(STAMP) ## On arm64: this machine's answers vs the x86-64 ones in REFERENCE (build/arm64/bundle)
+	$(PY) -m arm64 --work $(ARM64_WORK) check --reference $(REFERENCE)
+
+.PHONY: arm64-bench
+arm64-bench: $(STAMP) ## In-server inference p50/p99, /predict p50/p99 at c1 and c16 (MODEL_DIR=, ARGS=...)
+	$(PY) -m arm64 --work $(ARM64_WORK) bench --model $(MODEL_DIR) $(ARGS)
+
+ARM64_ROOT_DIR ?= /var/tmp/mlops-arm64
+
+.PHONY: arm64-clean
+arm64-clean: ## Remove the cached arm64 roots (waits for any check using one to finish)
+	@for dir in $(ARM64_ROOT_DIR)/*/; do \
+		[ -f "$$dir.lock" ] || continue; \
+		echo "removing $$dir"; \
+		$(if $(filter 0,$(shell id -u)),,sudo -n) flock -x "$$dir.lock" rm -rf "$$dir"; \
+	done
+
+.PHONY: arm64-docs
+arm64-docs: $(STAMP) ## Write the latest arm64 result tables into docs/architectures.md (NATIVE=CI artifact dir)
+	$(PY) -m arm64 --work $(ARM64_WORK) docs $(if $(NATIVE),--native $(NATIVE))
