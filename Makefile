@@ -138,6 +138,13 @@ chart-tools: ## Install the pinned helm, kubectl, checkov and CRD schemas into .
 chart-test: system-deps chart-tools $(STAMP) ## Lint, render, validate, policy-scan and unit-test the chart and its alerts
 	$(PY) -m pytest -m chart tests/chart $(PYTEST_ARGS)
 
+# --- Rehearsal: the rendered chart run in Docker (rehearsal/, tests/rehearsal) -------------------
+ENV ?=
+
+.PHONY: rehearse
+rehearse: chart-tools base-image $(STAMP) ## Run what the chart renders for ENV (staging, production, empty: defaults) in Docker, as rendered
+	$(PY) -m rehearsal --env "$(ENV)" --image "$(IMAGE)"
+
 # --- Local monitoring -----------------------------------------------------------------------
 PROMETHEUS_PORT ?= 9090
 
