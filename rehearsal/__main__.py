@@ -23,6 +23,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=os.environ.get("IMAGE", "mlops-model-server:dev"),
         help="tag of the API image `make image` builds (default: $IMAGE or mlops-model-server:dev)",
     )
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra helm --set for every revision (repeatable), to rehearse your own values",
+    )
     parser.add_argument("--workdir", type=Path, help="keep volumes and build logs here")
     parser.add_argument(
         "--keep", action="store_true", help="leave the containers and network running"
@@ -32,4 +40,4 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 if __name__ == "__main__":
     args = parse_args(sys.argv[1:])
-    sys.exit(main(args.env, args.image, args.keep, args.workdir))
+    sys.exit(main(args.env, args.image, args.keep, args.workdir, tuple(args.sets)))

@@ -64,6 +64,7 @@ class Options:
     workdir: Path
     keep: bool = False
     guide: Path = user_steps.GUIDE
+    extra_sets: tuple[str, ...] = ()
 
 
 def _get_json(url: str, auth: tuple[str, str] | None = None, timeout: float = 10) -> Any:
@@ -115,8 +116,12 @@ class Rehearsal:
         logs = self.options.workdir
         report = self.report
         try:
+            started = time.monotonic()
             api = images.api_image(self.options.api_image, logs / "make-image.log")
-            report.passed("image api", f"{api} (make image: the Dockerfile on the local base)")
+            report.passed(
+                "image api",
+                f"{api} (make image: the Dockerfile on the local base; {time.monotonic() - started:.0f}s)",
+            )
             pinned = images.chart_mlflow_tag(self.values).removeprefix("v")
             locked = images.locked_version("mlflow")
             if not report.check(
@@ -144,7 +149,12 @@ class Rehearsal:
     def render(self, *sets: str) -> Release | None:
         assert self.images is not None
         try:
-            return render(RELEASE, self.namespace, self.values, [*self.images.sets(), *sets])
+            return render(
+                RELEASE,
+                self.namespace,
+                self.values,
+                [*self.images.sets(), *self.options.extra_sets, *sets],
+            )
         except RenderError as exc:
             self.report.failed("render", str(exc))
             return None
@@ -461,6 +471,11 @@ class Rehearsal:
         env = self.options.env or "default values"
         print(
             f"Rehearsal of charts/platform ({env}), release {RELEASE} in namespace {self.namespace}"
+            + (
+                f", with --set {' '.join(self.options.extra_sets)}"
+                if self.options.extra_sets
+                else ""
+            )
         )
         names = user_steps.namespaces(self.options.guide.read_text())
         report.check(
@@ -505,10 +520,18 @@ class Rehearsal:
         return 1 if report.failures else 0
 
 
-def main(env: str, api_image: str, keep: bool = False, workdir: Path | None = None) -> int:
+def main(
+    env: str,
+    api_image: str,
+    keep: bool = False,
+    workdir: Path | None = None,
+    extra_sets: tuple[str, ...] = (),
+) -> int:
     """Run one environment's rehearsal; print its lines; return the exit code."""
     if env not in ENVIRONMENTS:
         raise SystemExit(f"ENV must be one of {sorted(ENVIRONMENTS)}, got {env!r}")
     with tempfile.TemporaryDirectory(prefix="rehearsal-") as tmp:
-        options = Options(env, api_image, workdir or Path(tmp), keep)
+        workdir = workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        options = Options(env, api_image, workdir, keep, extra_sets=extra_sets)
         return Rehearsal(options, Report()).run()
