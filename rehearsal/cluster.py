@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rehearsal import docker, kube_api
+from rehearsal import docker
 from rehearsal.manifests import Manifest, Release, Workload
 from rehearsal.podspec import (
     ConfigError,
@@ -29,7 +29,7 @@ from rehearsal.port_forward import PortForward
 from rehearsal.probes import Prober
 from rehearsal.report import Report
 
-KUBE_API_SCRIPT = Path(__file__).with_name("kube_api_server.py")
+CLUSTER_DOMAIN = "cluster.local"
 
 
 @dataclass
@@ -45,14 +45,14 @@ class RunningPod:
     started: float = field(default_factory=time.monotonic)
 
 
-def service_names(name: str, namespace: str) -> tuple[str, ...]:
-    """Every DNS name a pod in the namespace can reach a Service by."""
-    return (
-        name,
-        f"{name}.{namespace}",
-        f"{name}.{namespace}.svc",
-        f"{name}.{namespace}.svc.cluster.local",
-    )
+def service_name(name: str, namespace: str) -> str:
+    """A Service's DNS name; pods reach the shorter forms through their DNS search path."""
+    return f"{name}.{namespace}.svc.{CLUSTER_DOMAIN}"
+
+
+def dns_search(namespace: str) -> tuple[str, ...]:
+    """A pod's DNS search path (ClusterFirst), as the kubelet writes it into resolv.conf."""
+    return (f"{namespace}.svc.{CLUSTER_DOMAIN}", f"svc.{CLUSTER_DOMAIN}", CLUSTER_DOMAIN)
 
 
 def selects(service: Manifest, labels: Mapping[str, str]) -> bool:
@@ -63,11 +63,7 @@ def selects(service: Manifest, labels: Mapping[str, str]) -> bool:
 def service_env(services: Iterable[Manifest], namespace: str) -> dict[str, str]:
     """The variables the kubelet injects for each Service of the namespace (enableServiceLinks),
     with the Service's DNS name where Kubernetes would put its cluster IP."""
-    env = {
-        "KUBERNETES_SERVICE_HOST": kube_api.HOST,
-        "KUBERNETES_SERVICE_PORT": str(kube_api.PORT),
-        "KUBERNETES_SERVICE_PORT_HTTPS": str(kube_api.PORT),
-    }
+    env: dict[str, str] = {}
     for service in services:
         ports = service["spec"].get("ports") or []
         if not ports:
@@ -102,19 +98,17 @@ class Cluster:
         workdir: Path,
         report: Report,
         secrets: Mapping[str, Mapping[str, str]],
-        api_image: str,
     ) -> None:
         self.run_id = run_id
         self.namespace = namespace
         self.workdir = workdir
         self.report = report
         self.secrets = {k: dict(v) for k, v in secrets.items()}
-        self.api_image = api_image  # runs the rehearsal's Kubernetes API (it has Python)
         self.network = f"rehearsal-{run_id}"
         self.label = f"platform.rehearsal={run_id}"
         self.pods: dict[str, RunningPod] = {}
+        self.finished: list[RunningPod] = []  # stopped pods, for the probe summary
         self.templates: dict[str, str] = {}  # workload -> template key currently running
-        self.api: kube_api.ApiState | None = None
         self._host_cpus = float(os.cpu_count() or 1)
         self._forwards: list[PortForward] = []
         self._image_users: dict[str, str] = {}
@@ -159,38 +153,6 @@ class Cluster:
                 if fs_group is not None and os.geteuid() == 0:
                     os.chown(target, 0, fs_group)
                 target.chmod(item.mode)
-
-    def _ensure_api(self, release: Release) -> kube_api.ApiState:
-        """Start the rehearsal's Kubernetes API the first time a pod mounts a token."""
-        if self.api is not None:
-            self.api.rules = kube_api.rbac_rules(release.objects, self.namespace)
-            self.api.services = [kube_api.service_object(s) for s in release.of_kind("Service")]
-            self.api.write()
-            return self.api
-        directory = self.workdir / "kube-api"
-        directory.mkdir(parents=True, exist_ok=True)
-        ca, cert, key = kube_api.tls_material()
-        (directory / "ca.crt").write_bytes(ca)
-        (directory / "tls.crt").write_bytes(cert)
-        (directory / "tls.key").write_bytes(key)
-        for name in ("ca.crt", "tls.crt", "tls.key"):
-            (directory / name).chmod(0o644)
-        shutil.copy(KUBE_API_SCRIPT, directory / "server.py")
-        self.api = kube_api.ApiState(
-            directory=directory,
-            namespace=self.namespace,
-            rules=kube_api.rbac_rules(release.objects, self.namespace),
-            services=[kube_api.service_object(s) for s in release.of_kind("Service")],
-        )
-        self.api.write()
-        args = ["--detach", "--name", f"{self.network}-kube-api", "--network", self.network]
-        args += ["--label", self.label, "--read-only", "--cap-drop", "ALL", "--user", "65534"]
-        for alias in kube_api.ALIASES:
-            args += ["--network-alias", alias]
-        args += ["--mount", f"type=bind,source={directory},destination=/state,readonly"]
-        args += ["--entrypoint", "python", self.api_image, "/state/server.py", "/state"]
-        docker.run(args)
-        return self.api
 
     # --- applying a release -----------------------------------------------------------------
 
@@ -252,43 +214,32 @@ class Cluster:
                 return sa.get("automountServiceAccountToken") is not False
         return True
 
-    def _inputs(self, release: Release, pod_spec: Manifest, service_account: str | None) -> Inputs:
-        sa_files: dict[str, str] = {}
-        automount = pod_spec.get("automountServiceAccountToken")
-        if automount is None:
-            automount = self._account_automounts(release, service_account)
-        if automount:
-            api = self._ensure_api(release)
-            directory = api.directory
-            sa_files = {
-                "token": api.token_for(service_account or "default"),
-                "ca.crt": (directory / "ca.crt").read_text(),
-                "namespace": self.namespace,
-            }
+    def _inputs(self, release: Release) -> Inputs:
         return Inputs(
             namespace=self.namespace,
             config_maps=release.config_maps(),
             secrets=self.secrets,
             service_env=service_env(release.of_kind("Service"), self.namespace),
-            service_account_files=sa_files,
             host_cpus=self._host_cpus,
         )
 
     def plan(self, release: Release, workload: Workload, pod_name: str) -> PodPlan:
         """The pod as the kubelet would run it (ConfigError/Unrehearsable when it cannot)."""
-        aliases: list[str] = []
-        for service in release.of_kind("Service"):
-            if selects(service, workload.labels):
-                aliases += service_names(service["metadata"]["name"], self.namespace)
+        aliases = [
+            service_name(service["metadata"]["name"], self.namespace)
+            for service in release.of_kind("Service")
+            if selects(service, workload.labels)
+        ]
         account = workload.pod_spec.get("serviceAccountName")
         return plan_pod(
             pod_name,
             workload.pod_spec,
             workload.labels,
-            self._inputs(release, workload.pod_spec, account),
+            self._inputs(release),
             tuple(aliases),
             self._image_user,
             self._account_automounts(release, account),
+            dns_search(self.namespace),
         )
 
     def _run(self, plan: PodPlan) -> tuple[str, str]:
@@ -319,13 +270,6 @@ class Cluster:
             prober.start()
             pod = RunningPod(workload.name, key, plan, container, ip, prober)
             self.pods[pod_name] = pod
-            if self.api is not None:
-                self.api.set_pod(
-                    pod_name,
-                    kube_api.pod_object(
-                        pod_name, self.namespace, workload.labels, workload.pod_spec, ip
-                    ),
-                )
             pods.append(pod)
         return pods
 
@@ -372,8 +316,7 @@ class Cluster:
     def _stop_pod(self, name: str) -> int | None:
         pod = self.pods.pop(name)
         pod.prober.stop()
-        if self.api is not None:
-            self.api.set_pod(name, None)
+        self.finished.append(pod)
         grace = pod.plan.containers[0].termination_grace_seconds
         docker.stop(pod.container, grace)
         code = docker.state(pod.container).get("ExitCode")

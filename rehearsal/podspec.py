@@ -17,7 +17,6 @@ from rehearsal.probes import Probe, parse_probe
 
 Manifest = dict[str, Any]
 
-SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 # Kubernetes' default mode for files of configMap and secret volumes.
 DEFAULT_FILE_MODE = 0o644
 
@@ -101,6 +100,7 @@ class PodPlan:
     labels: dict[str, str]
     service_account: str | None
     fs_group: int | None = None
+    dns_search: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,6 @@ class Inputs:
     config_maps: Mapping[str, Mapping[str, str]]
     secrets: Mapping[str, Mapping[str, str]]
     service_env: Mapping[str, str] = field(default_factory=dict)
-    # The projected service-account volume's files, when the pod mounts a token.
-    service_account_files: Mapping[str, str] = field(default_factory=dict)
     host_cpus: float = 1.0
 
 
@@ -363,31 +361,24 @@ def plan_pod(
     aliases: tuple[str, ...],
     image_user: Callable[[str], str],
     service_account_automount: bool = True,
+    search: tuple[str, ...] = (),
 ) -> PodPlan:
     """Everything needed to run one pod's containers; raises ConfigError or Unrehearsable."""
     if pod_spec.get("initContainers"):
         raise Unrehearsable("initContainers are not supported")
     volumes = resolve_volumes(pod_spec, inputs)
-    token_mounts: list[Mount] = []
     if _automounts_token(pod_spec, service_account_automount):
-        if not inputs.service_account_files:
-            raise Unrehearsable("the pod mounts a service-account token but no API is rehearsed")
-        volumes["kube-api-access"] = Volume(
-            "kube-api-access",
-            "files",
-            tuple(
-                VolumeFile(k, v.encode(), DEFAULT_FILE_MODE)
-                for k, v in sorted(inputs.service_account_files.items())
-            ),
+        # Nothing here answers as the Kubernetes API, so a pod that needs one cannot run as is.
+        raise Unrehearsable(
+            "the pod mounts a service-account token, and no Kubernetes API is rehearsed"
         )
-        token_mounts.append(Mount("kube-api-access", SERVICE_ACCOUNT_DIR, True))
     containers = []
     grace = int(pod_spec.get("terminationGracePeriodSeconds", 30))
     for container in pod_spec["containers"]:
         env = resolve_env(container, pod_name, inputs)
         command = [expand(str(c), env) for c in container.get("command") or []]
         args = [expand(str(a), env) for a in container.get("args") or []]
-        mounts = list(token_mounts)
+        mounts: list[Mount] = []
         for mount in container.get("volumeMounts") or []:
             if mount["name"] not in volumes:
                 raise ConfigError(f"volumeMount {mount['name']} names no volume")
@@ -435,6 +426,7 @@ def plan_pod(
         labels=dict(labels),
         service_account=pod_spec.get("serviceAccountName"),
         fs_group=(pod_spec.get("securityContext") or {}).get("fsGroup"),
+        dns_search=search,
     )
 
 
@@ -452,6 +444,10 @@ def docker_run_args(
     args += ["--network", network, "--label", run_label]
     for alias in plan.aliases:
         args += ["--network-alias", alias]
+    for domain in plan.dns_search:
+        args += ["--dns-search", domain]
+    if plan.dns_search:
+        args += ["--dns-option", "ndots:5"]  # as in a pod's resolv.conf
     if sec.user is not None:
         args += ["--user", f"{sec.user}:{sec.group}" if sec.group is not None else str(sec.user)]
     for group in sec.groups:

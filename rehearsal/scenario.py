@@ -76,6 +76,17 @@ def _get_json(url: str, auth: tuple[str, str] | None = None, timeout: float = 10
         return json.load(response)
 
 
+def _post_json(url: str, body: dict[str, Any], auth: tuple[str, str] | None = None) -> Any:
+    request = urllib.request.Request(  # noqa: S310 - port-forwards on loopback
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    if auth is not None:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        return json.load(response)
+
+
 def referenced_secrets(release: Release) -> dict[str, str]:
     """Secret name -> the object that needs it, over every pod template and hook."""
     found: dict[str, str] = {}
@@ -344,6 +355,9 @@ class Rehearsal:
         assert self.cluster is not None
         pods = self.cluster.pods_of(f"{RELEASE}-prometheus")
         if not pods:
+            self.report.skipped(
+                "prometheus checks", "no standalone Prometheus in this release (operator mode)"
+            )
             return True
         forward = self.cluster.forward(pods[0], 9090)
         rules_cm = release.config_maps().get(f"{RELEASE}-prometheus-rules", {})
@@ -407,7 +421,7 @@ class Rehearsal:
         if match is None:
             self.report.skipped("rollback", f"{uri} is not a registry URI")
             return True
-        if not self.run_make([user_steps.TRAIN], "rollback: model version 2"):
+        if not self.register_copy(match.group(1)):
             return False
         revision_b = self.render(f"api.model.uri=models:/{match.group(1)}/2")
         if revision_b is None:
@@ -418,11 +432,30 @@ class Rehearsal:
         ok = ok and self.check_serving(revision_a, "rollback: revision A serves")
         return ok
 
+    def register_copy(self, name: str) -> bool:
+        """Model version 2: version 1's files registered again, through MLflow's REST API."""
+        pod = self.mlflow_pod()
+        assert self.cluster is not None
+        assert pod is not None
+        url = self.cluster.forward(pod, 5000).url + "/api/2.0/mlflow/model-versions"
+        try:
+            query = urllib.parse.urlencode({"name": name, "version": "1"})
+            first = _get_json(f"{url}/get?{query}", self.mlflow_auth)["model_version"]
+            body = {"name": name, "source": first["source"], "run_id": first.get("run_id", "")}
+            created = _post_json(f"{url}/create", body, self.mlflow_auth)["model_version"]
+        except (OSError, ValueError, KeyError) as exc:
+            return self.report.check(False, "rollback: model version 2", str(exc))
+        return self.report.check(
+            str(created["version"]) == "2",
+            "rollback: model version 2",
+            f"version 1's files registered again as {name} version {created['version']}",
+        )
+
     def probe_summary(self) -> bool:
         assert self.cluster is not None
         ok = True
         by_workload: dict[str, list[RunningPod]] = {}
-        for pod in self.cluster.pods.values():
+        for pod in [*self.cluster.finished, *self.cluster.pods.values()]:
             by_workload.setdefault(pod.workload, []).append(pod)
         for workload, pods in sorted(by_workload.items()):
             parts = []
@@ -437,7 +470,7 @@ class Rehearsal:
                     parts.append(
                         f"{kind} {records[0].probe.describe()}: {checks} checks, {failures} failed"
                     )
-            ready = all(p.prober.state.ready for p in pods)
+            ready = all(p.prober.state.ready for p in self.cluster.pods_of(workload))
             ok = (
                 self.report.check(
                     not failed and ready,
@@ -486,7 +519,7 @@ class Rehearsal:
         if not self.prepare_images():
             return 1
         secrets = user_steps.guide_secrets(self.options.guide)
-        first = self.render("api.enabled=false")
+        first = self.render(user_steps.FIRST_INSTALL_SET)
         full = self.render()
         if first is None or full is None:
             return 1
@@ -494,12 +527,7 @@ class Rehearsal:
         self.list_not_rehearsed(full)
         assert self.images is not None
         self.cluster = Cluster(
-            uuid.uuid4().hex[:8],
-            self.namespace,
-            self.options.workdir,
-            report,
-            secrets,
-            self.images.api,
+            uuid.uuid4().hex[:8], self.namespace, self.options.workdir, report, secrets
         )
         try:
             if (

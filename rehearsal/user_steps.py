@@ -18,6 +18,8 @@ from rehearsal.manifests import ROOT
 GUIDE = ROOT / "docs" / "kubernetes.md"
 _PLACEHOLDER = re.compile(r"<[^<>]+>|\$\([^)]*\)")
 
+# The guide's first install leaves the API out until the registry has a model.
+FIRST_INSTALL_SET = "api.enabled=false"
 # The guide's commands for the first model, run against a port-forward to the release's MLflow.
 TRAIN = ("make", "train")
 PROMOTE_ALIAS = ("make", "promote", "VERSION={version}", "ALIAS={alias}")
