@@ -129,6 +129,16 @@ cluster-test: $(STAMP) ## Cluster tests against an installed release (KUBE_CONFI
 		--cluster-type existing --kube-config "$(KUBE_CONFIG)" --chart-path charts/platform \
 		--test-extra-info "release=$(CLUSTER_RELEASE),namespace=$(CLUSTER_NAMESPACE)" $(PYTEST_ARGS)
 
+# A throwaway kind cluster that follows docs/kubernetes.md (Docker, kind, kubectl and helm needed);
+# the cluster workflow runs these two targets.
+.PHONY: kind-up
+kind-up: $(STAMP) ## Create a kind cluster, load the images, install, register models, helm test, cluster tests
+	scripts/kind-up.sh
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster kind-up created
+	scripts/kind-down.sh
+
 # --- Helm chart (charts/platform), verified offline -------------------------------------------
 .PHONY: chart-tools
 chart-tools: ## Install the pinned helm, kubectl, checkov and CRD schemas into .tools (checksummed)

@@ -45,6 +45,14 @@ def shell_commands(markdown: str) -> list[list[str]]:
     """Every command in the guide's ```bash blocks, continuations joined, comments dropped."""
     commands: list[list[str]] = []
     for block in re.findall(r"```(?:bash|sh)\n(.*?)```", markdown, flags=re.DOTALL):
+        commands += script_commands(block)
+    return commands
+
+
+def script_commands(script: str) -> list[list[str]]:
+    """Every command of a shell script, continuations joined, comments dropped."""
+    commands: list[list[str]] = []
+    for block in (script,):
         joined = re.sub(r"\\\n\s*", " ", block)
         for line in joined.splitlines():
             stripped = line.strip()
@@ -59,10 +67,11 @@ def shell_commands(markdown: str) -> list[list[str]]:
     return commands
 
 
-def secret_commands(markdown: str) -> list[SecretCommand]:
-    """The guide's `kubectl ... create secret generic NAME --from-literal=k=v ...` commands."""
+def secret_commands(markdown: str, script: bool = False) -> list[SecretCommand]:
+    """The `kubectl ... create secret generic NAME --from-literal=k=v ...` commands of the guide
+    (or, with script=True, of a shell script)."""
     found = []
-    for words in shell_commands(markdown):
+    for words in script_commands(markdown) if script else shell_commands(markdown):
         if words[0] != "kubectl" or words[1:] == []:
             continue
         rest = words[1:]
