@@ -317,6 +317,7 @@ class Cluster:
         pod = self.pods.pop(name)
         pod.prober.stop()
         self.finished.append(pod)
+        self._save_log(pod.container)
         grace = pod.plan.containers[0].termination_grace_seconds
         docker.stop(pod.container, grace)
         code = docker.state(pod.container).get("ExitCode")
@@ -359,7 +360,14 @@ class Cluster:
             codes.setdefault(workload, []).append(self._stop_pod(name))
         return codes
 
+    def _save_log(self, container: str) -> None:
+        logs = self.workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        (logs / f"{container}.log").write_text(docker.logs(container, 2000))
+
     def teardown(self) -> None:
+        for pod in self.pods.values():
+            self._save_log(pod.container)
         for forward in self._forwards:
             forward.close()
         for pod in self.pods.values():

@@ -439,16 +439,18 @@ class Rehearsal:
         assert pod is not None
         url = self.cluster.forward(pod, 5000).url + "/api/2.0/mlflow/model-versions"
         try:
-            query = urllib.parse.urlencode({"name": name, "version": "1"})
-            first = _get_json(f"{url}/get?{query}", self.mlflow_auth)["model_version"]
-            body = {"name": name, "source": first["source"], "run_id": first.get("run_id", "")}
+            # A registered version as the source: MLflow copies its files and lineage.
+            body = {"name": name, "source": f"models:/{name}/1"}
             created = _post_json(f"{url}/create", body, self.mlflow_auth)["model_version"]
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:300].decode(errors="replace")
+            return self.report.check(False, "rollback: model version 2", f"{exc}: {detail}")
         except (OSError, ValueError, KeyError) as exc:
             return self.report.check(False, "rollback: model version 2", str(exc))
         return self.report.check(
             str(created["version"]) == "2",
             "rollback: model version 2",
-            f"version 1's files registered again as {name} version {created['version']}",
+            f"models:/{name}/1 registered again as version {created['version']} (MLflow's REST API)",
         )
 
     def probe_summary(self) -> bool:

@@ -52,18 +52,17 @@ def shell_commands(markdown: str) -> list[list[str]]:
 def script_commands(script: str) -> list[list[str]]:
     """Every command of a shell script, continuations joined, comments dropped."""
     commands: list[list[str]] = []
-    for block in (script,):
-        joined = re.sub(r"\\\n\s*", " ", block)
-        for line in joined.splitlines():
-            stripped = line.strip()
-            if not stripped or stripped.startswith("#"):
-                continue
-            try:
-                words = shlex.split(stripped, comments=True)
-            except ValueError:
-                continue
-            if words:
-                commands.append(words)
+    joined = re.sub(r"\\\n\s*", " ", script)
+    for line in joined.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            words = shlex.split(stripped, comments=True)
+        except ValueError:
+            continue
+        if words:
+            commands.append(words)
     return commands
 
 

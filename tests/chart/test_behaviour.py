@@ -54,7 +54,9 @@ def workloads(objs: list[Manifest]) -> list[tuple[str, Manifest]]:
 def test_production_pins_the_model_version_and_the_image() -> None:
     objs = render(PROD, operator=True)
     config = api_config(objs)
-    assert config["MODEL_URI"] == "models:/iris-classifier/1"  # the first version on a fresh cluster
+    assert (
+        config["MODEL_URI"] == "models:/iris-classifier/1"
+    )  # the first version on a fresh cluster
     assert config["MODEL_POLL_SECONDS"] == "0"
     prod_values = yaml.safe_load((CHART / "values-production.yaml").read_text())
     assert prod_values["api"]["image"]["tag"], "production must pin the image tag itself"
@@ -445,7 +447,9 @@ def test_standalone_mode_objects(scenario: str) -> None:
         find(objs, "ConfigMap", "platform-prometheus")["data"]["prometheus.yml"]
     )
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
-    assert {"model-platform-api", "model-platform-mlflow", "model-platform-cloudflared"} <= set(jobs)
+    assert {"model-platform-api", "model-platform-mlflow", "model-platform-cloudflared"} <= set(
+        jobs
+    )
     assert config["rule_files"] == ["/etc/prometheus/rules/*.yaml"]
     provisioning = find(objs, "ConfigMap", "platform-grafana")["data"]
     datasource = yaml.safe_load(provisioning["datasources.yaml"])["datasources"][0]

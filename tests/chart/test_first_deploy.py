@@ -77,7 +77,9 @@ def test_helm_test_fails_on_the_fallback_or_another_version() -> None:
 
 def _run_test_script(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """The test Pod's script against a stand-in API (a tiny HTTP server on loopback)."""
-    script = "\n".join(helm_test_pod(render(PROD, operator=True))["spec"]["containers"][0]["command"][2:])
+    script = "\n".join(
+        helm_test_pod(render(PROD, operator=True))["spec"]["containers"][0]["command"][2:]
+    )
     server = tmp_path / "server.py"
     server.write_text(
         """
@@ -141,7 +143,13 @@ REGISTRY_V1 = '{"source": "registry", "version": "1"}'
     [
         (REGISTRY_V1, "models:/iris-classifier/1", "k1", True, "ok"),
         (REGISTRY_V1, "models:/iris-classifier@production", "k1", True, "ok"),
-        ('{"source": "fallback", "version": "1"}', "models:/iris-classifier/1", "k1", False, "fallback"),
+        (
+            '{"source": "fallback", "version": "1"}',
+            "models:/iris-classifier/1",
+            "k1",
+            False,
+            "fallback",
+        ),
         (REGISTRY_V1, "models:/iris-classifier/3", "k1", False, "version"),
         (REGISTRY_V1, "models:/iris-classifier/1", "k9", False, "401"),
     ],
@@ -186,9 +194,7 @@ def test_service_monitors_only_for_enabled_components() -> None:
     assert set(default) == {"platform-api", "platform-mlflow"}  # cloudflared is off by default
     prod = monitors(render(PROD, operator=True))
     assert set(prod) == {"platform-api", "platform-mlflow", "platform-cloudflared"}
-    none = monitors(
-        render(sets=["api.enabled=false", "mlflow.enabled=false"], operator=True)
-    )
+    none = monitors(render(sets=["api.enabled=false", "mlflow.enabled=false"], operator=True))
     assert none == {}
 
 
@@ -204,7 +210,10 @@ def test_mlflow_service_monitor_logs_in_when_mlflow_auth_is_on() -> None:
         {"targetLabel": "job", "replacement": "model-platform-mlflow"},
         {"targetLabel": "__address__", "replacement": "platform-mlflow.platform.svc:5000"},
     ]
-    assert "basicAuth" not in monitors(render(operator=True))["platform-mlflow"]["spec"]["endpoints"][0]
+    assert (
+        "basicAuth"
+        not in monitors(render(operator=True))["platform-mlflow"]["spec"]["endpoints"][0]
+    )
 
 
 def test_mlflow_auth_without_scrape_credentials_fails_the_render() -> None:
@@ -215,9 +224,13 @@ def test_mlflow_auth_without_scrape_credentials_fails_the_render() -> None:
 
 def test_standalone_prometheus_finds_every_component_by_dns() -> None:
     objs = render(STAGING)
-    config = yaml.safe_load(find(objs, "ConfigMap", "platform-prometheus")["data"]["prometheus.yml"])
+    config = yaml.safe_load(
+        find(objs, "ConfigMap", "platform-prometheus")["data"]["prometheus.yml"]
+    )
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
-    names = {job: j["dns_sd_configs"][0]["names"] for job, j in jobs.items() if "dns_sd_configs" in j}
+    names = {
+        job: j["dns_sd_configs"][0]["names"] for job, j in jobs.items() if "dns_sd_configs" in j
+    }
     assert names == {
         "model-platform-api": ["platform-api-pods.platform.svc"],
         "model-platform-mlflow": ["platform-mlflow.platform.svc"],
@@ -235,7 +248,9 @@ def test_standalone_prometheus_finds_every_component_by_dns() -> None:
     auth = yaml.safe_load(
         find(render(ALL), "ConfigMap", "platform-prometheus")["data"]["prometheus.yml"]
     )
-    login = {j["job_name"]: j for j in auth["scrape_configs"]}["model-platform-mlflow"]["basic_auth"]
+    login = {j["job_name"]: j for j in auth["scrape_configs"]}["model-platform-mlflow"][
+        "basic_auth"
+    ]
     assert login == {
         "username_file": "/etc/prometheus/mlflow-auth/username",
         "password_file": "/etc/prometheus/mlflow-auth/password",
@@ -244,7 +259,9 @@ def test_standalone_prometheus_finds_every_component_by_dns() -> None:
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing (make system-deps)")
 @pytest.mark.parametrize("values", [(), STAGING, ("ci/standalone-values.yaml",)])
-def test_promtool_accepts_the_rendered_standalone_config(values: tuple[str, ...], tmp_path: Path) -> None:
+def test_promtool_accepts_the_rendered_standalone_config(
+    values: tuple[str, ...], tmp_path: Path
+) -> None:
     objs = render(values)
     (tmp_path / "prometheus.yml").write_text(
         find(objs, "ConfigMap", "platform-prometheus")["data"]["prometheus.yml"]
@@ -287,7 +304,9 @@ def test_every_image_takes_a_digest(key: str) -> None:
         ("platform-cloudflared", "2025.8.1"),
     ],
 )
-def test_each_component_is_labelled_with_its_own_image_version(deployment: str, version: str) -> None:
+def test_each_component_is_labelled_with_its_own_image_version(
+    deployment: str, version: str
+) -> None:
     objs = render(STAGING)
     d = find(objs, "Deployment", deployment)
     assert d["metadata"]["labels"]["app.kubernetes.io/version"] == version
@@ -295,14 +314,17 @@ def test_each_component_is_labelled_with_its_own_image_version(deployment: str, 
     component = d["metadata"]["labels"]["app.kubernetes.io/name"]
     for o in objs:
         if o["metadata"].get("labels", {}).get("app.kubernetes.io/name") == component:
-            assert o["metadata"]["labels"]["app.kubernetes.io/version"] == version, o["metadata"]["name"]
+            assert o["metadata"]["labels"]["app.kubernetes.io/version"] == version, o["metadata"][
+                "name"
+            ]
 
 
 def test_the_api_version_label_follows_its_image_tag() -> None:
     objs = render(PROD, ["api.image.tag=0.4.2"], operator=True)
-    assert find(objs, "Deployment", "platform-api")["metadata"]["labels"][
-        "app.kubernetes.io/version"
-    ] == "0.4.2"
+    assert (
+        find(objs, "Deployment", "platform-api")["metadata"]["labels"]["app.kubernetes.io/version"]
+        == "0.4.2"
+    )
     # a full commit SHA, as the deploy workflow sets it, is a valid label value too
     sha = "0123456789abcdef0123456789abcdef01234567"
     objs = render(PROD, [f"api.image.tag={sha}"], operator=True)
@@ -318,9 +340,14 @@ def test_the_api_version_label_follows_its_image_tag() -> None:
 )
 def test_image_repositories_are_required_values(key: str, message: str) -> None:
     sets = [s for s in IMAGE_SETS if not s.startswith(f"{key}=")] + [f"{key}="]
-    result = helm("template", "platform", str(CHART), "--namespace", "platform", *[
-        a for s in sets for a in ("--set", s)
-    ])
+    result = helm(
+        "template",
+        "platform",
+        str(CHART),
+        "--namespace",
+        "platform",
+        *[a for s in sets for a in ("--set", s)],
+    )
     assert result.returncode != 0
     assert message in result.stderr
 

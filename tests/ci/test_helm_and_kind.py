@@ -9,7 +9,6 @@ images the script builds; every Secret it refers to is created by the script.
 from __future__ import annotations
 
 import re
-import shlex
 import subprocess
 from functools import cache
 from pathlib import Path
