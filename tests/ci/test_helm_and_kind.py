@@ -98,6 +98,8 @@ def test_upgrades_roll_back_on_failure_with_helm_4s_flag() -> None:
     assert deploy, "the deploy action runs no helm upgrade"
     assert "--rollback-on-failure" in deploy[0]
     assert all("--atomic" not in words for _, words in upgrades)
+    # the cluster tests drive the same pinned Helm
+    assert '"--atomic"' not in (ROOT / "tests" / "cluster" / "test_model_rollout.py").read_text()
 
 
 # --- make kind-up / kind-down --------------------------------------------------------------------
