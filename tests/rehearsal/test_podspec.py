@@ -36,7 +36,16 @@ def pod(**container: Any) -> dict[str, Any]:
 
 def plan(spec: dict[str, Any], inputs: Inputs = INPUTS, user: str = "10001") -> PodPlan:
     # As with a ServiceAccount that sets automountServiceAccountToken: false.
-    return plan_pod("p-0", spec, {"app": "x"}, inputs, ("svc",), lambda _: user, False)
+    return plan_pod(
+        "p-0",
+        spec,
+        {"app": "x"},
+        inputs,
+        ("svc",),
+        lambda _: user,
+        False,
+        ("ns.svc.cluster.local",),
+    )
 
 
 def run_args(spec: dict[str, Any], inputs: Inputs = INPUTS) -> list[str]:
@@ -262,6 +271,8 @@ def test_restricted_security_context_and_limits_become_docker_flags() -> None:
     assert pairs(args, "--memory-swap") == [str(2**30)]
     assert pairs(args, "--cpus") == ["2"]  # capped at the host's cores
     assert pairs(args, "--network-alias") == ["svc"]
+    assert pairs(args, "--dns-search") == ["ns.svc.cluster.local"]
+    assert pairs(args, "--dns-option") == ["ndots:5"]
     assert pairs(args, "--hostname") == ["p-0"]
 
 
