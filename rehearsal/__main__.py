@@ -1,4 +1,4 @@
-"""`python -m rehearsal --env production`: see rehearsal/__init__.py."""
+"""The command line of the rehearsal: `python -m rehearsal --env production`."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ import os
 import sys
 from pathlib import Path
 
+import rehearsal
 from rehearsal.scenario import ENVIRONMENTS, main
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m rehearsal", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m rehearsal",
+        description=rehearsal.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--env",
         default="",

@@ -3,6 +3,8 @@
 Slow (minutes per environment: MLflow's start, a training run), so it has its own marker. It
 reuses the API image the image tests build (IMAGE, default mlops-model-server:dev) and the cached
 MLflow and Prometheus images; the output, one line per workload and check, is printed on failure.
+Production (API keys, MLflow auth, operator mode) and staging (standalone Prometheus, an alias)
+run here; the defaults, close to staging, run with `make rehearse`.
 """
 
 from __future__ import annotations
@@ -19,9 +21,7 @@ from tests.image.conftest import IMAGE, LOG_DIR, REPO_ROOT
 pytestmark = [pytest.mark.rehearsal, pytest.mark.timeout(2400)]
 
 
-@pytest.mark.parametrize(
-    "env", ["production", "staging", ""], ids=["production", "staging", "default"]
-)
+@pytest.mark.parametrize("env", ["production", "staging"])
 def test_the_rendered_release_runs_as_rendered(
     env: str, docker_engine: None, chart_tools: None, tmp_path: Path
 ) -> None:
