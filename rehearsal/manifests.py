@@ -32,12 +32,6 @@ class Workload:
     pod_spec: Manifest
     pod_annotations: dict[str, str]
 
-    def pod_names(self) -> list[str]:
-        """Stable pod names: `<name>-0`, `<name>-1`, ... (a bare Pod keeps its own name)."""
-        if self.kind == "Pod":
-            return [self.name]
-        return [f"{self.name}-{i}" for i in range(self.replicas)]
-
     def template_key(self) -> str:
         """What Kubernetes compares to decide whether a Deployment rolls: its pod template."""
         return yaml.safe_dump(
