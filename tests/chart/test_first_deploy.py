@@ -216,6 +216,12 @@ def test_mlflow_service_monitor_logs_in_when_mlflow_auth_is_on() -> None:
     )
 
 
+def test_the_operators_prometheus_may_reach_mlflow() -> None:
+    """Operator mode scrapes MLflow from the monitoring namespace: its NetworkPolicy admits it."""
+    policy = find(render(PROD, operator=True), "NetworkPolicy", "platform-mlflow")
+    assert any("namespaceSelector" in peer for peer in policy["spec"]["ingress"][0]["from"])
+
+
 def test_mlflow_auth_without_scrape_credentials_fails_the_render() -> None:
     result = helm(*template_args(PROD, ["monitoring.mlflowScrape.existingSecret="], operator=True))
     assert result.returncode != 0
