@@ -143,6 +143,16 @@ cluster-test: $(STAMP) ## Cluster tests against an installed release (KUBE_CONFI
 		--cluster-type existing --kube-config "$(KUBE_CONFIG)" --chart-path charts/platform \
 		--test-extra-info "release=$(CLUSTER_RELEASE),namespace=$(CLUSTER_NAMESPACE)" $(PYTEST_ARGS)
 
+# A throwaway kind cluster that follows docs/kubernetes.md (Docker, kind, kubectl and helm needed);
+# the cluster workflow runs these two targets.
+.PHONY: kind-up
+kind-up: $(STAMP) ## Create a kind cluster, load the images, install, register models, helm test, cluster tests
+	scripts/kind-up.sh
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster kind-up created
+	scripts/kind-down.sh
+
 # --- Helm chart (charts/platform), verified offline -------------------------------------------
 .PHONY: chart-tools
 chart-tools: ## Install the pinned helm, kubectl, checkov and CRD schemas into .tools (checksummed)
@@ -151,6 +161,13 @@ chart-tools: ## Install the pinned helm, kubectl, checkov and CRD schemas into .
 .PHONY: chart-test
 chart-test: system-deps chart-tools $(STAMP) ## Lint, render, validate, policy-scan and unit-test the chart and its alerts
 	$(PY) -m pytest -m chart tests/chart $(PYTEST_ARGS)
+
+# --- Rehearsal: the rendered chart run in Docker (rehearsal/, tests/rehearsal) -------------------
+ENV ?=
+
+.PHONY: rehearse
+rehearse: chart-tools base-image $(STAMP) ## Run what the chart renders for ENV (staging, production, empty: defaults) in Docker, as rendered
+	$(PY) -m rehearsal --env "$(ENV)" --image "$(IMAGE)"
 
 # --- Local monitoring -----------------------------------------------------------------------
 PROMETHEUS_PORT ?= 9090
