@@ -73,6 +73,29 @@ promote: $(STAMP) ## Point an alias at a version after checking it (VERSION=n, A
 rollback: $(STAMP) ## Point an alias back at its previous version (ALIAS=production, MODEL=...)
 	$(PY) -m training.lifecycle rollback --model "$(MODEL)" --alias "$(ALIAS)"
 
+# --- The closed loop: feedback, retraining from production, promotion by evidence ---------------
+PREDICTION_STORE_URI ?=
+METRICS_URL ?=
+
+.PHONY: retrain
+retrain: $(STAMP) ## Train a new version on labelled production predictions; alias challenger (MODEL=, ARGS="--original-share 0.3 ...")
+	$(if $(PREDICTION_STORE_URI),PREDICTION_STORE_URI="$(PREDICTION_STORE_URI)") \
+		$(PY) -m training.retrain --model "$(MODEL)" $(ARGS)
+
+.PHONY: judge
+judge: $(STAMP) ## Promote the challenger if the evidence says so, roll back a bad champion (METRICS_URL=..., FORCE=1)
+	$(if $(PREDICTION_STORE_URI),PREDICTION_STORE_URI="$(PREDICTION_STORE_URI)") \
+		$(PY) -m training.judge --model "$(MODEL)" $(if $(METRICS_URL),--metrics-url "$(METRICS_URL)") \
+		$(if $(filter 1 yes true,$(FORCE)),--force) $(ARGS)
+
+.PHONY: loop-demo
+loop-demo: $(STAMP) ## The whole loop on loopback: drift, retrain, shadow, judge, promote, rollback; prints a timeline, saves a PNG
+	$(PY) -m demo.loop $(ARGS)
+
+.PHONY: bench-recording
+bench-recording: $(STAMP) ## /predict throughput with prediction recording off and on (wrk, c16; ARGS="--duration 10")
+	$(PY) -m loadtest.recording_cost $(ARGS)
+
 # Where `make mlflow` keeps the artifacts it proxies: the local store, or s3://<bucket>/<prefix>,
 # with the AWS credentials, AWS_DEFAULT_REGION and (for an S3-compatible store)
 # MLFLOW_S3_ENDPOINT_URL in the environment of `make mlflow` only; clients never need them.
@@ -125,7 +148,7 @@ soak: $(STAMP) ## Soak benchmark, minutes: 200,000 requests, server RSS sampled 
 
 .PHONY: clean
 clean: ## Remove the venv, tools and the local MLflow store
-	rm -rf $(VENV) $(TOOLS) .mlflow .monitor .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .mlflow .loop .monitor .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: actionlint
 actionlint: $(STAMP) ## Lint the GitHub Actions workflows (actionlint, with shellcheck on run: scripts)
