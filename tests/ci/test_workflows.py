@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW_DIR = REPO_ROOT / ".github" / "workflows"
 WORKFLOWS = sorted(WORKFLOW_DIR.glob("*.yml"))
 DEPLOY_ACTION = "./.github/actions/helm-deploy"
-EXPECTED = {"ci.yml", "cluster.yml", "build.yml", "deploy.yml", "audit.yml"}
+EXPECTED = {"ci.yml", "cluster.yml", "build.yml", "deploy.yml", "audit.yml", "arm64.yml"}
 # owner/repo[/path]@<40 hex> # v<version>
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 VERSION_COMMENT = re.compile(r"uses:\s*\S+@[0-9a-f]{40}\s+#\s*v\d+(\.\d+)*\s*$")
@@ -118,7 +118,7 @@ def test_the_deploy_action_rolls_back_by_itself() -> None:
     action = yaml.safe_load((REPO_ROOT / DEPLOY_ACTION / "action.yml").read_text())
     run = "\n".join(step.get("run", "") for step in action["runs"]["steps"])
     assert "helm upgrade --install" in run
-    assert "--atomic" in run
+    assert "--rollback-on-failure" in run  # Helm 4's --atomic
     assert "--wait" in run
     assert "helm rollback" in run
 
