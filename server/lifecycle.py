@@ -135,11 +135,9 @@ class ModelSlot:
             await asyncio.sleep(self._next_delay(from_registry))
 
     def _next_delay(self, from_registry: bool) -> float:
-        delay = self.settings.poll_seconds if from_registry else self.settings.retry_seconds
-        if self._failure is not None:
-            delay = min(delay, max(0.0, self._failure.retry_at - time.monotonic()))
-            delay = max(delay, self.settings.retry_seconds)
-        return delay
+        # A version that failed is skipped until its retry time (see _too_soon): the alias keeps
+        # being polled at the usual pace meanwhile, so a fix behind it is picked up promptly.
+        return self.settings.poll_seconds if from_registry else self.settings.retry_seconds
 
     async def _load_local(self) -> None:
         path = self.reference.path

@@ -194,11 +194,17 @@ def test_broken_versions_are_refused_and_the_previous_keeps_serving(
         assert refused["version"] == broken
         assert reason in refused["error"], refused
         assert refused["level"] == "error"
-        keeps_serving(server, good, 1.5)  # and it does not retry the refused version every poll
-        assert (
-            len(log_entries(server, "model version refused; the current model keeps serving")) == 1
-        )
+        keeps_serving(server, good, 3)  # retried with backoff, never instead of serving
+        refusals = log_entries(server, "model version refused; the current model keeps serving")
         metrics = httpx.get(server.url + "/metrics").text
-        assert 'model_reload_failures_total{variant="champion"} 1.0' in metrics
+        attempts = [entry["attempt"] for entry in refusals]
+        assert attempts == list(range(1, len(attempts) + 1))
+        delays = [entry["retry_in_seconds"] for entry in refusals]
+        assert all(later == 2 * earlier for earlier, later in zip(delays, delays[1:], strict=False))
+        assert 2 <= len(refusals) < 6  # six polls in 3 s: not every poll retries it
+        counted = float(
+            metrics.split('model_reload_failures_total{variant="champion"} ')[1].split()[0]
+        )
+        assert len(refusals) <= counted <= len(refusals) + 1  # each attempt counts once
         registry.point("next")  # a good version after a broken one is taken
         wait_for_version(server, registry.versions["next"])
