@@ -1,6 +1,7 @@
 """A real `mlflow server` stopped, frozen and restarted under a serving model server; broken
 versions refused while the previous one keeps serving."""
 
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,7 +201,7 @@ def test_broken_versions_are_refused_and_the_previous_keeps_serving(
         attempts = [entry["attempt"] for entry in refusals]
         assert attempts == list(range(1, len(attempts) + 1))
         delays = [entry["retry_in_seconds"] for entry in refusals]
-        assert all(later == 2 * earlier for earlier, later in zip(delays, delays[1:], strict=False))
+        assert all(later == 2 * earlier for earlier, later in itertools.pairwise(delays))
         assert 2 <= len(refusals) < 6  # six polls in 3 s: not every poll retries it
         counted = float(
             metrics.split('model_reload_failures_total{variant="champion"} ')[1].split()[0]
