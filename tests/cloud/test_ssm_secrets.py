@@ -38,7 +38,9 @@ KUBECTL = REPO_ROOT / ".tools" / "bin" / "kubectl"
 POLICY = REPO_ROOT / "deploy" / "aws" / "ssm-secrets-policy.json"
 PARAMETERS = {
     "/platform/production/api-keys": "key-one-Zq83,key-two-Lw51",
-    "/platform/production/mlflow-admin": json.dumps({"username": "admin", "password": "Pw-9f3!x"}),
+    "/platform/production/mlflow-admin": json.dumps(
+        {"username": "admin", "password": "Pw-9f3!x", "flask-secret-key": "k-51c0ffee7a"}
+    ),
     "/platform/production/grafana-admin-user": "grafana-boss",
     "/platform/production/grafana-admin-password": "Gr4fana-Secret",
 }
