@@ -44,7 +44,7 @@ PARAMETERS = {
     "/platform/production/grafana-admin-user": "grafana-boss",
     "/platform/production/grafana-admin-password": "Gr4fana-Secret",
 }
-VALUES = ["key-one-Zq83,key-two-Lw51", "Pw-9f3!x", "grafana-boss", "Gr4fana-Secret"]
+VALUES = ["key-one-Zq83,key-two-Lw51", "Pw-9f3!x", "k-51c0ffee7a", "grafana-boss", "Gr4fana-Secret"]
 
 
 # --- manifests ----------------------------------------------------------------------------
@@ -81,7 +81,11 @@ def test_manifests_are_valid_secrets_and_always_the_same() -> None:
         kubernetes_validate.validate(manifest, "1.35.0", strict=True)
     admin = next(m for m in first if m["metadata"]["name"] == "platform-mlflow-admin")
     decoded = {k: base64.b64decode(v).decode() for k, v in admin["data"].items()}
-    assert decoded == {"password": "Pw-9f3!x", "username": "admin"}
+    assert decoded == {
+        "flask-secret-key": "k-51c0ffee7a",
+        "password": "Pw-9f3!x",
+        "username": "admin",
+    }
     assert admin["metadata"]["labels"]["app.kubernetes.io/managed-by"] == FIELD_MANAGER
 
 
