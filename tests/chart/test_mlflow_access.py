@@ -130,9 +130,13 @@ def test_basic_auth_without_credentials_for_the_api_is_refused() -> None:
 def test_the_reader_must_be_granted_every_model_the_api_serves(sets: list[str]) -> None:
     error = failure([*AUTH, *sets])
     assert "mlflow.auth.reader.models" in error
-    fixed = render(sets=[*AUTH, *sets, "mlflow.auth.reader.models={iris-classifier,wine-classifier,iris-next}"])
+    fixed = render(
+        sets=[*AUTH, *sets, "mlflow.auth.reader.models={iris-classifier,wine-classifier,iris-next}"]
+    )
     job = find(fixed, "Job", "platform-mlflow-reader")
-    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {
+        e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
     assert env["MLFLOW_READER_MODELS"] == "iris-classifier,wine-classifier,iris-next"
 
 

@@ -206,7 +206,9 @@ SCENARIOS: list[tuple[Sequence[str], Sequence[str], bool]] = [
 
 
 @pytest.mark.parametrize(("values", "sets", "operator"), SCENARIOS)
-def test_no_policy_admits_everyone(values: Sequence[str], sets: Sequence[str], operator: bool) -> None:
+def test_no_policy_admits_everyone(
+    values: Sequence[str], sets: Sequence[str], operator: bool
+) -> None:
     """No empty peer, no rule without peers (both mean "everyone" to Kubernetes)."""
     policies = [o for o in render(values, sets, operator) if o["kind"] == "NetworkPolicy"]
     assert policies
