@@ -80,6 +80,12 @@ mlflow: $(STAMP) ## MLflow server and UI on 127.0.0.1:5000 over the local store 
 		--backend-store-uri "sqlite:///$(CURDIR)/.mlflow/mlflow.db" \
 		--serve-artifacts --artifacts-destination "$(CURDIR)/.mlflow/artifacts"
 
+READER_MODELS ?= $(MODEL)
+
+.PHONY: mlflow-reader
+mlflow-reader: $(STAMP) ## Create or update the API's read-only MLflow user (READER_MODELS=a,b; MLflow URL and credentials from the environment: docs/chart-security.md)
+	MLFLOW_READER_MODELS="$(READER_MODELS)" $(PY) charts/platform/charts/mlflow/files/mlflow_reader.py
+
 .PHONY: lint
 lint: $(STAMP) ## Ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .

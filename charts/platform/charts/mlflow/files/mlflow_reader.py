@@ -94,9 +94,10 @@ class Mlflow:
         if not isinstance(answer, dict):
             answer = {}
         if status != 200 and status not in allow:
-            code = answer.get("error_code", "")
-            hint = " (are these an admin's credentials?)" if status in (401, 403) else ""
-            raise SetupError(f"{method} {path} answered {status} {code}{hint}".rstrip())
+            words = [method, path, "answered", str(status), str(answer.get("error_code", ""))]
+            if status in (401, 403):
+                words.append("(are these an admin's credentials?)")
+            raise SetupError(" ".join(w for w in words if w))
         return status, answer
 
 
