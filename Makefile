@@ -163,6 +163,10 @@ loadtest: $(STAMP) ## Load test /predict at concurrency 1,16,64,100 (URL=http://
 bench: $(STAMP) ## Side by side: this server, constant JSON, mlflow models serve, in-process sklearn vs onnxruntime (ARGS="--repeats 3")
 	$(PY) -m loadtest.bench $(ARGS)
 
+.PHONY: bench-probes
+bench-probes: $(STAMP) ## /health latency under 200 clients posting the largest batches, per MAX_CONCURRENCY (ARGS="--settings 0,8,16 --repeats 2")
+	$(PY) -m loadtest.probe_latency $(ARGS)
+
 .PHONY: bench-server
 bench-server: $(STAMP) ## This server's own figures against their targets, without MLflow's server (ARGS=...)
 	$(PY) -m loadtest.bench --server-only $(ARGS)
