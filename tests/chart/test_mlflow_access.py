@@ -25,6 +25,7 @@ AUTH = [
     "mlflow.auth.existingSecret=platform-mlflow-admin",
     "mlflow.auth.reader.existingSecret=platform-mlflow-reader",
     "api.mlflow.existingSecret=platform-mlflow-reader",
+    "monitoring.mlflowScrape.existingSecret=platform-mlflow-admin",
 ]
 SCRIPT = CHART / "charts" / "mlflow" / "files" / "mlflow_reader.py"
 
@@ -177,5 +178,5 @@ def test_the_reader_job_is_a_bounded_restricted_hook_running_the_shipped_script(
 
 def test_no_reader_job_without_basic_auth_or_without_its_secret() -> None:
     assert not [o for o in render() if o["kind"] == "Job"]
-    objs = render(sets=[*AUTH[:2], "api.mlflow.existingSecret=platform-mlflow-client"])
+    objs = render(sets=[*AUTH[:2], *AUTH[4:], "api.mlflow.existingSecret=platform-mlflow-client"])
     assert not [o for o in objs if o["kind"] == "Job"]

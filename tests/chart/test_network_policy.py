@@ -90,6 +90,8 @@ def rendered_pods(objs: list[Manifest]) -> dict[str, Pod]:
     for o in objs:
         if o["kind"] in ("Deployment", "Job"):
             labels = o["spec"]["template"]["metadata"]["labels"]
+        elif o["kind"] == "CronJob":
+            labels = o["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
         elif o["kind"] == "Pod":
             labels = o["metadata"]["labels"]
         else:
@@ -163,19 +165,28 @@ def test_production_mlflow_admits_the_api_the_tunnel_the_user_job_and_training_c
         "cloudflared",
         "mlflow-reader",
         "mlflow-client",
+        "operator-prometheus",  # scrapes MLflow's /metrics
     }
 
 
 def test_mlflow_admits_the_tunnel_only_when_it_is_published() -> None:
     hidden = render(sets=[*TUNNEL, "cloudflared.hostnames.api=api.example.com"])
-    assert allowed(reach(hidden, "mlflow")) == {"api", "mlflow-client"}
+    assert allowed(reach(hidden, "mlflow")) == {"api", "mlflow-client", "prometheus"}
     published = render(STAGING)
     assert reach(published, "mlflow")["cloudflared"]
 
 
 def test_mlflow_without_the_api_admits_only_its_clients() -> None:
-    objs = render(sets=["api.enabled=false"])
+    objs = render(sets=["api.enabled=false", "monitoring.enabled=false"])
     assert allowed(reach(objs, "mlflow")) == {"mlflow-client"}
+
+
+def test_the_judge_reaches_the_api_and_mlflow_when_it_runs() -> None:
+    objs = render(ALL)
+    assert "judge" in rendered_pods(objs)
+    assert reach(objs, "api")["judge"]
+    assert reach(objs, "mlflow")["judge"]
+    assert "judge" not in allowed(reach(render(STAGING), "mlflow"))
 
 
 # --- the rest ------------------------------------------------------------------------------
