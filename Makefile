@@ -113,6 +113,12 @@ mlflow: $(STAMP) ## MLflow server and UI on 127.0.0.1:5000 over .mlflow/ (MLFLOW
 docs: $(STAMP) ## Regenerate the reference pages that mirror code (metrics, settings, alerts, chart values)
 	$(PY) scripts/generate_docs.py
 
+READER_MODELS ?= $(MODEL)
+
+.PHONY: mlflow-reader
+mlflow-reader: $(STAMP) ## Create or update the API's read-only MLflow user (READER_MODELS=a,b; MLflow URL and credentials from the environment: docs/chart-security.md)
+	MLFLOW_READER_MODELS="$(READER_MODELS)" $(PY) charts/platform/charts/mlflow/files/mlflow_reader.py
+
 .PHONY: lint
 lint: $(STAMP) ## Ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .
@@ -210,6 +216,10 @@ loadtest: $(STAMP) ## Load test /predict at concurrency 1,16,64,100 (URL=http://
 .PHONY: bench
 bench: $(STAMP) ## Side by side: this server, constant JSON, mlflow models serve, in-process sklearn vs onnxruntime (ARGS="--repeats 3")
 	$(PY) -m loadtest.bench $(ARGS)
+
+.PHONY: bench-probes
+bench-probes: $(STAMP) ## /health latency under 200 clients posting the largest batches, per MAX_CONCURRENCY (ARGS="--settings 0,8,16 --repeats 2")
+	$(PY) -m loadtest.probe_latency $(ARGS)
 
 .PHONY: bench-server
 bench-server: $(STAMP) ## This server's own figures against their targets, without MLflow's server (ARGS=...)

@@ -230,16 +230,6 @@ def test_api_service_pdb_hpa() -> None:
     assert not [o for o in render() if o["kind"] == "HorizontalPodAutoscaler"]
 
 
-def test_api_network_policy_admits_the_namespace_and_prometheus() -> None:
-    policy = find(render(PROD, operator=True), "NetworkPolicy", "platform-api")
-    peers = policy["spec"]["ingress"][0]["from"]
-    assert {"podSelector": {}} in peers
-    assert any("namespaceSelector" in p for p in peers)
-    assert policy["spec"]["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
-    off = render(sets=["global.networkPolicy.enabled=false"])
-    assert not [o for o in off if o["kind"] == "NetworkPolicy"]
-
-
 def test_helm_test_pod_calls_ready_and_predict() -> None:
     pod = find(render(), "Pod", "platform-api-test")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"

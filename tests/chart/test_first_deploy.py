@@ -269,9 +269,11 @@ def test_promtool_accepts_the_rendered_standalone_config(
     values: tuple[str, ...], tmp_path: Path
 ) -> None:
     objs = render(values)
-    (tmp_path / "prometheus.yml").write_text(
-        find(objs, "ConfigMap", "platform-prometheus")["data"]["prometheus.yml"]
-    )
+    config = find(objs, "ConfigMap", "platform-prometheus")["data"]["prometheus.yml"]
+    # Debian's promtool (2.42) predates basic_auth.username_file, which the Prometheus the chart
+    # runs (3.x) reads; the login itself is checked above. The rest of the file is checked here.
+    config = config.replace("username_file: /etc/prometheus/mlflow-auth/username", "username: u")
+    (tmp_path / "prometheus.yml").write_text(config)
     done = subprocess.run(
         ["promtool", "check", "config", "--syntax-only", str(tmp_path / "prometheus.yml")],
         capture_output=True,

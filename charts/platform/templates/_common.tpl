@@ -84,13 +84,12 @@ imagePullSecrets:
 {{- end -}}
 
 {{/*
-Ingress NetworkPolicy for one component: traffic only from pods of the release namespace and,
-when `prometheus` is true, from the Prometheus selected in global.networkPolicy (operator mode
-runs it in another namespace). Takes (dict "ctx" $ "component" "name" "port" "http" "prometheus" bool).
+Ingress NetworkPolicy for one component: connections to `port` only from `peers` (a list of
+NetworkPolicyPeer objects); with no peers, none at all. Kubernetes reads an empty peer list as
+"everyone", so that case renders `ingress: []` instead.
+Takes (dict "ctx" <the component's scope> "component" "name" "port" "http" "peers" (list ...)).
 */}}
 {{- define "platform.networkPolicy" -}}
-{{- $np := .ctx.Values.global.networkPolicy -}}
-{{- if $np.enabled }}
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
@@ -103,19 +102,23 @@ spec:
     matchLabels:
       {{- include "platform.selectorLabels" . | nindent 6 }}
   policyTypes: [Ingress]
+  {{- if .peers }}
   ingress:
     - from:
-        - podSelector: {}
-        {{- if and .prometheus (or $np.prometheusNamespaceSelector $np.prometheusPodSelector) }}
-        - namespaceSelector:
-            {{- toYaml ($np.prometheusNamespaceSelector | default dict) | nindent 12 }}
-          podSelector:
-            {{- toYaml ($np.prometheusPodSelector | default dict) | nindent 12 }}
-        {{- end }}
+        {{- toYaml .peers | nindent 8 }}
       ports:
         - port: {{ .port }}
           protocol: TCP
-{{- end }}
+  {{- else }}
+  ingress: []
+  {{- end }}
+{{- end -}}
+
+{{/* A NetworkPolicyPeer: the release's pods of one component. Takes (dict "ctx" <scope> "component" "name"). */}}
+{{- define "platform.podPeer" -}}
+podSelector:
+  matchLabels:
+    {{- include "platform.selectorLabels" . | nindent 4 }}
 {{- end -}}
 
 {{/* Pod-level restricted security context (Pod Security Standards "restricted"). Takes the UID. */}}

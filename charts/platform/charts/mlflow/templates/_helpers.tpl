@@ -39,3 +39,11 @@
 {{- fail "mlflow.auth.existingSecret (keys username, password) is required when mlflow.auth.enabled is true" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* "true" when the hook Job that keeps the read-only user in line is rendered. */}}
+{{- define "mlflow.readerEnabled" -}}
+{{- if and .Values.auth.enabled .Values.auth.reader.existingSecret -}}true{{- end -}}
+{{- end -}}
+
+{{/* Component label of that Job's pod; MLflow's NetworkPolicy admits it by this name. */}}
+{{- define "mlflow.readerComponent" -}}mlflow-reader{{- end -}}
