@@ -29,7 +29,7 @@ log = logging.getLogger("server.access")
 _REQUEST_ID = b"x-request-id"
 _PRINTABLE = re.compile(rb"[\x21-\x7e]+")  # visible ASCII: safe to echo in a header and a log
 _MAX_REQUEST_ID = 128
-_SHED_BODIES = {p.name: orjson.dumps(p.error(SHED_MESSAGE)) for p in PROTOCOLS}
+_SHED_BODIES = {p.name: orjson.dumps(p.error(SHED_MESSAGE, 503)) for p in PROTOCOLS}
 
 
 def _client_request_id(scope: Scope) -> bytes | None:

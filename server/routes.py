@@ -33,7 +33,7 @@ class Answer:
 @dataclass(frozen=True)
 class Route:
     method: str
-    path: str  # a template: `{name}` matches one path segment
+    path: str  # a template: `{name}` matches one segment, `{name}:verb` one ending in `:verb`
     endpoint: Endpoint
     protocol: Protocol
     summary: str
@@ -45,10 +45,10 @@ class Route:
     needs_key: bool = False  # refused without a valid API key when keys are configured
     sheddable: bool = True  # may be answered 503 at MAX_CONCURRENCY (probes and scrapes: never)
     in_schema: bool = True  # listed in the OpenAPI document
-    segments: tuple[str, ...] = field(init=False, repr=False)
+    segments: tuple["Segment", ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "segments", tuple(self.path.split("/")[1:]))
+        object.__setattr__(self, "segments", tuple(map(Segment.parse, self.path.split("/")[1:])))
 
     @property
     def is_static(self) -> bool:
@@ -60,13 +60,38 @@ class Route:
             return None
         params = {}
         for part, segment in zip(parts, self.segments, strict=True):
-            if segment.startswith("{"):
-                if not part:
+            if segment.param is None:
+                if part != segment.literal:
                     return None
-                params[segment[1:-1]] = part
-            elif part != segment:
+                continue
+            suffix = segment.literal
+            if suffix:  # `{name}:predict`: the parameter is what comes before the suffix
+                if len(part) <= len(suffix) or not part.endswith(suffix):
+                    return None
+                part = part[: -len(suffix)]
+            elif not part:
                 return None
+            params[segment.param] = part
         return params
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One segment of a path template: a literal, `{param}`, or `{param}` and a literal suffix."""
+
+    param: str | None
+    literal: str  # the whole segment, or the suffix after the parameter
+
+    @classmethod
+    def parse(cls, text: str) -> "Segment":
+        if not text.startswith("{"):
+            if "{" in text:
+                raise ValueError(f"a parameter must start its path segment: {text!r}")
+            return cls(None, text)
+        name, closed, suffix = text[1:].partition("}")
+        if not closed or not name.isidentifier() or "{" in suffix or "}" in suffix:
+            raise ValueError(f"malformed path segment {text!r}")
+        return cls(name, suffix)
 
 
 class TemplatedRoute(StarletteRoute):

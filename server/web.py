@@ -128,4 +128,5 @@ def error_response(
     extra = STATUS_HEADERS.get(status)
     if extra:
         headers = {**extra, **(headers or {})}
-    return JSONResponse(protocol.error(message), status_code=status, headers=headers)
+    status = protocol.status(status)
+    return JSONResponse(protocol.error(message, status), status_code=status, headers=headers)

@@ -72,3 +72,40 @@ def test_starlette_routes_list_every_method_of_a_path() -> None:
     [only] = table.starlette_routes()
     assert only.path == "/feedback"
     assert only.methods == {"GET", "HEAD", "POST"}
+
+
+SUFFIXED = RouteTable(
+    [
+        route("GET", "/v1/models/{name}"),
+        route("POST", "/v1/models/{name}:predict"),
+    ]
+)
+
+
+def test_a_parameter_may_end_in_a_literal_suffix() -> None:
+    matched = SUFFIXED.match("POST", "/v1/models/iris:predict")
+    assert matched is not None
+    assert matched[0].path == "/v1/models/{name}:predict"
+    assert matched[1] == {"name": "iris"}
+    # A name may hold the suffix's own characters; the suffix is the segment's end.
+    assert SUFFIXED.match("POST", "/v1/models/a:predict:predict") == (matched[0], {"name": "a:predict"})
+    assert SUFFIXED.match("POST", "/v1/models/:predict") is None  # no name before the suffix
+    assert SUFFIXED.match("POST", "/v1/models/iris:explain") is None
+    assert SUFFIXED.match("POST", "/v1/models/iris") is None
+    assert SUFFIXED.match("POST", "/v1/models/iris:predict/x") is None
+    plain = SUFFIXED.match("GET", "/v1/models/iris")
+    assert plain is not None
+    assert plain[1] == {"name": "iris"}
+
+
+@pytest.mark.parametrize("path", ["/v1/models/x{name}", "/v1/{name", "/v1/{na-me}", "/v1/{a}{b}"])
+def test_a_malformed_template_is_refused(path: str) -> None:
+    with pytest.raises(ValueError, match="segment"):
+        route("GET", path)
+
+
+def test_starlette_routes_answer_405_for_a_suffixed_template() -> None:
+    [only] = RouteTable([route("POST", "/v1/models/{name}:predict")]).starlette_routes()
+    match, scope = only.matches({"type": "http", "path": "/v1/models/iris:predict", "method": "GET"})
+    assert match.name == "PARTIAL"  # the path is known, the method is not: 405 with Allow
+    assert scope["path_params"] == {"name": "iris"}
