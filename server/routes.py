@@ -18,6 +18,7 @@ from starlette.types import Scope
 from server.errors import NotFound, Protocol
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+_SEEN_PATHS = 1024
 # The answer a route gives when it succeeds, for the OpenAPI document:
 # status -> (component schema, description, media type).
 JSON = "application/json"
@@ -119,6 +120,9 @@ class RouteTable:
                 self._static[key] = route
             else:
                 self._templated.setdefault(route.method, []).append(route)
+        # Templated paths seen before, so a repeated path (one model's infer route) costs a dict
+        # lookup; bounded, since clients choose the paths.
+        self._seen: dict[tuple[str, str], tuple[Route, dict[str, str]]] = {}
         # Paths never shed must be static: the policy is decided before any matching work.
         self.never_shed = frozenset(r.path for r in self.routes if not r.sheddable)
         assert all(r.is_static for r in self.routes if not r.sheddable)
@@ -130,13 +134,19 @@ class RouteTable:
         route = self._static.get((method, path))
         if route is not None:
             return route, {}
+        seen = self._seen.get((method, path))
+        if seen is not None:
+            return seen[0], dict(seen[1])  # a copy: the scope's params are the request's own
         candidates = self._templated.get(method)
         if candidates:
             parts = path.split("/")[1:]
             for route in candidates:
                 params = route.match(parts)
                 if params is not None:
-                    return route, params
+                    if len(self._seen) >= _SEEN_PATHS:
+                        self._seen.clear()
+                    self._seen[(method, path)] = (route, params)
+                    return route, dict(params)
         return None
 
     def starlette_routes(self) -> list[TemplatedRoute]:

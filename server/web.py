@@ -13,6 +13,7 @@ from server.errors import (
     INTERNAL_MESSAGE,
     STATUS_HEADERS,
     ClientClosedRequest,
+    MalformedRequest,
     PayloadTooLarge,
     Protocol,
     ServerError,
@@ -23,6 +24,8 @@ log = logging.getLogger("server")
 
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 _JSON_TYPE = b"application/json"
+_BINARY_TYPE = b"application/octet-stream"
+_HEADER_LENGTH = b"inference-header-content-length"
 # A client hanging up mid-body is its doing, not a server error: 499, no 500, no traceback.
 _HUNG_UP = "the client closed the connection mid-body"
 
@@ -60,6 +63,10 @@ def _is_json(content_type: bytes) -> bool:
     return media_type == _JSON_TYPE or media_type.endswith(b"+json")
 
 
+def _is_json_or_binary(content_type: bytes) -> bool:
+    return _is_json(content_type) or content_type.split(b";", 1)[0].strip().lower() == _BINARY_TYPE
+
+
 async def read_json_body(request: Request, limit: int) -> bytes:
     """The raw body, refused with 415 unless JSON and with 413 past `limit` bytes.
 
@@ -67,7 +74,30 @@ async def read_json_body(request: Request, limit: int) -> bytes:
     without one cannot make the server buffer more than `limit` bytes. Headers are read from the
     raw ASGI list in one pass: cheaper than building Starlette's Headers for three lookups.
     """
-    content_type = encoding = length = None
+    body, _ = await _read_body(request, limit, binary=False)
+    return body
+
+
+async def read_inference_body(request: Request, limit: int) -> tuple[bytes, int | None]:
+    """The raw body and, for the binary tensor data extension, the length of its JSON header.
+
+    JSON or `application/octet-stream`; `Inference-Header-Content-Length` must be a whole number
+    no larger than the body (400 otherwise).
+    """
+    body, header = await _read_body(request, limit, binary=True)
+    if header is None:
+        return body, None
+    if not header.isdigit() or len(header) > 12 or not 0 < int(header) <= len(body):
+        shown = header[:30].decode("latin-1")
+        raise MalformedRequest(
+            f"Inference-Header-Content-Length must be the JSON header's length in bytes "
+            f"(1 to the body's {len(body)}), got {shown!r}"
+        )
+    return body, int(header)
+
+
+async def _read_body(request: Request, limit: int, binary: bool) -> tuple[bytes, bytes | None]:
+    content_type = encoding = length = header = None
     for name, value in request.scope["headers"]:
         if name == b"content-type":
             content_type = value
@@ -75,9 +105,14 @@ async def read_json_body(request: Request, limit: int) -> bytes:
             length = value
         elif name == b"content-encoding":
             encoding = value
-    if content_type is not None and not _is_json(content_type):
+        elif name == _HEADER_LENGTH:
+            header = value
+    if content_type is not None and not (
+        _is_json_or_binary(content_type) if binary else _is_json(content_type)
+    ):
         shown = content_type[:100].decode("latin-1")
-        raise UnsupportedMediaType(f"Content-Type must be application/json, got {shown!r}")
+        wanted = "application/json or application/octet-stream" if binary else "application/json"
+        raise UnsupportedMediaType(f"Content-Type must be {wanted}, got {shown!r}")
     if encoding is not None and encoding.strip().lower() != b"identity":
         raise UnsupportedMediaType("compressed request bodies are not accepted")
     if length is not None and length.isdigit() and int(length) > limit:
@@ -90,7 +125,7 @@ async def read_json_body(request: Request, limit: int) -> bytes:
     if len(body) > limit:
         raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
     if not message.get("more_body", False):
-        return body
+        return body, header
     chunks = [body]
     size = len(body)
     while message.get("more_body", False):
@@ -102,7 +137,27 @@ async def read_json_body(request: Request, limit: int) -> bytes:
         if size > limit:
             raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+    return b"".join(chunks), header
+
+
+class RawResponse(Response):
+    """A body already encoded, with its headers built in one list (see JSONResponse)."""
+
+    def __init__(
+        self,
+        body: bytes,
+        media_type: bytes,
+        raw_headers: Sequence[tuple[bytes, bytes]] = (),
+        status_code: int = 200,
+    ) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        self.raw_headers = [
+            (b"content-length", b"%d" % len(body)),
+            (b"content-type", media_type),
+            *raw_headers,
+        ]
 
 
 def error_response(

@@ -109,3 +109,17 @@ def test_starlette_routes_answer_405_for_a_suffixed_template() -> None:
     match, scope = only.matches({"type": "http", "path": "/v1/models/iris:predict", "method": "GET"})
     assert match.name == "PARTIAL"  # the path is known, the method is not: 405 with Allow
     assert scope["path_params"] == {"name": "iris"}
+
+
+def test_a_templated_match_is_remembered_and_the_memory_is_bounded() -> None:
+    table = RouteTable([route("POST", "/v2/models/{name}/infer")])
+    first = table.match("POST", "/v2/models/a/infer")
+    assert first is not None
+    first[1]["name"] = "changed"  # a request's own copy: the next match is not affected
+    again = table.match("POST", "/v2/models/a/infer")
+    assert again is not None
+    assert again[1] == {"name": "a"}
+    for i in range(5000):
+        assert table.match("POST", f"/v2/models/m{i}/infer") is not None
+    assert len(table._seen) <= 1024
+    assert table.match("POST", "/v2/models/a/b/infer") is None
