@@ -18,10 +18,12 @@ from server.auth import ApiKeys
 from server.dataplane import DataPlane
 from server.docs import docs_assets, docs_routes
 from server.errors import protocol_for_path
+from server.kserve_v1 import kserve_v1_routes
 from server.lifecycle import Models
 from server.limits import BodyDeadlines
 from server.metrics import Metrics
 from server.middleware import Dispatcher, RequestMiddleware
+from server.mlflow_scoring import mlflow_routes
 from server.oip import oip_routes
 from server.registry import Credentials, Registry, registry_for
 from server.routes import Route, RouteTable
@@ -106,6 +108,8 @@ def create_app(
     declared += [
         *simple_routes(settings, models, plane, metrics),
         *oip_routes(settings, models, plane),
+        *mlflow_routes(settings, models, plane),
+        *kserve_v1_routes(settings, plane),
         *docs_routes(settings, plane, table_routes),
     ]
     table = RouteTable(declared)

@@ -97,7 +97,8 @@ class Protocol:
         return self.statuses.get(status, status)
 
     def error(self, message: str, status: int = 400) -> dict[str, Any]:
-        return self.body(message, self.status(status))
+        """The error body for one of the server's statuses (before `status` maps it)."""
+        return self.body(message, status)
 
     def owns(self, path: str) -> bool:
         prefix = self.prefix
@@ -120,6 +121,7 @@ MLFLOW_ERROR_CODES = {
     408: "DEADLINE_EXCEEDED",
     413: "RESOURCE_EXHAUSTED",
     415: "BAD_REQUEST",
+    422: "INVALID_PARAMETER_VALUE",
     499: "CANCELLED",
     503: "TEMPORARILY_UNAVAILABLE",
 }

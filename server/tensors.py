@@ -81,34 +81,42 @@ def rows_from_bytes(
     return _as_model_input(values, model)
 
 
-def rows_from_json(data: Any, dtype: np.dtype[Any], rows: int, model: Model) -> np.ndarray:
-    """The batch held in a JSON `data` list, flat or nested, of rows × features numbers."""
+def rows_from_json(
+    data: Any, dtype: np.dtype[Any], rows: int, model: Model, what: str = '"data"'
+) -> np.ndarray:
+    """The batch held in a JSON list of rows × features numbers, flat or nested (one level)."""
     width = model.n_features
     count = rows * width
     integers = dtype.kind == "i"
-    if type(data) is list and len(data) == count and count <= _SMALL:
-        # The common one-row request: one pass in Python, no numpy until the values are known good.
-        limit = model.input_limit
-        for value in data:
-            kind = type(value)
-            if (kind is not int and (integers or kind is not float)) or not -limit <= value <= limit:
-                break
-        else:
-            return np.array(data, model.input_dtype).reshape(rows, width)
+    if type(data) is list and count <= _SMALL:
+        # Small requests: one pass in Python, and numpy only once the values are known good.
+        values = data
+        if rows == 1 and len(data) == 1 and type(data[0]) is list:
+            values = data[0]
+        if len(values) == count:
+            limit = model.input_limit
+            for value in values:
+                kind = type(value)
+                if (kind is not int and (integers or kind is not float)) or not (
+                    -limit <= value <= limit
+                ):
+                    break
+            else:
+                return np.array(values, model.input_dtype).reshape(rows, width)
     if not isinstance(data, list):
-        raise MalformedRequest('"data" must be a list of numbers, flat or nested')
+        raise MalformedRequest(f"{what} must be a list of numbers, flat or nested")
     try:
-        values = np.asarray(data)
+        array = np.asarray(data)
     except (ValueError, OverflowError):
-        raise MalformedRequest('"data" must be a flat or evenly nested list of numbers') from None
+        raise MalformedRequest(f"{what} must be a flat or evenly nested list of numbers") from None
     kinds = "i" if integers else "fi"
-    if values.dtype.kind not in kinds or values.size != count:
-        what = "integers" if integers else "numbers"
+    if array.dtype.kind not in kinds or array.size != count:
+        numbers = "integers" if integers else "numbers"
         raise MalformedRequest(
-            f'"data" must hold {count} {what} for shape [{rows}, {width}], got {values.size} '
-            f"{what if values.dtype.kind in kinds else 'values of another kind'}"
+            f"{what} must hold {count} {numbers} for shape [{rows}, {width}], got {array.size} "
+            f"{numbers if array.dtype.kind in kinds else 'values, not all of them ' + numbers}"
         )
-    return _as_model_input(values.reshape(rows, width), model)
+    return _as_model_input(array.reshape(rows, width), model)
 
 
 def _as_model_input(values: np.ndarray, model: Model) -> np.ndarray:

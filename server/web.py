@@ -58,13 +58,14 @@ class JSONResponse(Response):
         self.raw_headers = raw
 
 
-def _is_json(content_type: bytes) -> bool:
+def _media_type(content_type: bytes) -> bytes:
+    """The media type of a Content-Type header, lower-case; `+json` types count as JSON."""
     media_type = content_type.split(b";", 1)[0].strip().lower()
-    return media_type == _JSON_TYPE or media_type.endswith(b"+json")
+    return _JSON_TYPE if media_type.endswith(b"+json") else media_type
 
 
-def _is_json_or_binary(content_type: bytes) -> bool:
-    return _is_json(content_type) or content_type.split(b";", 1)[0].strip().lower() == _BINARY_TYPE
+_JSON_ONLY = (_JSON_TYPE,)
+_JSON_OR_BINARY = (_JSON_TYPE, _BINARY_TYPE)
 
 
 async def read_json_body(request: Request, limit: int) -> bytes:
@@ -74,8 +75,16 @@ async def read_json_body(request: Request, limit: int) -> bytes:
     without one cannot make the server buffer more than `limit` bytes. Headers are read from the
     raw ASGI list in one pass: cheaper than building Starlette's Headers for three lookups.
     """
-    body, _ = await _read_body(request, limit, binary=False)
+    body, _, _ = await _read_body(request, limit, _JSON_ONLY)
     return body
+
+
+async def read_body(
+    request: Request, limit: int, accepted: tuple[bytes, ...]
+) -> tuple[bytes, bytes]:
+    """The raw body and its media type, one of `accepted` (JSON when the client sent none)."""
+    body, media_type, _ = await _read_body(request, limit, accepted)
+    return body, media_type
 
 
 async def read_inference_body(request: Request, limit: int) -> tuple[bytes, int | None]:
@@ -84,7 +93,7 @@ async def read_inference_body(request: Request, limit: int) -> tuple[bytes, int 
     JSON or `application/octet-stream`; `Inference-Header-Content-Length` must be a whole number
     no larger than the body (400 otherwise).
     """
-    body, header = await _read_body(request, limit, binary=True)
+    body, _, header = await _read_body(request, limit, _JSON_OR_BINARY)
     if header is None:
         return body, None
     if not header.isdigit() or len(header) > 12 or not 0 < int(header) <= len(body):
@@ -96,7 +105,9 @@ async def read_inference_body(request: Request, limit: int) -> tuple[bytes, int 
     return body, int(header)
 
 
-async def _read_body(request: Request, limit: int, binary: bool) -> tuple[bytes, bytes | None]:
+async def _read_body(
+    request: Request, limit: int, accepted: tuple[bytes, ...]
+) -> tuple[bytes, bytes, bytes | None]:
     content_type = encoding = length = header = None
     for name, value in request.scope["headers"]:
         if name == b"content-type":
@@ -107,12 +118,13 @@ async def _read_body(request: Request, limit: int, binary: bool) -> tuple[bytes,
             encoding = value
         elif name == _HEADER_LENGTH:
             header = value
-    if content_type is not None and not (
-        _is_json_or_binary(content_type) if binary else _is_json(content_type)
-    ):
-        shown = content_type[:100].decode("latin-1")
-        wanted = "application/json or application/octet-stream" if binary else "application/json"
-        raise UnsupportedMediaType(f"Content-Type must be {wanted}, got {shown!r}")
+    media_type = _JSON_TYPE
+    if content_type is not None:
+        media_type = _media_type(content_type)
+        if media_type not in accepted:
+            shown = content_type[:100].decode("latin-1")
+            wanted = " or ".join(a.decode() for a in accepted)
+            raise UnsupportedMediaType(f"Content-Type must be {wanted}, got {shown!r}")
     if encoding is not None and encoding.strip().lower() != b"identity":
         raise UnsupportedMediaType("compressed request bodies are not accepted")
     if length is not None and length.isdigit() and int(length) > limit:
@@ -125,7 +137,7 @@ async def _read_body(request: Request, limit: int, binary: bool) -> tuple[bytes,
     if len(body) > limit:
         raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
     if not message.get("more_body", False):
-        return body, header
+        return body, media_type, header
     chunks = [body]
     size = len(body)
     while message.get("more_body", False):
@@ -137,7 +149,7 @@ async def _read_body(request: Request, limit: int, binary: bool) -> tuple[bytes,
         if size > limit:
             raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks), header
+    return b"".join(chunks), media_type, header
 
 
 class RawResponse(Response):
@@ -183,5 +195,6 @@ def error_response(
     extra = STATUS_HEADERS.get(status)
     if extra:
         headers = {**extra, **(headers or {})}
-    status = protocol.status(status)
-    return JSONResponse(protocol.error(message, status), status_code=status, headers=headers)
+    return JSONResponse(
+        protocol.error(message, status), status_code=protocol.status(status), headers=headers
+    )

@@ -32,6 +32,8 @@ BODIES: dict[str, Any] = {
             {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}
         ]
     },
+    "MlflowRequest": {"dataframe_split": {"columns": list(SETOSA), "data": [list(SETOSA.values())]}},
+    "V1Request": {"instances": [list(SETOSA.values())]},
 }
 
 
@@ -92,7 +94,7 @@ def test_every_documented_route_is_served_and_every_served_route_documented(
         if method != "parameters"
     }
     assert served == documented
-    assert len(served) == 15
+    assert len(served) == 21
 
 
 def test_every_route_answers_a_good_request_as_documented(
@@ -129,8 +131,14 @@ def bad_requests(route: Route) -> Iterator[tuple[str, dict[str, Any]]]:
 def _with_value(route: Route, value: Any) -> Any:
     if route.body == "PredictRequest":
         return {"features": {**SETOSA, "sepal length (cm)": value}}
-    body = orjson.loads(orjson.dumps(BODIES["InferenceRequest"]))
-    body["inputs"][0]["data"][0] = value
+    assert route.body is not None
+    body = orjson.loads(orjson.dumps(BODIES[route.body]))
+    if route.body == "MlflowRequest":
+        body["dataframe_split"]["data"][0][0] = value
+    elif route.body == "V1Request":
+        body["instances"][0][0] = value
+    else:
+        body["inputs"][0]["data"][0] = value
     return body
 
 
