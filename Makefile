@@ -52,6 +52,12 @@ export-model: $(STAMP) ## Copy a registered model into a plain directory (MODEL_
 serve: $(STAMP) ## Serve MODEL_URI (default models:/iris-classifier@production) on PORT (8000)
 	MODEL_URI="$(MODEL_URI)" PORT=$(PORT) $(PY) -m server
 
+PROTOS := server/protos
+
+.PHONY: grpc-stubs
+grpc-stubs: $(STAMP) ## Regenerate the committed protobuf code of the gRPC front end from server/protos/*.proto
+	$(PY) -m grpc_tools.protoc -I $(PROTOS) --python_out=$(PROTOS) --pyi_out=$(PROTOS) $(PROTOS)/*.proto
+
 .PHONY: bench-drift
 bench-drift: $(STAMP) ## Drift detection's cost per request at windows of 100 to 100,000 rows
 	$(PY) -m loadtest.drift_cost
