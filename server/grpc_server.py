@@ -80,12 +80,16 @@ def infer_rows(request: pb.ModelInferRequest, model: Model, max_batch: int) -> n
     raw = request.raw_input_contents
     if raw:
         if len(raw) != 1:
-            raise MalformedRequest(f"raw_input_contents holds {len(raw)} tensors; one input has one")
+            raise MalformedRequest(
+                f"raw_input_contents holds {len(raw)} tensors; one input has one"
+            )
         if tensor.HasField("contents"):
             raise MalformedRequest("an input is sent either as raw_input_contents or as contents")
         return rows_from_bytes(raw[0], dtype, rows, model)
     values = getattr(tensor.contents, _CONTENTS[tensor.datatype])
-    return rows_from_json(list(values), dtype, rows, model, f"contents.{_CONTENTS[tensor.datatype]}")
+    return rows_from_json(
+        list(values), dtype, rows, model, f"contents.{_CONTENTS[tensor.datatype]}"
+    )
 
 
 def requested_outputs(request: pb.ModelInferRequest, model: Model) -> list[str]:
@@ -109,10 +113,10 @@ def requested_outputs(request: pb.ModelInferRequest, model: Model) -> list[str]:
     return names
 
 
-def _typed_contents(tensor: np.ndarray, contents: pb.InferTensorContents) -> None:
-    field = _CONTENTS.get(datatype(tensor.dtype.type))
+def _typed_contents(tensor: np.ndarray, dtype: str, contents: pb.InferTensorContents) -> None:
+    field = _CONTENTS.get(dtype)
     if field is None:
-        raise TypeError(f"no typed contents for {tensor.dtype}")
+        raise TypeError(f"no typed contents for {dtype}")
     getattr(contents, field).extend(tensor.ravel().tolist())
 
 
@@ -247,13 +251,12 @@ class GrpcFrontEnd:
             raw = bool(request.raw_input_contents)
             for name in names:
                 tensor = result.raw[model.output_names.index(name)]
-                output = response.outputs.add(
-                    name=name, datatype=datatype(model.output_dtypes[name]), shape=tensor.shape
-                )
+                dtype = datatype(model.output_dtypes[name])
+                output = response.outputs.add(name=name, datatype=dtype, shape=tensor.shape)
                 if raw:
                     response.raw_output_contents.append(output_bytes(tensor))
                 else:
-                    _typed_contents(tensor, output.contents)
+                    _typed_contents(tensor, dtype, output.contents)
             return response
 
         methods: dict[str, tuple[Handler, type[Message], bool, bool]] = {

@@ -186,7 +186,7 @@ def _outputs(wanted: Any, model: Model, binary: bool) -> list[tuple[str, bool]]:
         as_binary = binary
         if parameters is not None:
             if not isinstance(parameters, dict):
-                raise MalformedRequest(f"output {name!r}: \"parameters\" must be an object")
+                raise MalformedRequest(f'output {name!r}: "parameters" must be an object')
             if parameters.get("class_count"):
                 raise MalformedRequest(
                     "the classification extension (class_count) is not supported; "
@@ -196,5 +196,5 @@ def _outputs(wanted: Any, model: Model, binary: bool) -> list[tuple[str, bool]]:
                 as_binary = _flag(parameters, "binary_data", f"output {name!r}")
         outputs.append((str(name), as_binary))
     if len({name for name, _ in outputs}) != len(outputs):
-        raise MalformedRequest("an output is named twice in \"outputs\"")
+        raise MalformedRequest('an output is named twice in "outputs"')
     return outputs

@@ -13,13 +13,12 @@ import csv
 import io
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from server import __version__
 from server.dataplane import DataPlane
-from server.errors import MLFLOW, InvalidInput, MalformedRequest, UnsupportedMediaType
+from server.errors import MLFLOW, InvalidInput, MalformedRequest
 from server.inputs import parse_json
 from server.lifecycle import Models
 from server.model import Model
@@ -124,4 +123,3 @@ def mlflow_routes(settings: Settings, models: Models, plane: DataPlane) -> list[
             answers={200: Answer("Text", "The version", "text/plain")},
         ),
     ]  # fmt: skip
-

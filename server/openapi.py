@@ -291,23 +291,30 @@ def _tabular_schemas(model: Model | None, settings: Settings) -> dict[str, Any]:
         "MlflowRequest": {
             "oneOf": [
                 _object(
-                    {"dataframe_split": _object({"columns": features, "data": rows},
-                                                ["columns", "data"]),
-                     "params": {"type": "object"}},
+                    {
+                        "dataframe_split": _object(
+                            {"columns": features, "data": rows}, ["columns", "data"]
+                        ),
+                        "params": {"type": "object"},
+                    },
                     ["dataframe_split"],
                 ),
-                _object({"dataframe_records": records, "params": {"type": "object"}},
-                        ["dataframe_records"]),
+                _object(
+                    {"dataframe_records": records, "params": {"type": "object"}},
+                    ["dataframe_records"],
+                ),
                 _object({"instances": instances, "params": {"type": "object"}}, ["instances"]),
                 _object({"inputs": instances, "params": {"type": "object"}}, ["inputs"]),
             ]
-        },  # fmt: skip
+        },
         "MlflowPredictions": _object({"predictions": predictions}, ["predictions"]),
         "Text": _STRING,
         "V1Request": {
-            "oneOf": [_object({"instances": instances}, ["instances"]),
-                      _object({"inputs": instances}, ["inputs"])]
-        },  # fmt: skip
+            "oneOf": [
+                _object({"instances": instances}, ["instances"]),
+                _object({"inputs": instances}, ["inputs"]),
+            ]
+        },
         "V1Predictions": _object({"predictions": predictions}, ["predictions"]),
         "V1ModelReady": _object({"name": _STRING, "ready": _BOOLEAN}, ["name", "ready"]),
         "V1Models": _object({"models": _STRINGS}, ["models"]),

@@ -36,9 +36,7 @@ def from_rows(rows: Any, model: Model, max_batch: int, what: str) -> np.ndarray:
         raise InvalidInput(exc.detail) from None
 
 
-def from_columns(
-    columns: Any, rows: Any, model: Model, max_batch: int, what: str
-) -> np.ndarray:
+def from_columns(columns: Any, rows: Any, model: Model, max_batch: int, what: str) -> np.ndarray:
     """MLflow's split form: column names, and rows of values in that column order."""
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise InvalidInput(f"{what}.columns must be a list of column names")

@@ -70,7 +70,7 @@ def check_input(
 def rows_from_bytes(
     raw: bytes | memoryview, dtype: np.dtype[Any], rows: int, model: Model
 ) -> np.ndarray:
-    """The batch held in raw little-endian bytes: exactly rows × features × the type's size."""
+    """The batch held in raw little-endian bytes: exactly rows * features * the type's size."""
     expected = rows * model.n_features * dtype.itemsize
     if len(raw) != expected:
         raise MalformedRequest(
@@ -84,7 +84,7 @@ def rows_from_bytes(
 def rows_from_json(
     data: Any, dtype: np.dtype[Any], rows: int, model: Model, what: str = '"data"'
 ) -> np.ndarray:
-    """The batch held in a JSON list of rows × features numbers, flat or nested (one level)."""
+    """The batch held in a JSON list of rows * features numbers, flat or nested (one level)."""
     width = model.n_features
     count = rows * width
     integers = dtype.kind == "i"

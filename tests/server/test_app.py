@@ -32,7 +32,9 @@ BODIES: dict[str, Any] = {
             {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}
         ]
     },
-    "MlflowRequest": {"dataframe_split": {"columns": list(SETOSA), "data": [list(SETOSA.values())]}},
+    "MlflowRequest": {
+        "dataframe_split": {"columns": list(SETOSA), "data": [list(SETOSA.values())]}
+    },
     "V1Request": {"instances": [list(SETOSA.values())]},
 }
 

@@ -27,14 +27,20 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 @pytest.fixture(scope="module")
 def iris(model_dirs: dict[str, Path]) -> Iterator[TestClient]:
-    settings = Settings(model_uri=str(model_dirs["iris"]), max_batch=1000, api_keys=frozenset({KEY}))
+    settings = Settings(
+        model_uri=str(model_dirs["iris"]), max_batch=1000, api_keys=frozenset({KEY})
+    )
     with serve(settings) as client:
         yield client
 
 
-def predict(client: TestClient, body: Any, path: str = PREDICT, headers: dict[str, str] = AUTH) -> Any:
+def predict(
+    client: TestClient, body: Any, path: str = PREDICT, headers: dict[str, str] = AUTH
+) -> Any:
     content = body if isinstance(body, bytes) else orjson.dumps(body)
-    return client.post(path, content=content, headers={"Content-Type": "application/json", **headers})
+    return client.post(
+        path, content=content, headers={"Content-Type": "application/json", **headers}
+    )
 
 
 @pytest.mark.parametrize(
@@ -56,7 +62,10 @@ def test_a_thousand_instances(iris: TestClient, model_dirs: dict[str, Path]) -> 
 
 
 def test_readiness_and_the_model_list(iris: TestClient) -> None:
-    assert iris.get("/v1/models/iris-classifier").json() == {"name": "iris-classifier", "ready": True}
+    assert iris.get("/v1/models/iris-classifier").json() == {
+        "name": "iris-classifier",
+        "ready": True,
+    }
     assert iris.get("/v1/models").json() == {"models": ["iris-classifier"]}
     unknown = iris.get("/v1/models/nope")
     assert unknown.status_code == 404

@@ -27,7 +27,9 @@ JSON = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
 
 @pytest.fixture(scope="module")
 def iris(model_dirs: dict[str, Path]) -> Iterator[TestClient]:
-    settings = Settings(model_uri=str(model_dirs["iris"]), max_batch=1000, api_keys=frozenset({KEY}))
+    settings = Settings(
+        model_uri=str(model_dirs["iris"]), max_batch=1000, api_keys=frozenset({KEY})
+    )
     with serve(settings) as client:
         yield client
 
@@ -69,7 +71,9 @@ def test_every_request_form_answers_the_models_labels(iris: TestClient, body: An
 
 
 def test_csv_as_mlflow_reads_it(iris: TestClient) -> None:
-    text = ",".join(f'"{f}"' for f in FEATURES) + "\n" + "\n".join(",".join(map(str, r)) for r in ROWS)
+    text = (
+        ",".join(f'"{f}"' for f in FEATURES) + "\n" + "\n".join(",".join(map(str, r)) for r in ROWS)
+    )
     response = invoke(iris, text, {**JSON, "Content-Type": "text/csv"})
     assert response.status_code == 200, response.text
     assert response.json() == {"predictions": [0, 2]}
@@ -87,7 +91,9 @@ def test_a_thousand_rows(iris: TestClient, model_dirs: dict[str, Path]) -> None:
 def test_a_regressor_answers_its_values(diabetes: TestClient, model_dirs: dict[str, Path]) -> None:
     metadata = orjson.loads((model_dirs["diabetes"] / "metadata.json").read_bytes())
     rows = metadata["input_example"]
-    response = invoke(diabetes, {"dataframe_split": {"columns": metadata["features"], "data": rows}})
+    response = invoke(
+        diabetes, {"dataframe_split": {"columns": metadata["features"], "data": rows}}
+    )
     assert response.status_code == 200, response.text
     session = ort.InferenceSession(str(model_dirs["diabetes"] / "model.onnx"))
     expected = session.run(None, {"input": np.asarray(rows, np.float32)})[0].ravel()

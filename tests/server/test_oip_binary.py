@@ -64,7 +64,7 @@ def read_result(response: httpx.Response) -> triton.InferResult:
 def test_binary_inputs_and_outputs_agree_with_the_model(
     iris: TestClient, session: ort.InferenceSession, datatype: str, dtype: type
 ) -> None:
-    rows = ROWS.astype(dtype)
+    rows: np.ndarray = ROWS.astype(dtype)
     body, headers = triton_request(rows, datatype)
     response = iris.post(INFER, content=body, headers=headers)
     assert response.status_code == 200, response.text
@@ -92,7 +92,9 @@ def test_outputs_are_json_unless_asked_for_in_binary(iris: TestClient) -> None:
     body, headers = triton_request(ROWS, outputs=[json_output, binary_output], request_id="7")
     response = iris.post(INFER, content=body, headers=headers)
     assert response.status_code == 200, response.text
-    header = orjson.loads(response.content[: int(response.headers["inference-header-content-length"])])
+    header = orjson.loads(
+        response.content[: int(response.headers["inference-header-content-length"])]
+    )
     assert header["id"] == "7"
     label, probabilities = header["outputs"]
     assert label["data"] == [0, 2]
@@ -108,7 +110,9 @@ def test_outputs_are_json_unless_asked_for_in_binary(iris: TestClient) -> None:
 
 def test_json_inputs_with_binary_outputs(iris: TestClient) -> None:
     request = {
-        "inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": ROWS.ravel().tolist()}],
+        "inputs": [
+            {"name": "input", "shape": [2, 4], "datatype": "FP32", "data": ROWS.ravel().tolist()}
+        ],
         "parameters": {"binary_data_output": True},
     }
     response = iris.post(INFER, content=orjson.dumps(request))
@@ -116,13 +120,17 @@ def test_json_inputs_with_binary_outputs(iris: TestClient) -> None:
     assert read_result(response).as_numpy("label").tolist() == [0, 2]
 
 
-def raw_request(header: dict[str, Any], data: bytes, length: int | None = None) -> tuple[bytes, dict[str, str]]:
+def raw_request(
+    header: dict[str, Any], data: bytes, length: int | None = None
+) -> tuple[bytes, dict[str, str]]:
     encoded = orjson.dumps(header)
     size = len(encoded) if length is None else length
     return encoded + data, {"Inference-Header-Content-Length": str(size)}
 
 
-def binary_input(size: int, datatype: str = "FP32", shape: list[int] | None = None) -> dict[str, Any]:
+def binary_input(
+    size: int, datatype: str = "FP32", shape: list[int] | None = None
+) -> dict[str, Any]:
     return {
         "inputs": [
             {

@@ -88,7 +88,10 @@ def test_a_parameter_may_end_in_a_literal_suffix() -> None:
     assert matched[0].path == "/v1/models/{name}:predict"
     assert matched[1] == {"name": "iris"}
     # A name may hold the suffix's own characters; the suffix is the segment's end.
-    assert SUFFIXED.match("POST", "/v1/models/a:predict:predict") == (matched[0], {"name": "a:predict"})
+    assert SUFFIXED.match("POST", "/v1/models/a:predict:predict") == (
+        matched[0],
+        {"name": "a:predict"},
+    )
     assert SUFFIXED.match("POST", "/v1/models/:predict") is None  # no name before the suffix
     assert SUFFIXED.match("POST", "/v1/models/iris:explain") is None
     assert SUFFIXED.match("POST", "/v1/models/iris") is None
@@ -106,7 +109,9 @@ def test_a_malformed_template_is_refused(path: str) -> None:
 
 def test_starlette_routes_answer_405_for_a_suffixed_template() -> None:
     [only] = RouteTable([route("POST", "/v1/models/{name}:predict")]).starlette_routes()
-    match, scope = only.matches({"type": "http", "path": "/v1/models/iris:predict", "method": "GET"})
+    match, scope = only.matches(
+        {"type": "http", "path": "/v1/models/iris:predict", "method": "GET"}
+    )
     assert match.name == "PARTIAL"  # the path is known, the method is not: 405 with Allow
     assert scope["path_params"] == {"name": "iris"}
 
