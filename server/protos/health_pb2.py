@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0chealth.proto\x12\x0egrpc.health.v1\"%\n\x12HealthCheckRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\"\xa9\x01\n\x13HealthCheckResponse\x12\x41\n\x06status\x18\x01 \x01(\x0e\x32\x31.grpc.health.v1.HealthCheckResponse.ServingStatus\"O\n\rServingStatus\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\x12\x13\n\x0fSERVICE_UNKNOWN\x10\x03\"\x13\n\x11HealthListRequest\"\xae\x01\n\x12HealthListResponse\x12\x42\n\x08statuses\x18\x01 \x03(\x0b\x32\x30.grpc.health.v1.HealthListResponse.StatusesEntry\x1aT\n\rStatusesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x32\n\x05value\x18\x02 \x01(\x0b\x32#.grpc.health.v1.HealthCheckResponse:\x02\x38\x01\x32\xfd\x01\n\x06Health\x12P\n\x05\x43heck\x12\".grpc.health.v1.HealthCheckRequest\x1a#.grpc.health.v1.HealthCheckResponse\x12M\n\x04List\x12!.grpc.health.v1.HealthListRequest\x1a\".grpc.health.v1.HealthListResponse\x12R\n\x05Watch\x12\".grpc.health.v1.HealthCheckRequest\x1a#.grpc.health.v1.HealthCheckResponse0\x01\x42p\n\x11io.grpc.health.v1B\x0bHealthProtoP\x01Z,google.golang.org/grpc/health/grpc_health_v1\xa2\x02\x0cGrpcHealthV1\xaa\x02\x0eGrpc.Health.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0chealth.proto\x12\x15modelserver.health.v1\"%\n\x12HealthCheckRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\"\xb0\x01\n\x13HealthCheckResponse\x12H\n\x06status\x18\x01 \x01(\x0e\x32\x38.modelserver.health.v1.HealthCheckResponse.ServingStatus\"O\n\rServingStatus\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\x12\x13\n\x0fSERVICE_UNKNOWN\x10\x03\"\x13\n\x11HealthListRequest\"\xbc\x01\n\x12HealthListResponse\x12I\n\x08statuses\x18\x01 \x03(\x0b\x32\x37.modelserver.health.v1.HealthListResponse.StatusesEntry\x1a[\n\rStatusesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x39\n\x05value\x18\x02 \x01(\x0b\x32*.modelserver.health.v1.HealthCheckResponse:\x02\x38\x01\x32\xa7\x02\n\x06Health\x12^\n\x05\x43heck\x12).modelserver.health.v1.HealthCheckRequest\x1a*.modelserver.health.v1.HealthCheckResponse\x12[\n\x04List\x12(.modelserver.health.v1.HealthListRequest\x1a).modelserver.health.v1.HealthListResponse\x12`\n\x05Watch\x12).modelserver.health.v1.HealthCheckRequest\x1a*.modelserver.health.v1.HealthCheckResponse0\x01\x42p\n\x11io.grpc.health.v1B\x0bHealthProtoP\x01Z,google.golang.org/grpc/health/grpc_health_v1\xa2\x02\x0cGrpcHealthV1\xaa\x02\x0eGrpc.Health.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,18 +34,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\021io.grpc.health.v1B\013HealthProtoP\001Z,google.golang.org/grpc/health/grpc_health_v1\242\002\014GrpcHealthV1\252\002\016Grpc.Health.V1'
   _globals['_HEALTHLISTRESPONSE_STATUSESENTRY']._loaded_options = None
   _globals['_HEALTHLISTRESPONSE_STATUSESENTRY']._serialized_options = b'8\001'
-  _globals['_HEALTHCHECKREQUEST']._serialized_start=32
-  _globals['_HEALTHCHECKREQUEST']._serialized_end=69
-  _globals['_HEALTHCHECKRESPONSE']._serialized_start=72
-  _globals['_HEALTHCHECKRESPONSE']._serialized_end=241
-  _globals['_HEALTHCHECKRESPONSE_SERVINGSTATUS']._serialized_start=162
-  _globals['_HEALTHCHECKRESPONSE_SERVINGSTATUS']._serialized_end=241
-  _globals['_HEALTHLISTREQUEST']._serialized_start=243
-  _globals['_HEALTHLISTREQUEST']._serialized_end=262
-  _globals['_HEALTHLISTRESPONSE']._serialized_start=265
-  _globals['_HEALTHLISTRESPONSE']._serialized_end=439
-  _globals['_HEALTHLISTRESPONSE_STATUSESENTRY']._serialized_start=355
-  _globals['_HEALTHLISTRESPONSE_STATUSESENTRY']._serialized_end=439
-  _globals['_HEALTH']._serialized_start=442
-  _globals['_HEALTH']._serialized_end=695
+  _globals['_HEALTHCHECKREQUEST']._serialized_start=39
+  _globals['_HEALTHCHECKREQUEST']._serialized_end=76
+  _globals['_HEALTHCHECKRESPONSE']._serialized_start=79
+  _globals['_HEALTHCHECKRESPONSE']._serialized_end=255
+  _globals['_HEALTHCHECKRESPONSE_SERVINGSTATUS']._serialized_start=176
+  _globals['_HEALTHCHECKRESPONSE_SERVINGSTATUS']._serialized_end=255
+  _globals['_HEALTHLISTREQUEST']._serialized_start=257
+  _globals['_HEALTHLISTREQUEST']._serialized_end=276
+  _globals['_HEALTHLISTRESPONSE']._serialized_start=279
+  _globals['_HEALTHLISTRESPONSE']._serialized_end=467
+  _globals['_HEALTHLISTRESPONSE_STATUSESENTRY']._serialized_start=376
+  _globals['_HEALTHLISTRESPONSE_STATUSESENTRY']._serialized_end=467
+  _globals['_HEALTH']._serialized_start=470
+  _globals['_HEALTH']._serialized_end=765
 # @@protoc_insertion_point(module_scope)

@@ -1,8 +1,6 @@
 """The gRPC front end in process: the app with GRPC_PORT on loopback, called through our stubs.
 
-Triton's own gRPC client defines the same protobuf messages under the same names, so it cannot
-share a process with these stubs; tests/integration/test_protocol_clients.py drives a server
-process with it.
+tests/integration/test_protocol_clients.py drives a server process with Triton's own client.
 """
 
 import socket
