@@ -151,7 +151,8 @@ def test_tritonclient_http_in_its_default_binary_mode(
 ) -> None:
     server, _ = ours
     client = triton_http.InferenceServerClient(server.url.removeprefix("http://"))
-    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_server_live()
+    assert client.is_server_ready()
     assert client.is_model_ready(NAME)
     assert client.get_model_metadata(NAME)["inputs"][0]["shape"] == [-1, 4]
     batch = rows(n)
@@ -197,10 +198,12 @@ def test_tritonclient_grpc_in_its_default_mode(
 ) -> None:
     _, port = ours
     client = triton_grpc.InferenceServerClient(f"127.0.0.1:{port}")
-    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_server_live()
+    assert client.is_server_ready()
     assert client.is_model_ready(NAME)
     metadata = client.get_model_metadata(NAME)
-    assert metadata.name == NAME and list(metadata.inputs[0].shape) == [-1, 4]
+    assert metadata.name == NAME
+    assert list(metadata.inputs[0].shape) == [-1, 4]
     batch = rows(n)
     tensor = triton_grpc.InferInput("input", [n, 4], "FP32")
     tensor.set_data_from_numpy(batch)
@@ -243,10 +246,12 @@ def test_mlflows_own_client_gets_what_mlflow_models_serve_answers(
     keyless: ServerProcess, mlflow_serve: str, n: int
 ) -> None:
     host, port = keyless.url.removeprefix("http://").split(":")
-    ours = ScoringServerClient(host, int(port))
-    theirs = ScoringServerClient("127.0.0.1", int(mlflow_serve.rsplit(":", 1)[1]))
-    ours.ping()
-    assert ours.get_version()
+    # MLflow's client is untyped.
+    ours = ScoringServerClient(host, int(port))  # type: ignore[no-untyped-call]
+    theirs_port = int(mlflow_serve.rsplit(":", 1)[1])
+    theirs = ScoringServerClient("127.0.0.1", theirs_port)  # type: ignore[no-untyped-call]
+    ours.ping()  # type: ignore[no-untyped-call]
+    assert ours.get_version()  # type: ignore[no-untyped-call]
     batch = frame(rows(n, seed=n))
     assert ours.invoke(batch)["predictions"] == theirs.invoke(batch)["predictions"]
 
@@ -340,8 +345,13 @@ def test_kserve_v1_predict_and_readiness(
 def test_kserve_v1_errors_are_4xx(ours: tuple[ServerProcess, int]) -> None:
     server, _ = ours
     predict = f"{server.url}/v1/models/{NAME}:predict"
-    for body in ({"instances": [[1, 2, 3]]}, {"instances": []}, {"rows": [[1, 2, 3, 4]]},
-                 {"instances": [[1, "x", 3, 4]]}):  # fmt: skip
+    bodies: list[dict[str, Any]] = [
+        {"instances": [[1, 2, 3]]},
+        {"instances": []},
+        {"rows": [[1, 2, 3, 4]]},
+        {"instances": [[1, "x", 3, 4]]},
+    ]
+    for body in bodies:
         response = httpx.post(predict, json=body, headers=BEARER)
         assert response.status_code == 400, (body, response.text)
         assert list(response.json()) == ["error"]
