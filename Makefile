@@ -167,6 +167,10 @@ loadtest: $(STAMP) ## Load test /predict at concurrency 1,16,64,100 (URL=http://
 bench: $(STAMP) ## Side by side: this server, constant JSON, mlflow models serve, in-process sklearn vs onnxruntime (ARGS="--repeats 3")
 	$(PY) -m loadtest.bench $(ARGS)
 
+.PHONY: bench-protocols
+bench-protocols: system-deps $(STAMP) ## Every protocol beside /predict: 1 row at c16 (CPU per request), 1000 rows at c1 (ARGS=...)
+	$(PY) -m loadtest.protocols $(if $(MODEL_URI),--model-uri "$(MODEL_URI)") $(ARGS)
+
 .PHONY: bench-server
 bench-server: $(STAMP) ## This server's own figures against their targets, without MLflow's server (ARGS=...)
 	$(PY) -m loadtest.bench --server-only $(ARGS)

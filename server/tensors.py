@@ -123,19 +123,28 @@ def _as_model_input(values: np.ndarray, model: Model) -> np.ndarray:
     """`values` as the model's input type, refusing NaN, infinities and values past its range."""
     target = model.input_dtype
     if values.dtype.kind == "f":
-        if not np.isfinite(values).all():
-            raise MalformedRequest(
-                "tensor values must be finite numbers; NaN and infinities are refused"
-            )
-        if values.dtype.itemsize > np.dtype(target).itemsize and (
-            np.abs(values).max() > model.input_limit
+        limit = model.input_limit
+        if values.size <= _SMALL:  # a Python pass costs less than numpy's per-call overhead
+            for value in values.ravel().tolist():
+                if not -limit <= value <= limit:  # NaN fails every comparison
+                    _refuse(values, model)
+        elif not np.isfinite(values).all() or (
+            values.dtype.itemsize > np.dtype(target).itemsize and np.abs(values).max() > limit
         ):
-            raise MalformedRequest(
-                f"tensor values must be finite numbers within ±{model.input_limit:.3g}, the "
-                f"range of the model's input type {datatype(target)}"
-            )
+            _refuse(values, model)
     batch: np.ndarray = values.astype(target, copy=False)
     return batch
+
+
+def _refuse(values: np.ndarray, model: Model) -> None:
+    if not np.isfinite(values).all():
+        raise MalformedRequest(
+            "tensor values must be finite numbers; NaN and infinities are refused"
+        )
+    raise MalformedRequest(
+        f"tensor values must be finite numbers within ±{model.input_limit:.3g}, the "
+        f"range of the model's input type {datatype(model.input_dtype)}"
+    )
 
 
 def output_bytes(tensor: np.ndarray) -> bytes:
