@@ -61,7 +61,8 @@ imagePullSecrets:
 {{/*
 Ingress NetworkPolicy for one component: traffic only from pods of the release namespace and,
 when `prometheus` is true, from the Prometheus selected in global.networkPolicy (operator mode
-runs it in another namespace). Takes (dict "ctx" $ "component" "name" "port" "http" "prometheus" bool).
+runs it in another namespace). Takes (dict "ctx" $ "component" "name" "port" "http" "prometheus" bool),
+or "ports" (a list of port names) instead of "port".
 */}}
 {{- define "platform.networkPolicy" -}}
 {{- $np := .ctx.Values.global.networkPolicy -}}
@@ -88,8 +89,10 @@ spec:
             {{- toYaml ($np.prometheusPodSelector | default dict) | nindent 12 }}
         {{- end }}
       ports:
-        - port: {{ .port }}
+        {{- range (.ports | default (list .port)) }}
+        - port: {{ . }}
           protocol: TCP
+        {{- end }}
 {{- end }}
 {{- end -}}
 
