@@ -26,6 +26,8 @@ from loadtest.table import duration, render
 from loadtest.wrk import WrkError, run_wrk
 
 BATCH = 1000
+DOCS = servers.REPO_ROOT / "docs" / "protocols.md"
+START, END = "<!-- bench-protocols:start -->", "<!-- bench-protocols:end -->"
 PREDICT = "/predict"
 # What "as fast as /predict" means here: at most this much more server CPU per one-row request.
 CPU_TARGET = 1.15
@@ -115,13 +117,42 @@ def measure(
     return {"rps": result.rps, "p50_ms": result.p50_ms, "cpu_us": spent / result.requests * 1e6}
 
 
+def image_size(image: str) -> int | None:
+    """The image's size in bytes as Docker reports it, or None when it is not there."""
+    import subprocess
+
+    done = subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{ .Size }}", image],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return int(done.stdout) if done.returncode == 0 else None
+
+
+def update_docs(markdown: str) -> None:
+    """Replace the figures between the markers of docs/protocols.md."""
+    text = DOCS.read_text()
+    head, start, rest = text.partition(START)
+    _, end, tail = rest.partition(END)
+    if not start or not end:
+        raise SystemExit(f"{DOCS} has no {START} ... {END} block")
+    DOCS.write_text(f"{head}{START}\n{markdown}{END}{tail}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="make bench-protocols", description=__doc__)
-    p.add_argument("--model-uri", default=env_default("MODEL_URI", "models:/iris-classifier@production"))
+    p.add_argument(
+        "--model-uri", default=env_default("MODEL_URI", "models:/iris-classifier@production")
+    )
     p.add_argument("--duration", type=float, default=5, help="measured seconds per run (5)")
     p.add_argument("--warmup", type=float, default=1, help="unmeasured seconds first (1)")
     p.add_argument("--repeats", type=int, default=3, help="runs per figure, medians (3)")
     p.add_argument("--out-dir", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--image", default="", help="also record this Docker image's size")
+    p.add_argument(
+        "--update-docs",
+        action="store_true",
+        help=f"write the figures into {DOCS.relative_to(servers.REPO_ROOT)} between its markers",
+    )
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--client-cpu", type=int, default=1)
     p.add_argument("--no-pin", action="store_true")
@@ -206,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         f"1000-row batch, OIP JSON p50 / {name} p50: {ratio:.2f}x" for name, ratio in faster.items()
     ]
     notes.append(f"server resident memory after the runs (gRPC on): {rss / 2**20:.0f} MiB")
+    image_bytes = image_size(args.image) if args.image else None
+    if image_bytes is not None:
+        notes.append(f"image `{args.image}`: {image_bytes / 1e6:.1f} MB ({image_bytes:,} bytes)")
     report = {
         "kind": "bench-protocols",
         "machine": about,
@@ -213,15 +247,20 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary,
         "binary_over_json_1000_rows": faster,
         "rss_bytes": rss,
+        "image_bytes": image_bytes,
         "runs": runs,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     (args.out_dir / "protocols.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out_dir / "protocols.md").write_text(
+    markdown = (
         f"Measured on {machine.one_line(about)} at {report['measured_at']} by "
         f"`make bench-protocols`; medians of {args.repeats} runs of {args.duration:g}s.\n\n"
         f"{table_md}\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
     )
+    (args.out_dir / "protocols.md").write_text(markdown)
+    if args.update_docs:
+        update_docs(markdown)
+        print(f"updated {DOCS}")
     print()
     print(render(headers, rows))
     print("\n".join(notes))
