@@ -18,6 +18,7 @@ from server.auth import ApiKeys
 from server.dataplane import DataPlane
 from server.docs import docs_assets, docs_routes
 from server.errors import protocol_for_path
+from server.feedback import LiveQuality, StoreReader, feedback_routes
 from server.kserve_v1 import kserve_v1_routes
 from server.lifecycle import Models
 from server.limits import BodyDeadlines, Concurrency
@@ -25,9 +26,11 @@ from server.metrics import Metrics
 from server.middleware import Dispatcher, RequestMiddleware
 from server.mlflow_scoring import mlflow_routes
 from server.oip import oip_routes
+from server.recording import Recorder
 from server.registry import Credentials, Registry, registry_for
 from server.routes import Route, RouteTable
 from server.settings import Settings
+from server.store import PredictionStore
 from server.web import error_response
 
 
@@ -92,6 +95,7 @@ def create_app(
         from server.grpc_server import GrpcFrontEnd
 
         grpc = GrpcFrontEnd(settings, models, plane, keys, metrics, concurrency)
+    live = loop_for(settings, plane, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -101,6 +105,10 @@ def create_app(
             asyncio.create_task(models.run(), name="model-lifecycle"),
             asyncio.create_task(plane.run(), name="drift"),
         ]
+        if live is not None:
+            assert plane.recorder is not None
+            plane.recorder.start()
+            tasks.append(asyncio.create_task(live.run(), name="live-quality"))
         try:
             yield
         finally:
@@ -111,6 +119,11 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if live is not None:
+                # After uvicorn has finished every request: what they recorded is written now.
+                assert plane.recorder is not None
+                await asyncio.to_thread(plane.recorder.close, settings.shutdown_grace_seconds)
+                live.reader.close()
 
     declared: list[Route] = []
 
@@ -122,6 +135,7 @@ def create_app(
         *oip_routes(settings, models, plane),
         *mlflow_routes(settings, models, plane),
         *kserve_v1_routes(settings, plane),
+        *feedback_routes(settings, plane, live),
         *docs_routes(settings, plane, table_routes),
     ]
     table = RouteTable(declared)
@@ -150,4 +164,22 @@ def create_app(
     app.state.plane = plane
     app.state.metrics = metrics
     app.state.grpc = grpc
+    app.state.live_quality = live
     return app
+
+
+def loop_for(settings: Settings, plane: DataPlane, metrics: Metrics) -> LiveQuality | None:
+    """The recorder (hooked into the data plane) and live quality, unless recording is off."""
+    if not settings.record_predictions:
+        return None
+    store = PredictionStore(settings.prediction_store_uri)
+    plane.recorder = Recorder(
+        store,
+        metrics,
+        sample_rate=settings.record_sample_rate,
+        buffer_rows=settings.record_buffer_rows,
+        batch_rows=settings.record_batch_rows,
+        flush_seconds=settings.record_flush_seconds,
+        retention_seconds=settings.record_retention_days * 86400,
+    )
+    return LiveQuality(settings, plane, StoreReader(store), metrics)

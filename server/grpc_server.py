@@ -11,6 +11,8 @@ sends) or typed `contents`; outputs are answered the same way the inputs came.
 """
 
 import logging
+import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -38,6 +40,8 @@ SERVICE = "inference.GRPCInferenceService"
 HEALTH_SERVICE = "grpc.health.v1.Health"
 GRPC_STOP_GRACE_SECONDS = 5.0
 _METHOD_LABEL = "GRPC"
+_MAX_REQUEST_ID = 128
+_PRINTABLE = re.compile(r"[\x21-\x7e]+")  # visible ASCII, as for X-Request-ID over HTTP
 # The gRPC status for each HTTP status the server's errors carry.
 GRPC_CODES: dict[int, grpc.StatusCode] = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
@@ -61,13 +65,15 @@ Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Message]]
 
 
 def _metadata(context: grpc.aio.ServicerContext) -> tuple[str, str | None]:
-    """The `authorization` and `x-request-id` metadata of a call."""
+    """The `authorization` and a usable `x-request-id` of a call (as HTTP takes the header)."""
     authorization, request_id = "", None
     for key, value in context.invocation_metadata() or ():
         if key == "authorization":
             authorization = str(value)
         elif key == "x-request-id":
-            request_id = str(value)[:128]
+            given = str(value)
+            if 0 < len(given) <= _MAX_REQUEST_ID and _PRINTABLE.fullmatch(given):
+                request_id = given
     return authorization, request_id
 
 
@@ -230,21 +236,24 @@ class GrpcFrontEnd:
                 outputs=[tensor(**t) for t in document["outputs"]],
             )
 
-        def choose(request: pb.ModelInferRequest, context: Any) -> Choice:
+        def choose(request: pb.ModelInferRequest, given: str | None) -> Choice:
             version = request.model_version or None
             if version is None:  # the same champion/challenger split as HTTP
-                key = _metadata(context)[1] if plane.split else None
-                choice = plane.pick(key)
+                choice = plane.pick(given if plane.split else None)
                 if choice.model.name == request.model_name:
                     return choice
             return plane.find(request.model_name, version)
 
         async def model_infer(request: pb.ModelInferRequest, context: Any) -> Message:
-            choice = choose(request, context)
+            given = _metadata(context)[1]
+            # The id the prediction is recorded under (for feedback), answered in the trailers.
+            request_id = given if given is not None else f"{random.getrandbits(64):016x}"
+            context.set_trailing_metadata((("x-request-id", request_id),))
+            choice = choose(request, given)
             model = choice.model
             rows = infer_rows(request, model, max_batch)
             names = requested_outputs(request, model)
-            result = await plane.coalescer.score(choice, rows)
+            result = await plane.coalescer.score(choice, rows, request_id.encode())
             response = pb.ModelInferResponse(
                 model_name=model.name, model_version=model.version, id=request.id
             )

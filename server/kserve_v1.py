@@ -48,7 +48,7 @@ def kserve_v1_routes(settings: Settings, plane: DataPlane) -> list[Route]:
         choice = choose(request)
         model = choice.model
         rows = v1_batch(parse_json(body), model, max_batch)
-        result = await plane.coalescer.score(choice, rows)
+        result = await plane.coalescer.score(choice, rows, request.scope["request_id"])
         return JSONResponse(
             {"predictions": result.answers},
             raw_headers=((b"x-model-version", model.version.encode()),),

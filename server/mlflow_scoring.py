@@ -88,7 +88,7 @@ def mlflow_routes(settings: Settings, models: Models, plane: DataPlane) -> list[
             rows = csv_batch(body, model, max_batch)
         else:
             rows = mlflow_batch(parse_json(body), model, max_batch)
-        result = await plane.coalescer.score(choice, rows)
+        result = await plane.coalescer.score(choice, rows, request.scope["request_id"])
         return JSONResponse(
             {"predictions": result.answers},
             raw_headers=((b"x-model-version", model.version.encode()),),

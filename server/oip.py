@@ -142,7 +142,7 @@ def oip_routes(settings: Settings, models: Models, plane: DataPlane) -> list[Rou
                 max_batch,
                 memoryview(body)[header_length:],
             )
-        result = await plane.coalescer.score(choice, parsed.rows)
+        result = await plane.coalescer.score(choice, parsed.rows, request.scope["request_id"])
         return infer_response(model, parsed, result, (b"x-model-version", model.version.encode()))
 
     def route(method: str, path: str, endpoint: Any, summary: str, **kwargs: Any) -> Route:

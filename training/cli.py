@@ -8,6 +8,8 @@ from training.config import TrainConfig, parse_config
 from training.errors import TrainingError, one_line
 
 if TYPE_CHECKING:
+    from training.datasets import Dataset
+    from training.estimator import Split
     from training.registration import Registered
 
 
@@ -16,20 +18,38 @@ def run(config: TrainConfig) -> "Registered":
     config.validate()
     # Imported here, after the options are checked: scikit-learn, skl2onnx and MLflow take
     # seconds to import, and a mistyped option is refused without waiting for them.
-    import pandas as pd
-
-    from training import drift_reference, estimator, onnx_export
+    from training import estimator
     from training.datasets import load_dataset
-    from training.package import serving_metadata
-    from training.registration import log_and_register
     from training.tracking import connect
 
     dataset = load_dataset(config.dataset)
     name = config.model_name or dataset.default_model_name
     uri = connect()
-    started = time.perf_counter()
-
     split = estimator.split_dataset(dataset, config)
+    return fit_and_register(dataset, split, config, name, uri)
+
+
+def fit_and_register(
+    dataset: "Dataset",
+    split: "Split",
+    config: TrainConfig,
+    name: str,
+    uri: str,
+    *,
+    provenance: dict[str, str] | None = None,
+) -> "Registered":
+    """Fit on the split, evaluate, export, check parity, register: `make train`'s pipeline.
+
+    `provenance` (where the data came from) is logged with the run's parameters and kept in
+    the model's metadata.
+    """
+    import pandas as pd
+
+    from training import drift_reference, estimator, onnx_export
+    from training.package import serving_metadata
+    from training.registration import log_and_register
+
+    started = time.perf_counter()
     model = estimator.fit(dataset, split, config)
     metrics = estimator.evaluate(model, dataset, split)
     exported = onnx_export.export(model, len(dataset.features))
@@ -52,12 +72,15 @@ def run(config: TrainConfig) -> "Registered":
     metadata = serving_metadata(
         name=name, dataset=dataset, exported=exported, example=example, metrics=metrics
     )
+    if provenance:
+        metadata["training_data"] = provenance
     params = {
         "dataset": dataset.name,
         "n_estimators": config.n_estimators,
         "max_depth": config.max_depth,
         "test_size": config.test_size,
         "random_state": config.random_state,
+        **(provenance or {}),
     }
     registered = log_and_register(
         uri=uri,

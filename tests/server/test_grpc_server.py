@@ -272,3 +272,24 @@ def test_a_port_that_cannot_be_bound_fails_the_start(model_dirs: dict[str, Path]
         settings = Settings(model_uri=str(model_dirs["iris"]), host="127.0.0.1", grpc_port=port)
         with pytest.raises(Exception, match=r"gRPC|bind|port"), serve(settings):
             pass
+
+
+def test_the_request_id_is_taken_from_metadata_or_made_up_and_answered_in_trailers(
+    server: tuple[TestClient, Stub],
+) -> None:
+    _, call = server
+    method = call.channel.unary_unary(
+        f"/{SERVICE}/ModelInfer",
+        request_serializer=pb.ModelInferRequest.SerializeToString,
+        response_deserializer=pb.ModelInferResponse.FromString,
+    )
+    _, given = method.with_call(
+        infer_request(), metadata=(*AUTH, ("x-request-id", "client-7")), timeout=10
+    )
+    assert dict(given.trailing_metadata())["x-request-id"] == "client-7"
+    _, made_up = method.with_call(
+        infer_request(), metadata=(*AUTH, ("x-request-id", "no spaces allowed")), timeout=10
+    )
+    made = dict(made_up.trailing_metadata())["x-request-id"]
+    assert len(made) == 16
+    assert made != "no spaces allowed"

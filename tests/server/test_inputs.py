@@ -134,3 +134,10 @@ def test_optional_oip_fields_have_their_documented_types(
 
     with pytest.raises(MalformedRequest, match=message):
         parse()
+
+
+@pytest.mark.parametrize("datatype", [{}, [], None, 5, "BYTES"])
+def test_any_datatype_value_is_a_400_never_a_crash(model: Model, datatype: object) -> None:
+    tensor = {"name": "input", "shape": [1, 4], "datatype": datatype, "data": [1, 2, 3, 4]}
+    with pytest.raises(MalformedRequest, match="datatype must be one of FP32, FP64"):
+        oip_request({"inputs": [tensor]}, model, 10)
