@@ -103,7 +103,9 @@ def test_an_unknown_model_is_404_and_keys_are_checked(iris: TestClient) -> None:
     assert refused.status_code == 401
     assert list(refused.json()) == ["error"]
     wrong = iris.get(PREDICT)
-    assert wrong.status_code == 404  # a GET names the model "iris-classifier:predict", as in KServe
+    assert wrong.status_code == 405  # the predict route's path: not a model named "...:predict"
+    assert wrong.headers["allow"] == "POST"
+    assert list(wrong.json()) == ["error"]
 
 
 def test_not_ready_is_503(tmp_path: Path) -> None:

@@ -128,3 +128,24 @@ def test_a_templated_match_is_remembered_and_the_memory_is_bounded() -> None:
         assert table.match("POST", f"/v2/models/m{i}/infer") is not None
     assert len(table._seen) <= 1024
     assert table.match("POST", "/v2/models/a/b/infer") is None
+
+
+def test_the_most_specific_template_owns_a_path_whatever_the_method() -> None:
+    # `/v1/models/x:predict` is the predict route's path: a GET there is the wrong method (405),
+    # not a readiness check of a model named "x:predict".
+    assert SUFFIXED.match("GET", "/v1/models/iris:predict") is None
+    assert SUFFIXED.match("HEAD", "/v1/models/iris:predict") is None
+    predict = SUFFIXED.match("POST", "/v1/models/iris:predict")
+    assert predict is not None
+    assert predict[0].path == "/v1/models/{name}:predict"
+    # Declared in the other order, the same answer.
+    reversed_table = RouteTable(reversed(SUFFIXED.routes))
+    assert reversed_table.match("GET", "/v1/models/iris:predict") is None
+
+
+def test_starlette_answers_405_with_the_allow_of_the_most_specific_path() -> None:
+    routes = RouteTable(SUFFIXED.routes).starlette_routes()
+    scope = {"type": "http", "path": "/v1/models/iris:predict", "method": "OPTIONS"}
+    first = next(r for r in routes if r.matches(scope)[0].name != "NONE")
+    assert first.path == "/v1/models/{name}:predict"
+    assert first.methods == {"POST"}
