@@ -35,14 +35,19 @@ COPY pyproject.toml uv.lock ./
 RUN /opt/uv/bin/uv sync --frozen --no-dev --no-default-groups --no-install-project \
         --python python3 --quiet
 # What only developers of these libraries use: their test suites, onnxruntime's offline
-# model-optimisation tooling, Swagger UI's source maps, Cython sources and C headers, numpy's
-# Fortran wrapper generator (about 33 MB); the import check proves the runtime is intact, and the
-# image tests load /docs.
+# model-optimisation tooling, Swagger UI's source maps and the bundles /docs does not load (it
+# loads swagger-ui-bundle.js and swagger-ui.css), Cython sources and C headers, numpy's Fortran
+# wrapper generator (about 35 MB); the import check proves the runtime is intact, and the image
+# tests load /docs.
 RUN cd /opt/venv/lib/python3*/site-packages \
     && find . -depth -type d -name tests -exec rm -rf {} + \
     && find . \( -name '*.js.map' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' \
         -o -name '*.h' \) -delete \
     && rm -rf numpy/f2py numpy/_core/include \
+    && cd swagger_ui_bundle/vendor/swagger-ui-* \
+    && rm -f swagger-ui-es-bundle.js swagger-ui-es-bundle-core.js swagger-ui-standalone-preset.js \
+        swagger-ui.js swagger-ui.css.map \
+    && cd /opt/venv/lib/python3*/site-packages \
     && rm -rf onnxruntime/transformers onnxruntime/quantization onnxruntime/tools \
         onnxruntime/datasets /opt/venv/bin/onnxruntime_test \
     && /opt/venv/bin/python -c "import numpy, onnxruntime, starlette, uvicorn, uvloop, httptools, grpc, google.protobuf"
