@@ -35,14 +35,22 @@ COPY pyproject.toml uv.lock ./
 RUN /opt/uv/bin/uv sync --frozen --no-dev --no-default-groups --no-install-project \
         --python python3 --quiet
 # What only developers of these libraries use: their test suites, onnxruntime's offline
-# model-optimisation tooling and Swagger UI's source maps (about 30 MB); the import check proves
-# the runtime is intact, and the image tests load /docs.
+# model-optimisation tooling, Swagger UI's source maps and the bundles /docs does not load (it
+# loads swagger-ui-bundle.js and swagger-ui.css), Cython sources and C headers, numpy's Fortran
+# wrapper generator (about 35 MB); the import check proves the runtime is intact, and the image
+# tests load /docs.
 RUN cd /opt/venv/lib/python3*/site-packages \
     && find . -depth -type d -name tests -exec rm -rf {} + \
-    && find . -name '*.js.map' -delete \
+    && find . \( -name '*.js.map' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' \
+        -o -name '*.h' \) -delete \
+    && rm -rf numpy/f2py numpy/_core/include \
+    && cd swagger_ui_bundle/vendor/swagger-ui-* \
+    && rm -f swagger-ui-es-bundle.js swagger-ui-es-bundle-core.js swagger-ui-standalone-preset.js \
+        swagger-ui.js swagger-ui.css.map \
+    && cd /opt/venv/lib/python3*/site-packages \
     && rm -rf onnxruntime/transformers onnxruntime/quantization onnxruntime/tools \
         onnxruntime/datasets /opt/venv/bin/onnxruntime_test \
-    && /opt/venv/bin/python -c "import numpy, onnxruntime, starlette, uvicorn, uvloop, httptools"
+    && /opt/venv/bin/python -c "import numpy, onnxruntime, starlette, uvicorn, uvloop, httptools, grpc, google.protobuf"
 
 COPY server/ /app/server/
 COPY docker/healthcheck.py /app/healthcheck.py
@@ -75,7 +83,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 
 WORKDIR /app
 USER 10001:10001
-EXPOSE 8000
+# 8001: the Open Inference Protocol over gRPC, when GRPC_PORT=8001 turns it on (off by default).
+EXPOSE 8000 8001
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "/app/healthcheck.py"]
 # Exec form: the server is PID 1 and receives SIGTERM from `docker stop` itself.

@@ -52,6 +52,12 @@ export-model: $(STAMP) ## Copy a registered model into a plain directory (MODEL_
 serve: $(STAMP) ## Serve MODEL_URI (default models:/iris-classifier@production) on PORT (8000)
 	MODEL_URI="$(MODEL_URI)" PORT=$(PORT) $(PY) -m server
 
+PROTOS := server/protos
+
+.PHONY: grpc-stubs
+grpc-stubs: $(STAMP) ## Regenerate the committed protobuf code of the gRPC front end from server/protos/*.proto
+	$(PY) -m grpc_tools.protoc -I $(PROTOS) --python_out=$(PROTOS) --pyi_out=$(PROTOS) $(PROTOS)/*.proto
+
 .PHONY: bench-drift
 bench-drift: $(STAMP) ## Drift detection's cost per request at windows of 100 to 100,000 rows
 	$(PY) -m loadtest.drift_cost
@@ -220,6 +226,10 @@ bench: $(STAMP) ## Side by side: this server, constant JSON, mlflow models serve
 .PHONY: bench-probes
 bench-probes: $(STAMP) ## /health latency under 200 clients posting the largest batches, per MAX_CONCURRENCY (ARGS="--settings 0,8,16 --repeats 2")
 	$(PY) -m loadtest.probe_latency $(ARGS)
+
+.PHONY: bench-protocols
+bench-protocols: system-deps $(STAMP) ## Every protocol beside /predict: 1 row at c16 (CPU per request), 1000 rows at c1 (ARGS=...)
+	$(PY) -m loadtest.protocols $(if $(MODEL_URI),--model-uri "$(MODEL_URI)") $(ARGS)
 
 .PHONY: bench-server
 bench-server: $(STAMP) ## This server's own figures against their targets, without MLflow's server (ARGS=...)

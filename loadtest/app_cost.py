@@ -1,7 +1,7 @@
 """The app's own CPU cost per request, in process: no sockets, no client, no uvicorn.
 
 Drives the ASGI app directly on one event loop and divides the process's CPU time by the number
-of requests, for /predict and OIP infer with one row. CPU time rather than wall time, so a busy
+of requests, for /predict and every other protocol's form with one row. CPU time rather than wall time, so a busy
 machine moves the figure less; run it before and after a change to the request path.
 
     python -m loadtest.app_cost --model-uri build/model
@@ -16,23 +16,34 @@ from typing import Any
 
 import orjson
 
+from loadtest import payloads
 from tests.samples import SETOSA
 
-ROUTES: dict[str, tuple[str, bytes]] = {
-    "/predict": ("/predict", orjson.dumps({"features": SETOSA})),
-    "OIP infer": (
+_ROW = [list(SETOSA.values())]
+_BINARY, _HEADER_LENGTH = payloads.oip_binary("input", _ROW)
+# name -> (path, body, extra headers): every HTTP protocol with the same one row.
+ROUTES: dict[str, tuple[str, bytes, tuple[tuple[bytes, bytes], ...]]] = {
+    "/predict": ("/predict", orjson.dumps({"features": SETOSA}), ()),
+    "OIP infer": ("/v2/models/iris-classifier/infer", payloads.oip_json("input", _ROW), ()),
+    "OIP binary": (
         "/v2/models/iris-classifier/infer",
-        orjson.dumps(
-            {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
-                         "data": list(SETOSA.values())}]}
-        ),
+        _BINARY,
+        ((b"inference-header-content-length", str(_HEADER_LENGTH).encode()),),
     ),
-}  # fmt: skip
+    "MLflow": ("/invocations", payloads.mlflow_split(list(SETOSA), _ROW), ()),
+    "KServe V1": ("/v1/models/iris-classifier:predict", payloads.kserve_v1(_ROW), ()),
+}
 
 
-async def _drive(app: Any, path: str, body: bytes, n: int) -> float:
+async def _drive(
+    app: Any, path: str, body: bytes, n: int, extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> float:
     """CPU seconds for `n` sequential requests, each answered 200."""
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+    ]
     statuses: list[int] = []
 
     async def send(message: dict[str, Any]) -> None:
@@ -73,9 +84,9 @@ def measure(make_app: Callable[[], Any], requests: int, repeats: int) -> dict[st
             while not _ready(app):
                 assert time.monotonic() < deadline, "no model loaded"
                 await asyncio.sleep(0.05)
-            for name, (path, body) in ROUTES.items():
-                await _drive(app, path, body, 500)  # warm-up
-                runs = [await _drive(app, path, body, requests) for _ in range(repeats)]
+            for name, (path, body, extra) in ROUTES.items():
+                await _drive(app, path, body, 500, extra)  # warm-up
+                runs = [await _drive(app, path, body, requests, extra) for _ in range(repeats)]
                 results[name] = statistics.median(runs) / requests * 1e6
 
     uvloop.run(main())

@@ -7,6 +7,7 @@ declare -A package_of=(
   [prometheus]=prometheus
   [wrk]=wrk
   [hey]=hey
+  [h2load]=nghttp2-client
 )
 
 missing=()

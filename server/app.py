@@ -19,10 +19,12 @@ from server.dataplane import DataPlane
 from server.docs import docs_assets, docs_routes
 from server.errors import protocol_for_path
 from server.feedback import LiveQuality, StoreReader, feedback_routes
+from server.kserve_v1 import kserve_v1_routes
 from server.lifecycle import Models
-from server.limits import BodyDeadlines
+from server.limits import BodyDeadlines, Concurrency
 from server.metrics import Metrics
 from server.middleware import Dispatcher, RequestMiddleware
+from server.mlflow_scoring import mlflow_routes
 from server.oip import oip_routes
 from server.recording import Recorder
 from server.registry import Credentials, Registry, registry_for
@@ -47,12 +49,13 @@ class ModelServer(Starlette):
     """
 
     def __init__(self, *, table: RouteTable, settings: Settings, keys: ApiKeys,
-                 metrics: Metrics, **kwargs: object) -> None:  # fmt: skip
+                 metrics: Metrics, concurrency: Concurrency, **kwargs: object) -> None:  # fmt: skip
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.table = table
         self.settings = settings
         self.keys = keys
         self.metrics = metrics
+        self.concurrency = concurrency
 
     def build_middleware_stack(self) -> ASGIApp:
         # No trailing-slash redirects: they would echo the client's Host header in Location.
@@ -67,7 +70,7 @@ class ModelServer(Starlette):
             app,
             self.table,
             self.metrics,
-            self.settings.max_concurrency,
+            self.concurrency,
             BodyDeadlines(self.settings.body_timeout_seconds),
         )
 
@@ -85,10 +88,19 @@ def create_app(
     plane = DataPlane(settings, metrics, lambda: models.not_ready_reason)
     models = Models(settings, factory, metrics, plane.install)
     keys = ApiKeys(settings.api_keys)
+    concurrency = Concurrency(settings.max_concurrency)
+    grpc = None
+    if settings.grpc_port:
+        # Imported only when on: grpcio and protobuf cost start-up time and memory otherwise.
+        from server.grpc_server import GrpcFrontEnd
+
+        grpc = GrpcFrontEnd(settings, models, plane, keys, metrics, concurrency)
     live = loop_for(settings, plane, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if grpc is not None:  # first: a port that cannot be bound fails the start at once
+            await grpc.start()
         tasks = [
             asyncio.create_task(models.run(), name="model-lifecycle"),
             asyncio.create_task(plane.run(), name="drift"),
@@ -100,6 +112,8 @@ def create_app(
         try:
             yield
         finally:
+            if grpc is not None:
+                await grpc.stop()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -119,6 +133,8 @@ def create_app(
     declared += [
         *simple_routes(settings, models, plane, metrics),
         *oip_routes(settings, models, plane),
+        *mlflow_routes(settings, models, plane),
+        *kserve_v1_routes(settings, plane),
         *feedback_routes(settings, plane, live),
         *docs_routes(settings, plane, table_routes),
     ]
@@ -139,6 +155,7 @@ def create_app(
         settings=settings,
         keys=keys,
         metrics=metrics,
+        concurrency=concurrency,
         routes=[*table.starlette_routes(), docs_assets()],
         middleware=middleware,
         lifespan=lifespan,
@@ -146,6 +163,7 @@ def create_app(
     app.state.models = models
     app.state.plane = plane
     app.state.metrics = metrics
+    app.state.grpc = grpc
     app.state.live_quality = live
     return app
 

@@ -20,7 +20,12 @@ class ApiKeys:
     def check(self, request: Request) -> None:
         if not self._keys:
             return
-        header = request.headers.get("authorization", "")
+        self.check_authorization(request.headers.get("authorization", ""))
+
+    def check_authorization(self, header: str) -> None:
+        """Check an `Authorization` value (an HTTP header, or gRPC metadata)."""
+        if not self._keys:
+            return
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("an API key is required: send Authorization: Bearer <key>")

@@ -148,9 +148,9 @@ class DataPlane:
         )
 
     def versions(self, name: str) -> list[str]:
-        """The versions of `name` being served."""
+        """The versions of `name` being served, each once."""
         loaded = [c for c in (self.champion, self.challenger) if c is not None]
-        return [c.model.version for c in loaded if c.model.name == name]
+        return list(dict.fromkeys(c.model.version for c in loaded if c.model.name == name))
 
     def score(self, choice: Choice, rows: np.ndarray, keys: Keys = ()) -> Predictions:
         """Predict, count, and feed drift detection, the shadow and the recorder.

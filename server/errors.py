@@ -4,8 +4,8 @@ Every layer that answers an error (endpoints, the dispatcher, load shedding, Sta
 405) builds its body through `Protocol.error`, so a protocol's error shape is written once.
 """
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -86,24 +86,70 @@ class Protocol:
 
     name: str
     error_schema: str  # the OpenAPI component of its error body
-    body: Callable[[str], dict[str, Any]]  # message -> error body
+    body: Callable[[str, int], dict[str, Any]]  # (message, status) -> error body
     prefix: str | None = None  # paths under this prefix belong to it, matched or not
+    paths: frozenset[str] = frozenset()  # and these paths, matched or not
+    # Statuses this protocol answers differently: MLflow and KServe answer every bad input 400.
+    statuses: Mapping[int, int] = field(default_factory=dict)
 
-    def error(self, message: str) -> dict[str, Any]:
-        return self.body(message)
+    def status(self, status: int) -> int:
+        """The status this protocol answers for one of the server's own."""
+        return self.statuses.get(status, status)
+
+    def error(self, message: str, status: int = 400) -> dict[str, Any]:
+        """The error body for one of the server's statuses (before `status` maps it)."""
+        return self.body(message, status)
+
+    def owns(self, path: str) -> bool:
+        prefix = self.prefix
+        if prefix is not None and (path == prefix or path.startswith(prefix + "/")):
+            return True
+        return path in self.paths
 
 
 # The original platform's JSON API: {"detail": "..."}.
-SIMPLE = Protocol("simple", "Error", lambda message: {"detail": message})
+SIMPLE = Protocol("simple", "Error", lambda message, status: {"detail": message})
 # The Open Inference Protocol: {"error": "..."}, as its REST specification says.
-OIP = Protocol("oip", "InferenceError", lambda message: {"error": message}, prefix="/v2")
-PROTOCOLS = (SIMPLE, OIP)
+OIP = Protocol("oip", "InferenceError", lambda message, status: {"error": message}, prefix="/v2")
+# MLflow's scoring server (`mlflow models serve`): an MlflowException's JSON, whose error_code
+# names the status (mlflow/exceptions.py, ERROR_CODE_TO_HTTP_STATUS); bad input is always 400.
+MLFLOW_ERROR_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    404: "ENDPOINT_NOT_FOUND",
+    405: "ENDPOINT_NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
+    413: "RESOURCE_EXHAUSTED",
+    415: "BAD_REQUEST",
+    422: "INVALID_PARAMETER_VALUE",
+    499: "CANCELLED",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
+MLFLOW = Protocol(
+    "mlflow",
+    "MlflowError",
+    lambda message, status: {
+        "error_code": MLFLOW_ERROR_CODES.get(status, "INTERNAL_ERROR"),
+        "message": message,
+    },
+    paths=frozenset({"/invocations", "/ping", "/version"}),
+    statuses={422: 400},
+)
+# KServe's V1 protocol, as its Python model server answers it: {"error": "..."}, 400 for any bad
+# input, 404 for an unknown model, 503 for one not ready (kserve/errors.py).
+KSERVE_V1 = Protocol(
+    "kserve-v1",
+    "V1Error",
+    lambda message, status: {"error": message},
+    prefix="/v1",
+    statuses={422: 400},
+)
+PROTOCOLS = (SIMPLE, OIP, MLFLOW, KSERVE_V1)
 
 
 def protocol_for_path(path: str) -> Protocol:
     """The protocol a path belongs to, for answers to paths that matched no route."""
     for protocol in PROTOCOLS:
-        prefix = protocol.prefix
-        if prefix is not None and (path == prefix or path.startswith(prefix + "/")):
+        if protocol.owns(path):
             return protocol
     return SIMPLE

@@ -1,4 +1,6 @@
-"""A deadline on reading the request body, so a client trickling bytes cannot hold a request open.
+"""Request limits: the concurrency every front end shares, and a deadline on reading a body.
+
+A deadline on reading the request body, so a client trickling bytes cannot hold a request open.
 
 uvicorn bounds the idle time between requests but not the time a body takes to arrive; without
 this, a client sending one byte a second keeps a request (and a MAX_CONCURRENCY slot) for as long
@@ -17,6 +19,17 @@ from typing import Any
 from starlette.types import Message, Receive
 
 from server.errors import RequestTimeout
+
+
+class Concurrency:
+    """Requests in flight across every front end (HTTP and gRPC), against MAX_CONCURRENCY."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit  # 0: no limit
+        self.in_flight = 0
+
+    def full(self) -> bool:
+        return bool(self.limit) and self.in_flight >= self.limit
 
 
 class BodyDeadlines:

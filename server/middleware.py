@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.auth import ApiKeys
 from server.errors import PROTOCOLS, SHED_MESSAGE, protocol_for_path
-from server.limits import BodyDeadlines
+from server.limits import BodyDeadlines, Concurrency
 from server.metrics import UNMATCHED_ROUTE, Metrics
 from server.routes import RouteTable
 from server.web import error_response
@@ -29,7 +29,7 @@ log = logging.getLogger("server.access")
 _REQUEST_ID = b"x-request-id"
 _PRINTABLE = re.compile(rb"[\x21-\x7e]+")  # visible ASCII: safe to echo in a header and a log
 _MAX_REQUEST_ID = 128
-_SHED_BODIES = {p.name: orjson.dumps(p.error(SHED_MESSAGE)) for p in PROTOCOLS}
+_SHED_BODIES = {p.name: orjson.dumps(p.error(SHED_MESSAGE, 503)) for p in PROTOCOLS}
 
 
 def _client_request_id(scope: Scope) -> bytes | None:
@@ -50,15 +50,14 @@ class RequestMiddleware:
         app: ASGIApp,
         table: RouteTable,
         metrics: Metrics,
-        max_concurrency: int,
+        concurrency: Concurrency,
         deadlines: BodyDeadlines,
     ) -> None:
         self.app = app
         self.table = table
         self.metrics = metrics
-        self.max_concurrency = max_concurrency
+        self.concurrency = concurrency  # shared with the gRPC front end
         self.deadlines = deadlines
-        self.in_flight = 0
         # Read once: the stack is built at start-up, after logging is configured.
         self.log_debug = log.isEnabledFor(logging.DEBUG)
 
@@ -83,7 +82,8 @@ class RequestMiddleware:
         else:
             sheddable = scope["path"] not in self.table.never_shed
 
-        if self.max_concurrency and self.in_flight >= self.max_concurrency and sheddable:
+        concurrency = self.concurrency
+        if concurrency.limit and concurrency.in_flight >= concurrency.limit and sheddable:
             self.metrics.shed.inc()
             protocol = route.protocol if matched is not None else protocol_for_path(scope["path"])
             await _send_shed(send, request_id, _SHED_BODIES[protocol.name])
@@ -99,7 +99,7 @@ class RequestMiddleware:
                 message["headers"] = [*message.get("headers", ()), (_REQUEST_ID, request_id)]
             await send(message)
 
-        self.in_flight += 1
+        concurrency.in_flight += 1
         try:
             await self.app(scope, self.deadlines.receive(receive), send_with_id)
         except Exception as exc:
@@ -112,7 +112,7 @@ class RequestMiddleware:
                           extra={"request_id": request_id.decode()})  # fmt: skip
             status = 500
         finally:
-            self.in_flight -= 1
+            concurrency.in_flight -= 1
             seconds = time.perf_counter() - started
             route_label = scope.get("route_template", UNMATCHED_ROUTE)
             self.metrics.observe_request(method, route_label, status or 500, seconds)

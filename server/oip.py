@@ -1,38 +1,75 @@
 """The Open Inference Protocol (KServe/Triton/MLServer "V2" REST) over the same models.
 
+Inference takes JSON tensors and the binary tensor data extension (raw little-endian tensors
+after a JSON header whose length `Inference-Header-Content-Length` gives), as Triton's and
+KServe's clients send by default, and answers outputs in binary when asked to.
+
 Errors here are `{"error": "..."}`, 400 for bad requests as the protocol specifies, 404 for a
 model or version this server does not serve, 503 while no model is loaded.
 """
 
 from typing import Any
 
-import numpy as np
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from server import __version__
 from server.dataplane import Choice, DataPlane
 from server.errors import OIP
-from server.inputs import oip_batch, parse_json, requested_outputs
+from server.inputs import OipRequest, oip_request, parse_json
 from server.lifecycle import Models
-from server.model import Model
+from server.model import Model, Predictions
 from server.routes import Answer, Route
 from server.settings import Settings
-from server.web import JSONResponse, read_json_body
+from server.tensors import datatype, output_bytes
+from server.web import JSONResponse, RawResponse, read_inference_body
 
 SERVER_NAME = "mlops-model-server"
-_DATATYPES: dict[type, str] = {
-    np.float32: "FP32",
-    np.float64: "FP64",
-    np.int64: "INT64",
-    np.int32: "INT32",
-}
+# Triton's name for the binary tensor data extension, as its server metadata lists it.
+EXTENSIONS = ["binary_tensor_data"]
 BODY_ERRORS = (400, 408, 413, 415)
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+_BINARY_TYPE = b"application/octet-stream"
+_HEADER_LENGTH = b"inference-header-content-length"
 
 
-def datatype(dtype: type) -> str:
-    """The protocol's name for a numpy scalar type."""
-    return _DATATYPES.get(dtype, "BYTES")
+def infer_response(
+    model: Model, request: OipRequest, result: Predictions, version_header: tuple[bytes, bytes]
+) -> Response:
+    """The outputs asked for, as JSON data or, where asked, as raw bytes after a JSON header."""
+    outputs = []
+    chunks: list[bytes] = []
+    names = model.output_names
+    for name, binary in request.outputs:
+        tensor = result.raw[names.index(name)]
+        output: dict[str, Any] = {
+            "name": name,
+            "datatype": datatype(model.output_dtypes[name]),
+            "shape": tensor.shape,
+        }
+        if binary:
+            raw = output_bytes(tensor)
+            output["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            output["data"] = tensor.ravel()
+        outputs.append(output)
+    body: dict[str, Any] = {
+        "model_name": model.name,
+        "model_version": model.version,
+        "outputs": outputs,
+    }
+    if request.id is not None:
+        body["id"] = request.id
+    if not chunks:
+        return JSONResponse(body, raw_headers=(version_header,))
+    header = orjson.dumps(body, option=_JSON_OPTIONS)
+    return RawResponse(
+        b"".join((header, *chunks)),
+        _BINARY_TYPE,
+        raw_headers=((_HEADER_LENGTH, b"%d" % len(header)), version_header),
+    )
 
 
 def model_metadata(model: Model, versions: list[str]) -> dict[str, Any]:
@@ -65,7 +102,7 @@ def oip_routes(settings: Settings, models: Models, plane: DataPlane) -> list[Rou
     max_body, max_batch = settings.max_body_bytes, settings.max_batch
 
     async def server_metadata(request: Request) -> Response:
-        return JSONResponse({"name": SERVER_NAME, "version": __version__, "extensions": []})
+        return JSONResponse({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
 
     async def live(request: Request) -> Response:
         return JSONResponse({"live": True})
@@ -93,33 +130,20 @@ def oip_routes(settings: Settings, models: Models, plane: DataPlane) -> list[Rou
         return plane.find(params["name"], version)
 
     async def infer(request: Request) -> Response:
-        body = await read_json_body(request, max_body)
+        body, header_length = await read_inference_body(request, max_body)
         choice = choose(request)
         model = choice.model
-        payload = parse_json(body)
-        rows = oip_batch(payload, model, max_batch)
-        names = requested_outputs(payload, model)
-        result = await plane.coalescer.score(choice, rows, request.scope["request_id"])
-        raw = dict(zip(model.output_names, result.raw, strict=True))
-        outputs = []
-        for name in names:
-            tensor = raw[name]
-            outputs.append(
-                {
-                    "name": name,
-                    "shape": list(tensor.shape),
-                    "datatype": datatype(model.output_dtypes[name]),
-                    "data": tensor.ravel(),
-                }
+        if header_length is None:
+            parsed = oip_request(parse_json(body), model, max_batch)
+        else:
+            parsed = oip_request(
+                parse_json(body[:header_length]),
+                model,
+                max_batch,
+                memoryview(body)[header_length:],
             )
-        response: dict[str, Any] = {
-            "model_name": model.name,
-            "model_version": model.version,
-            "outputs": outputs,
-        }
-        if isinstance(payload.get("id"), str):
-            response["id"] = payload["id"]
-        return JSONResponse(response, raw_headers=((b"x-model-version", model.version.encode()),))
+        result = await plane.coalescer.score(choice, parsed.rows, request.scope["request_id"])
+        return infer_response(model, parsed, result, (b"x-model-version", model.version.encode()))
 
     def route(method: str, path: str, endpoint: Any, summary: str, **kwargs: Any) -> Route:
         return Route(method, path, endpoint, OIP, summary, **kwargs)

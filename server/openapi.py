@@ -18,6 +18,7 @@ from server.feedback import openapi_schemas as feedback_schemas
 from server.model import Model
 from server.routes import Route
 from server.settings import Settings
+from server.tensors import INPUT_DATATYPES
 
 _JSON = "application/json"
 _PARAMETER = re.compile(r"{(\w+)}")
@@ -186,6 +187,7 @@ def component_schemas(model: Model | None, settings: Settings) -> dict[str, Any]
             ["name", "platform", "inputs", "outputs"],
         ),
         "ModelReady": _object({"name": _STRING, "ready": _BOOLEAN}, ["name", "ready"]),
+        **_tabular_schemas(model, settings),
         "InferenceRequest": _object(
             {
                 "id": _STRING,
@@ -205,16 +207,21 @@ def component_schemas(model: Model | None, settings: Settings) -> dict[str, Any]
                                 "maxItems": 2,
                                 "items": {"type": "integer", "minimum": 1},
                             },
-                            "datatype": {"type": "string", "enum": ["FP32", "FP64"]},
-                            "parameters": {"type": "object"},
+                            "datatype": {"type": "string", "enum": list(INPUT_DATATYPES)},
+                            "parameters": _object(
+                                {"binary_data_size": {"type": "integer", "minimum": 0}}
+                            ),
                             "data": {"type": "array", "minItems": 1},
                         },
-                        ["name", "shape", "datatype", "data"],
+                        ["name", "shape", "datatype"],
                     ),
                 },
                 "outputs": {
                     "type": "array",
-                    "items": _object({"name": _STRING}, ["name"]),
+                    "items": _object(
+                        {"name": _STRING, "parameters": _object({"binary_data": _BOOLEAN})},
+                        ["name"],
+                    ),
                 },
             },
             ["inputs"],
@@ -233,8 +240,11 @@ def component_schemas(model: Model | None, settings: Settings) -> dict[str, Any]
                             "shape": {"type": "array", "items": {"type": "integer"}},
                             "datatype": _STRING,
                             "data": {"type": "array"},
+                            "parameters": _object(
+                                {"binary_data_size": {"type": "integer", "minimum": 0}}
+                            ),
                         },
-                        ["name", "shape", "datatype", "data"],
+                        ["name", "shape", "datatype"],
                     ),
                 },
             },
@@ -260,6 +270,63 @@ def component_schemas(model: Model | None, settings: Settings) -> dict[str, Any]
             answer["confidence"] = 0.98
         schemas["PredictResponse"]["example"] = answer
     schemas.update(feedback_schemas())
+    return schemas
+
+
+def _tabular_schemas(model: Model | None, settings: Settings) -> dict[str, Any]:
+    """MLflow's scoring request and KServe V1's: rows, records or columns of feature values."""
+    number = _number_schema(model)
+    features = _STRINGS if model is None else {
+        "type": "array", "items": {"type": "string", "enum": list(model.features)}
+    }  # fmt: skip
+    rows = {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": settings.max_batch,
+        "items": {"type": "array", "items": number},
+    }
+    records = {**rows, "items": {"type": "object", "additionalProperties": number}}
+    columns = {"type": "object", "additionalProperties": {"type": "array", "items": number}}
+    instances = {"oneOf": [rows, records, columns]}
+    predictions = {"type": "array", "items": {"type": "number"}}
+    schemas: dict[str, Any] = {
+        "MlflowRequest": {
+            "oneOf": [
+                _object(
+                    {
+                        "dataframe_split": _object(
+                            {"columns": features, "data": rows}, ["columns", "data"]
+                        ),
+                        "params": {"type": "object"},
+                    },
+                    ["dataframe_split"],
+                ),
+                _object(
+                    {"dataframe_records": records, "params": {"type": "object"}},
+                    ["dataframe_records"],
+                ),
+                _object({"instances": instances, "params": {"type": "object"}}, ["instances"]),
+                _object({"inputs": instances, "params": {"type": "object"}}, ["inputs"]),
+            ]
+        },
+        "MlflowPredictions": _object({"predictions": predictions}, ["predictions"]),
+        "Text": _STRING,
+        "V1Request": {
+            "oneOf": [
+                _object({"instances": instances}, ["instances"]),
+                _object({"inputs": instances}, ["inputs"]),
+            ]
+        },
+        "V1Predictions": _object({"predictions": predictions}, ["predictions"]),
+        "V1ModelReady": _object({"name": _STRING, "ready": _BOOLEAN}, ["name", "ready"]),
+        "V1Models": _object({"models": _STRINGS}, ["models"]),
+    }
+    if model is not None:
+        row = _example_row(model)
+        schemas["MlflowRequest"]["example"] = {
+            "dataframe_split": {"columns": list(model.features), "data": [row]}
+        }
+        schemas["V1Request"]["example"] = {"instances": [row]}
     return schemas
 
 

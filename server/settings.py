@@ -20,6 +20,8 @@ class Settings:
     fallback_path: Path | None = None
     host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
     port: int = 8000
+    # The Open Inference Protocol over gRPC listens here, beside HTTP; 0 (the default): off.
+    grpc_port: int = 0
     log_level: str = "info"
     max_body_bytes: int = 1024 * 1024
     max_batch: int = 1000
@@ -103,6 +105,13 @@ class Settings:
                 f"WORKERS={workers}: the server runs one worker per process; "
                 "scale with more replicas (or processes behind a balancer) instead"
             )
+        port = int(number("PORT", default.port, int, 1))
+        grpc_port = int(number("GRPC_PORT", default.grpc_port, int, 1))
+        for name, value in (("PORT", port), ("GRPC_PORT", grpc_port)):
+            if value > 65535:
+                raise SettingsError(f"{name} must be at most 65535, got {value}")
+        if grpc_port == port:
+            raise SettingsError(f"GRPC_PORT must differ from PORT ({port})")
         sample_rate = number("RECORD_SAMPLE_RATE", default.record_sample_rate, float, 0.0)
         if sample_rate > 1.0:
             raise SettingsError(f"RECORD_SAMPLE_RATE must be between 0 and 1, got {sample_rate}")
@@ -118,7 +127,8 @@ class Settings:
             tracking_uri=env.get("MLFLOW_TRACKING_URI", "").strip() or None,
             fallback_path=Path(fallback) if fallback else None,
             host=text("HOST", default.host),
-            port=int(number("PORT", default.port, int, 1)),
+            port=port,
+            grpc_port=grpc_port,
             log_level=log_level,
             max_body_bytes=int(number("MAX_BODY_BYTES", default.max_body_bytes, int, 1)),
             max_batch=int(number("MAX_BATCH", default.max_batch, int, 1)),

@@ -13,6 +13,7 @@ from server.errors import (
     INTERNAL_MESSAGE,
     STATUS_HEADERS,
     ClientClosedRequest,
+    MalformedRequest,
     PayloadTooLarge,
     Protocol,
     ServerError,
@@ -23,6 +24,8 @@ log = logging.getLogger("server")
 
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 _JSON_TYPE = b"application/json"
+_BINARY_TYPE = b"application/octet-stream"
+_HEADER_LENGTH = b"inference-header-content-length"
 # A client hanging up mid-body is its doing, not a server error: 499, no 500, no traceback.
 _HUNG_UP = "the client closed the connection mid-body"
 
@@ -55,9 +58,14 @@ class JSONResponse(Response):
         self.raw_headers = raw
 
 
-def _is_json(content_type: bytes) -> bool:
+def _media_type(content_type: bytes) -> bytes:
+    """The media type of a Content-Type header, lower-case; `+json` types count as JSON."""
     media_type = content_type.split(b";", 1)[0].strip().lower()
-    return media_type == _JSON_TYPE or media_type.endswith(b"+json")
+    return _JSON_TYPE if media_type.endswith(b"+json") else media_type
+
+
+_JSON_ONLY = (_JSON_TYPE,)
+_JSON_OR_BINARY = (_JSON_TYPE, _BINARY_TYPE)
 
 
 async def read_json_body(request: Request, limit: int) -> bytes:
@@ -67,7 +75,40 @@ async def read_json_body(request: Request, limit: int) -> bytes:
     without one cannot make the server buffer more than `limit` bytes. Headers are read from the
     raw ASGI list in one pass: cheaper than building Starlette's Headers for three lookups.
     """
-    content_type = encoding = length = None
+    body, _, _ = await _read_body(request, limit, _JSON_ONLY)
+    return body
+
+
+async def read_body(
+    request: Request, limit: int, accepted: tuple[bytes, ...]
+) -> tuple[bytes, bytes]:
+    """The raw body and its media type, one of `accepted` (JSON when the client sent none)."""
+    body, media_type, _ = await _read_body(request, limit, accepted)
+    return body, media_type
+
+
+async def read_inference_body(request: Request, limit: int) -> tuple[bytes, int | None]:
+    """The raw body and, for the binary tensor data extension, the length of its JSON header.
+
+    JSON or `application/octet-stream`; `Inference-Header-Content-Length` must be a whole number
+    no larger than the body (400 otherwise).
+    """
+    body, _, header = await _read_body(request, limit, _JSON_OR_BINARY)
+    if header is None:
+        return body, None
+    if not header.isdigit() or len(header) > 12 or not 0 < int(header) <= len(body):
+        shown = header[:30].decode("latin-1")
+        raise MalformedRequest(
+            f"Inference-Header-Content-Length must be the JSON header's length in bytes "
+            f"(1 to the body's {len(body)}), got {shown!r}"
+        )
+    return body, int(header)
+
+
+async def _read_body(
+    request: Request, limit: int, accepted: tuple[bytes, ...]
+) -> tuple[bytes, bytes, bytes | None]:
+    content_type = encoding = length = header = None
     for name, value in request.scope["headers"]:
         if name == b"content-type":
             content_type = value
@@ -75,9 +116,15 @@ async def read_json_body(request: Request, limit: int) -> bytes:
             length = value
         elif name == b"content-encoding":
             encoding = value
-    if content_type is not None and not _is_json(content_type):
-        shown = content_type[:100].decode("latin-1")
-        raise UnsupportedMediaType(f"Content-Type must be application/json, got {shown!r}")
+        elif name == _HEADER_LENGTH:
+            header = value
+    media_type = _JSON_TYPE
+    if content_type is not None:
+        media_type = _media_type(content_type)
+        if media_type not in accepted:
+            shown = content_type[:100].decode("latin-1")
+            wanted = " or ".join(a.decode() for a in accepted)
+            raise UnsupportedMediaType(f"Content-Type must be {wanted}, got {shown!r}")
     if encoding is not None and encoding.strip().lower() != b"identity":
         raise UnsupportedMediaType("compressed request bodies are not accepted")
     if length is not None and length.isdigit() and int(length) > limit:
@@ -90,7 +137,7 @@ async def read_json_body(request: Request, limit: int) -> bytes:
     if len(body) > limit:
         raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
     if not message.get("more_body", False):
-        return body
+        return body, media_type, header
     chunks = [body]
     size = len(body)
     while message.get("more_body", False):
@@ -102,7 +149,27 @@ async def read_json_body(request: Request, limit: int) -> bytes:
         if size > limit:
             raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+    return b"".join(chunks), media_type, header
+
+
+class RawResponse(Response):
+    """A body already encoded, with its headers built in one list (see JSONResponse)."""
+
+    def __init__(
+        self,
+        body: bytes,
+        media_type: bytes,
+        raw_headers: Sequence[tuple[bytes, bytes]] = (),
+        status_code: int = 200,
+    ) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        self.raw_headers = [
+            (b"content-length", b"%d" % len(body)),
+            (b"content-type", media_type),
+            *raw_headers,
+        ]
 
 
 def error_response(
@@ -128,4 +195,6 @@ def error_response(
     extra = STATUS_HEADERS.get(status)
     if extra:
         headers = {**extra, **(headers or {})}
-    return JSONResponse(protocol.error(message), status_code=status, headers=headers)
+    return JSONResponse(
+        protocol.error(message, status), status_code=protocol.status(status), headers=headers
+    )

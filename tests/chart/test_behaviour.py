@@ -175,6 +175,29 @@ def test_api_probes() -> None:
     assert api["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
 
 
+def test_grpc_is_off_by_default_and_on_adds_a_port_and_grpc_readiness() -> None:
+    off = render()
+    assert "GRPC_PORT" not in api_config(off)
+    assert [p["name"] for p in find(off, "Service", "platform-api")["spec"]["ports"]] == ["http"]
+    on = render(sets=["api.grpc.enabled=true"])
+    assert api_config(on)["GRPC_PORT"] == "8001"
+    api = container(find(on, "Deployment", "platform-api"), "api")
+    assert {"name": "grpc", "containerPort": 8001, "protocol": "TCP"} in api["ports"]
+    # Ready only when the gRPC listener answers SERVING; liveness and startup stay on HTTP.
+    assert api["readinessProbe"]["grpc"] == {"port": 8001}
+    assert "httpGet" not in api["readinessProbe"]
+    assert api["livenessProbe"]["httpGet"]["path"] == "/health"
+    ports = find(on, "Service", "platform-api")["spec"]["ports"]
+    assert {"name": "grpc", "port": 8001, "targetPort": "grpc", "protocol": "TCP",
+            "appProtocol": "grpc"} in ports  # fmt: skip
+    policy = find(on, "NetworkPolicy", "platform-api")
+    assert [p["port"] for p in policy["spec"]["ingress"][0]["ports"]] == ["http", "grpc"]
+    moved = render(sets=["api.grpc.enabled=true", "api.grpc.port=9001"])
+    assert api_config(moved)["GRPC_PORT"] == "9001"
+    with pytest.raises(AssertionError, match="grpc"):
+        render(sets=["api.grpc.enabled=true", "api.grpc.port=8000"])
+
+
 def test_api_pod_security() -> None:
     objs = render()
     spec = pod_template(objs)["spec"]

@@ -103,7 +103,9 @@ def test_training_libraries_are_absent(host: Host, module: str) -> None:
 
 
 def test_runtime_libraries_import(host: Host) -> None:
-    host.check_output("python -c 'import numpy, onnxruntime, starlette, uvicorn, orjson'")
+    host.check_output(
+        "python -c 'import numpy, onnxruntime, starlette, uvicorn, orjson, grpc, google.protobuf'"
+    )
 
 
 def test_no_pip_cache_and_no_tests(host: Host) -> None:
@@ -227,6 +229,46 @@ def test_docker_stop_ends_it_within_the_grace_period_with_exit_code_0(image: str
         assert elapsed < STOP_GRACE_SECONDS, f"took {elapsed:.1f}s: SIGTERM was not handled"
         assert state["ExitCode"] == 0, state
         assert state["OOMKilled"] is False
+    finally:
+        remove_container(container)
+
+
+# Run inside the container with its own Python: gRPC health, one ModelInfer, then the RSS.
+_GRPC_CHECK = """
+import grpc, numpy as np
+from server.protos import grpc_predict_v2_pb2 as pb, health_pb2
+channel = grpc.insecure_channel("127.0.0.1:8001")
+def call(path, request, answer):
+    return channel.unary_unary(path, request_serializer=type(request).SerializeToString,
+                               response_deserializer=answer.FromString)(request, timeout=10)
+health = call("/grpc.health.v1.Health/Check", health_pb2.HealthCheckRequest(),
+              health_pb2.HealthCheckResponse)
+assert health.status == health_pb2.HealthCheckResponse.SERVING, health
+metadata = call("/inference.GRPCInferenceService/ModelMetadata",
+                pb.ModelMetadataRequest(name="iris-classifier"), pb.ModelMetadataResponse)
+request = pb.ModelInferRequest(model_name="iris-classifier")
+request.inputs.add(name=metadata.inputs[0].name, datatype="FP32", shape=[1, 4])
+request.raw_input_contents.append(np.array([[5.1, 3.5, 1.4, 0.2]], np.float32).tobytes())
+for _ in range(200):
+    answer = call("/inference.GRPCInferenceService/ModelInfer", request, pb.ModelInferResponse)
+assert np.frombuffer(answer.raw_output_contents[0], np.int64).tolist() == [0], answer
+print("ok")
+"""
+
+
+def test_grpc_serves_when_on_and_the_server_stays_under_100_mib(image: str) -> None:
+    """GRPC_PORT=8001 in the hardened container: health, inference, and the server's memory."""
+    container = run_container(image, "--env", "GRPC_PORT=8001")
+    try:
+        wait_until_ready(container)
+        check = docker("exec", container.id, "python", "-c", _GRPC_CHECK)
+        assert check.strip() == "ok"
+        status = docker("exec", container.id, "cat", "/proc/1/status")
+        rss_kib = int(
+            next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]
+        )
+        print(f"server RSS with gRPC on: {rss_kib / 1024:.1f} MiB")
+        assert rss_kib < 100 * 1024
     finally:
         remove_container(container)
 

@@ -35,6 +35,10 @@ BODIES: dict[str, Any] = {
             {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}
         ]
     },
+    "MlflowRequest": {
+        "dataframe_split": {"columns": list(SETOSA), "data": [list(SETOSA.values())]}
+    },
+    "V1Request": {"instances": [list(SETOSA.values())]},
 }
 
 
@@ -110,7 +114,8 @@ def test_every_documented_route_is_served_and_every_served_route_documented(
         if method != "parameters"
     }
     assert served == documented
-    assert len(served) == 17  # 15 for inference and metadata, /feedback and /quality
+    # 15 for inference and metadata, /feedback and /quality, 3 of MLflow's, 3 of KServe V1's
+    assert len(served) == 23
 
 
 def test_every_route_answers_a_good_request_as_documented(
@@ -149,8 +154,14 @@ def _with_value(route: Route, value: Any) -> Any:
         return {"features": {**SETOSA, "sepal length (cm)": value}}
     if route.body == "FeedbackRequest":  # a number for a prediction that was a class
         return {"request_id": FEEDBACK_FOR, "value": value}
-    body = orjson.loads(orjson.dumps(BODIES["InferenceRequest"]))
-    body["inputs"][0]["data"][0] = value
+    assert route.body is not None
+    body = orjson.loads(orjson.dumps(BODIES[route.body]))
+    if route.body == "MlflowRequest":
+        body["dataframe_split"]["data"][0][0] = value
+    elif route.body == "V1Request":
+        body["instances"][0][0] = value
+    else:
+        body["inputs"][0]["data"][0] = value
     return body
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from server.errors import InvalidInput, MalformedRequest, PayloadTooLarge
-from server.inputs import oip_batch, parse_json, requested_outputs, simple_batch
+from server.inputs import oip_request, parse_json, simple_batch
 from server.model import Model, Origin, load_model
 from server.registry import read_model_dir
 from tests.samples import SETOSA as ROW
@@ -80,8 +80,8 @@ def tensor(**overrides: object) -> dict[str, object]:
 
 
 def test_oip_flat_and_nested(model: Model) -> None:
-    flat = oip_batch(tensor(shape=[2, 4], data=list(ROW.values()) * 2), model, 10)
-    nested = oip_batch(tensor(shape=[2, 4], data=[list(ROW.values())] * 2), model, 10)
+    flat = oip_request(tensor(shape=[2, 4], data=list(ROW.values()) * 2), model, 10).rows
+    nested = oip_request(tensor(shape=[2, 4], data=[list(ROW.values())] * 2), model, 10).rows
     assert flat.shape == nested.shape == (2, 4)
     assert np.array_equal(flat, nested)
 
@@ -102,14 +102,15 @@ def test_oip_flat_and_nested(model: Model) -> None:
 )
 def test_oip_errors(model: Model, overrides: dict[str, object]) -> None:
     with pytest.raises(MalformedRequest):
-        oip_batch(tensor(**overrides), model, 10)
+        oip_request(tensor(**overrides), model, 10)
 
 
 def test_oip_outputs(model: Model) -> None:
-    assert requested_outputs({}, model) == ["label", "probabilities"]
-    assert requested_outputs({"outputs": [{"name": "label"}]}, model) == ["label"]
+    assert oip_request(tensor(), model, 10).outputs == [("label", False), ("probabilities", False)]
+    named = oip_request({**tensor(), "outputs": [{"name": "label"}]}, model, 10)
+    assert named.outputs == [("label", False)]
     with pytest.raises(MalformedRequest):
-        requested_outputs({"outputs": [{"name": "nope"}]}, model)
+        oip_request({**tensor(), "outputs": [{"name": "nope"}]}, model, 10)
 
 
 @pytest.mark.parametrize(
@@ -129,8 +130,7 @@ def test_optional_oip_fields_have_their_documented_types(
     }
 
     def parse() -> None:
-        oip_batch(payload, model, 10)
-        requested_outputs(payload, model)
+        oip_request(payload, model, 10)
 
     with pytest.raises(MalformedRequest, match=message):
         parse()
@@ -139,5 +139,5 @@ def test_optional_oip_fields_have_their_documented_types(
 @pytest.mark.parametrize("datatype", [{}, [], None, 5, "BYTES"])
 def test_any_datatype_value_is_a_400_never_a_crash(model: Model, datatype: object) -> None:
     tensor = {"name": "input", "shape": [1, 4], "datatype": datatype, "data": [1, 2, 3, 4]}
-    with pytest.raises(MalformedRequest, match="datatype must be FP32 or FP64"):
-        oip_batch({"inputs": [tensor]}, model, 10)
+    with pytest.raises(MalformedRequest, match="datatype must be one of FP32, FP64"):
+        oip_request({"inputs": [tensor]}, model, 10)

@@ -41,7 +41,7 @@ def expected_labels(model_dir: Path, rows: list[list[float]]) -> list[int]:
 def test_oip_server_endpoints(iris: TestClient) -> None:
     metadata = iris.get("/v2").json()
     assert metadata["name"] == "mlops-model-server"
-    assert metadata["extensions"] == []
+    assert metadata["extensions"] == ["binary_tensor_data"]
     assert iris.get("/v2/health/live").json() == {"live": True}
     assert iris.get("/v2/health/ready").status_code == 200
 

@@ -70,6 +70,26 @@ def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None
         Settings.from_env(env)
 
 
+def test_grpc_is_off_by_default_and_on_with_its_port() -> None:
+    assert Settings.from_env({}).grpc_port == 0
+    assert Settings.from_env({"GRPC_PORT": "8001"}).grpc_port == 8001
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"GRPC_PORT": "0"}, "GRPC_PORT must be at least 1"),
+        ({"GRPC_PORT": "70000"}, "GRPC_PORT must be at most 65535"),
+        ({"PORT": "70000"}, "PORT must be at most 65535"),
+        ({"GRPC_PORT": "grpc"}, "GRPC_PORT must be a number"),
+        ({"GRPC_PORT": "8000"}, "GRPC_PORT must differ from PORT"),
+    ],
+)
+def test_a_bad_grpc_port_is_refused_by_name(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
+
+
 def test_loop_settings_are_parsed_and_checked() -> None:
     settings = Settings.from_env(
         {

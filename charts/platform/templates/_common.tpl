@@ -84,9 +84,9 @@ imagePullSecrets:
 {{- end -}}
 
 {{/*
-Ingress NetworkPolicy for one component: connections to `port` only from `peers` (a list of
-NetworkPolicyPeer objects); with no peers, none at all. Kubernetes reads an empty peer list as
-"everyone", so that case renders `ingress: []` instead.
+Ingress NetworkPolicy for one component: connections to `port` (or each of `ports`, a list of
+port names) only from `peers` (a list of NetworkPolicyPeer objects); with no peers, none at all.
+Kubernetes reads an empty peer list as "everyone", so that case renders `ingress: []` instead.
 Takes (dict "ctx" <the component's scope> "component" "name" "port" "http" "peers" (list ...)).
 */}}
 {{- define "platform.networkPolicy" -}}
@@ -107,8 +107,10 @@ spec:
     - from:
         {{- toYaml .peers | nindent 8 }}
       ports:
-        - port: {{ .port }}
+        {{- range (.ports | default (list .port)) }}
+        - port: {{ . }}
           protocol: TCP
+        {{- end }}
   {{- else }}
   ingress: []
   {{- end }}

@@ -1,0 +1,335 @@
+"""The Open Inference Protocol over gRPC, and gRPC health checking, on GRPC_PORT.
+
+`inference.GRPCInferenceService` (ServerLive, ServerReady, ModelReady, ServerMetadata,
+ModelMetadata, ModelInfer) as KServe and Triton define it, and `grpc.health.v1.Health` (Check,
+List) for Kubernetes' gRPC probes. It runs on the server's own event loop (grpc.aio), so it
+shares everything with HTTP: the data plane (models, the champion/challenger split, coalescing,
+drift, shadow), the API keys (`authorization: Bearer <key>` metadata on ModelInfer), the
+concurrency limit and the request metrics (method `GRPC`, the RPC's path as the route, the HTTP
+status its outcome corresponds to). Tensors arrive as `raw_input_contents` (what Triton's client
+sends) or typed `contents`; outputs are answered the same way the inputs came.
+"""
+
+import logging
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+from google.protobuf.message import Message
+
+from server import __version__
+from server.auth import ApiKeys
+from server.dataplane import Choice, DataPlane
+from server.errors import INTERNAL_MESSAGE, SHED_MESSAGE, MalformedRequest, ServerError
+from server.lifecycle import Models
+from server.limits import Concurrency
+from server.metrics import Metrics
+from server.model import Model
+from server.oip import EXTENSIONS, SERVER_NAME, model_metadata
+from server.protos import grpc_predict_v2_pb2 as pb
+from server.protos import health_pb2
+from server.settings import Settings
+from server.tensors import check_input, datatype, output_bytes, rows_from_bytes, rows_from_json
+
+log = logging.getLogger("server.grpc")
+SERVICE = "inference.GRPCInferenceService"
+HEALTH_SERVICE = "grpc.health.v1.Health"
+GRPC_STOP_GRACE_SECONDS = 5.0
+_METHOD_LABEL = "GRPC"
+_MAX_REQUEST_ID = 128
+_PRINTABLE = re.compile(r"[\x21-\x7e]+")  # visible ASCII, as for X-Request-ID over HTTP
+# The gRPC status for each HTTP status the server's errors carry.
+GRPC_CODES: dict[int, grpc.StatusCode] = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    404: grpc.StatusCode.NOT_FOUND,
+    408: grpc.StatusCode.DEADLINE_EXCEEDED,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    415: grpc.StatusCode.INVALID_ARGUMENT,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    499: grpc.StatusCode.CANCELLED,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+# Typed tensor contents, by datatype: the field that holds the values.
+_CONTENTS = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT64": "int64_contents",
+             "INT32": "int_contents"}  # fmt: skip
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+Request = TypeVar("Request", bound=Message)
+Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Message]]
+
+
+def _metadata(context: grpc.aio.ServicerContext) -> tuple[str, str | None]:
+    """The `authorization` and a usable `x-request-id` of a call (as HTTP takes the header)."""
+    authorization, request_id = "", None
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            authorization = str(value)
+        elif key == "x-request-id":
+            given = str(value)
+            if 0 < len(given) <= _MAX_REQUEST_ID and _PRINTABLE.fullmatch(given):
+                request_id = given
+    return authorization, request_id
+
+
+def infer_rows(request: pb.ModelInferRequest, model: Model, max_batch: int) -> np.ndarray:
+    """The batch of a ModelInfer request, from raw bytes or typed contents."""
+    if len(request.inputs) != 1:
+        raise MalformedRequest(f"inputs must hold exactly one tensor, {model.input_name!r}")
+    tensor = request.inputs[0]
+    rows, dtype = check_input(tensor.name, tensor.datatype, list(tensor.shape), model, max_batch)
+    raw = request.raw_input_contents
+    if raw:
+        if len(raw) != 1:
+            raise MalformedRequest(
+                f"raw_input_contents holds {len(raw)} tensors; one input has one"
+            )
+        if tensor.HasField("contents"):
+            raise MalformedRequest("an input is sent either as raw_input_contents or as contents")
+        return rows_from_bytes(raw[0], dtype, rows, model)
+    values = getattr(tensor.contents, _CONTENTS[tensor.datatype])
+    return rows_from_json(
+        list(values), dtype, rows, model, f"contents.{_CONTENTS[tensor.datatype]}"
+    )
+
+
+def requested_outputs(request: pb.ModelInferRequest, model: Model) -> list[str]:
+    """The outputs asked for (all of them when none is named), each named once."""
+    if not request.outputs:
+        return model.output_names
+    names = []
+    for output in request.outputs:
+        if output.name not in model.output_names:
+            raise MalformedRequest(
+                f"unknown output {output.name[:200]!r}; this model has {model.output_names}"
+            )
+        if "class_count" in output.parameters and output.parameters["class_count"].int64_param:
+            raise MalformedRequest(
+                "the classification extension (class_count) is not supported; "
+                "ask for the probabilities output"
+            )
+        names.append(output.name)
+    if len(set(names)) != len(names):
+        raise MalformedRequest("an output is named twice in outputs")
+    return names
+
+
+def _typed_contents(tensor: np.ndarray, dtype: str, contents: pb.InferTensorContents) -> None:
+    field = _CONTENTS.get(dtype)
+    if field is None:
+        raise TypeError(f"no typed contents for {dtype}")
+    getattr(contents, field).extend(tensor.ravel().tolist())
+
+
+class GrpcFrontEnd:
+    """The gRPC server: its handlers over the data plane, started and stopped with the app."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        models: Models,
+        plane: DataPlane,
+        keys: ApiKeys,
+        metrics: Metrics,
+        concurrency: Concurrency,
+    ) -> None:
+        self.settings = settings
+        self.models = models
+        self.plane = plane
+        self.keys = keys
+        self.metrics = metrics
+        self.concurrency = concurrency
+        self.server: grpc.aio.Server | None = None
+        self.port = 0  # the bound port, once started
+
+    async def start(self) -> None:
+        """Listen on HOST:GRPC_PORT; raise if the port cannot be bound."""
+        limit = self.settings.max_body_bytes
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.so_reuseport", 0),  # a second server on the port is an error, not a share
+            ]
+        )
+        server.add_generic_rpc_handlers((self._inference_handler(), self._health_handler()))
+        self.port = server.add_insecure_port(f"{self.settings.host}:{self.settings.grpc_port}")
+        if not self.port:
+            raise OSError(f"cannot listen for gRPC on port {self.settings.grpc_port}")
+        await server.start()
+        self.server = server
+        log.info("gRPC listening", extra={"port": self.port})
+
+    async def stop(self, grace: float = GRPC_STOP_GRACE_SECONDS) -> None:
+        """Stop accepting calls and give those in flight `grace` seconds to finish."""
+        if self.server is not None:
+            await self.server.stop(grace)
+            self.server = None
+
+    def _wrap(self, name: str, handler: Handler, needs_key: bool, sheddable: bool) -> Handler:
+        """A handler with the API key check, shedding, error mapping and request metrics."""
+        route = f"/{name}"
+        observe = self.metrics.observe_request
+        concurrency = self.concurrency
+        keys = self.keys
+
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Message:
+            started = time.perf_counter()
+            if sheddable and concurrency.full():
+                self.metrics.shed.inc()
+                observe(_METHOD_LABEL, "shed", 503, time.perf_counter() - started)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, SHED_MESSAGE)
+            concurrency.in_flight += 1
+            status = 500
+            try:
+                if needs_key and keys.enabled:
+                    keys.check_authorization(_metadata(context)[0])
+                answer = await handler(request, context)
+                status = 200
+                return answer
+            except ServerError as exc:
+                status = exc.status_code
+                await context.abort(GRPC_CODES.get(status, grpc.StatusCode.INTERNAL), exc.detail)
+                raise  # abort raises; this only tells the type checker
+            except Exception as exc:  # a bug: logged, and answered without its details
+                log.error("unhandled error", exc_info=exc, extra={"rpc": route})
+                await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+                raise
+            finally:
+                concurrency.in_flight -= 1
+                observe(_METHOD_LABEL, route, status, time.perf_counter() - started)
+
+        return wrapped
+
+    def _inference_handler(self) -> grpc.GenericRpcHandler:
+        settings, models, plane = self.settings, self.models, self.plane
+        max_batch = settings.max_batch
+
+        async def server_live(request: pb.ServerLiveRequest, context: Any) -> Message:
+            return pb.ServerLiveResponse(live=True)
+
+        async def server_ready(request: pb.ServerReadyRequest, context: Any) -> Message:
+            return pb.ServerReadyResponse(ready=models.ready)
+
+        async def server_metadata(request: pb.ServerMetadataRequest, context: Any) -> Message:
+            return pb.ServerMetadataResponse(
+                name=SERVER_NAME, version=__version__, extensions=EXTENSIONS
+            )
+
+        async def model_ready(request: pb.ModelReadyRequest, context: Any) -> Message:
+            plane.find(request.name, request.version or None)
+            return pb.ModelReadyResponse(ready=True)
+
+        async def metadata(request: pb.ModelMetadataRequest, context: Any) -> Message:
+            model = plane.find(request.name, request.version or None).model
+            document = model_metadata(model, plane.versions(model.name))
+            tensor = pb.ModelMetadataResponse.TensorMetadata
+            return pb.ModelMetadataResponse(
+                name=document["name"],
+                versions=document["versions"],
+                platform=document["platform"],
+                inputs=[tensor(**t) for t in document["inputs"]],
+                outputs=[tensor(**t) for t in document["outputs"]],
+            )
+
+        def choose(request: pb.ModelInferRequest, given: str | None) -> Choice:
+            version = request.model_version or None
+            if version is None:  # the same champion/challenger split as HTTP
+                choice = plane.pick(given if plane.split else None)
+                if choice.model.name == request.model_name:
+                    return choice
+            return plane.find(request.model_name, version)
+
+        async def model_infer(request: pb.ModelInferRequest, context: Any) -> Message:
+            given = _metadata(context)[1]
+            # The id the prediction is recorded under (for feedback), answered in the trailers.
+            request_id = given if given is not None else f"{random.getrandbits(64):016x}"
+            context.set_trailing_metadata((("x-request-id", request_id),))
+            choice = choose(request, given)
+            model = choice.model
+            rows = infer_rows(request, model, max_batch)
+            names = requested_outputs(request, model)
+            result = await plane.coalescer.score(choice, rows, request_id.encode())
+            response = pb.ModelInferResponse(
+                model_name=model.name, model_version=model.version, id=request.id
+            )
+            raw = bool(request.raw_input_contents)
+            for name in names:
+                tensor = result.raw[model.output_names.index(name)]
+                dtype = datatype(model.output_dtypes[name])
+                output = response.outputs.add(name=name, datatype=dtype, shape=tensor.shape)
+                if raw:
+                    response.raw_output_contents.append(output_bytes(tensor))
+                else:
+                    _typed_contents(tensor, dtype, output.contents)
+            return response
+
+        methods: dict[str, tuple[Handler, type[Message], bool, bool]] = {
+            "ServerLive": (server_live, pb.ServerLiveRequest, False, False),
+            "ServerReady": (server_ready, pb.ServerReadyRequest, False, False),
+            "ModelReady": (model_ready, pb.ModelReadyRequest, False, True),
+            "ServerMetadata": (server_metadata, pb.ServerMetadataRequest, False, True),
+            "ModelMetadata": (metadata, pb.ModelMetadataRequest, False, True),
+            "ModelInfer": (model_infer, pb.ModelInferRequest, True, True),
+        }
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                name: grpc.unary_unary_rpc_method_handler(
+                    self._wrap(f"{SERVICE}/{name}", handler, needs_key, sheddable),
+                    request_deserializer=message.FromString,
+                    response_serializer=_serialize,
+                )
+                for name, (handler, message, needs_key, sheddable) in methods.items()
+            },
+        )
+
+    def _health_handler(self) -> grpc.GenericRpcHandler:
+        models = self.models
+
+        def status(service: str) -> Any:
+            if service not in ("", SERVICE):
+                raise _UnknownService(service)
+            return _SERVING if models.ready else _NOT_SERVING
+
+        async def check(request: health_pb2.HealthCheckRequest, context: Any) -> Message:
+            return health_pb2.HealthCheckResponse(status=status(request.service))
+
+        async def listing(request: health_pb2.HealthListRequest, context: Any) -> Message:
+            response = health_pb2.HealthListResponse()
+            for service in ("", SERVICE):
+                response.statuses[service].status = status(service)
+            return response
+
+        return grpc.method_handlers_generic_handler(
+            HEALTH_SERVICE,
+            {
+                "Check": grpc.unary_unary_rpc_method_handler(
+                    self._wrap(f"{HEALTH_SERVICE}/Check", check, False, False),
+                    request_deserializer=health_pb2.HealthCheckRequest.FromString,
+                    response_serializer=_serialize,
+                ),
+                "List": grpc.unary_unary_rpc_method_handler(
+                    self._wrap(f"{HEALTH_SERVICE}/List", listing, False, False),
+                    request_deserializer=health_pb2.HealthListRequest.FromString,
+                    response_serializer=_serialize,
+                ),
+            },
+        )
+
+
+class _UnknownService(ServerError):
+    """Health checking asked about a service this server does not have (NOT_FOUND)."""
+
+    status_code = 404
+
+    def __init__(self, service: str) -> None:
+        super().__init__(f"unknown service {service[:200]!r}; this server has {SERVICE!r}")
+
+
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
