@@ -78,6 +78,25 @@ class DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def log_start(settings: Settings) -> None:
+    """The start-up line, and a warning when no API keys protect the server."""
+    log.info(
+        "starting",
+        extra={
+            "model_uri": settings.model_uri,
+            "port": settings.port,
+            "workers": settings.workers,
+            "api_keys": len(settings.api_keys),
+            "open_routes": sorted(settings.open_routes) if settings.api_keys else "all",
+        },
+    )
+    if not settings.api_keys:
+        log.warning(
+            "no API keys configured: every route is open; "
+            "set API_KEYS or API_KEYS_FILE to require a key"
+        )
+
+
 def main() -> int:
     try:
         settings = Settings.from_env()
@@ -85,10 +104,7 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.access_log)
-    log.info(
-        "starting",
-        extra={"model_uri": settings.model_uri, "port": settings.port, "workers": settings.workers},
-    )
+    log_start(settings)
     app = create_app(settings)
     config = uvicorn.Config(
         app,

@@ -10,10 +10,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from server.api import simple_routes
-from server.auth import ApiKeys
+from server.auth import ROUTE_GROUPS, ApiKeys, needs_key
 from server.docs import docs_routes
 from server.errors import ServerError
 from server.limits import BodyDeadlines
@@ -87,16 +88,25 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(serving.run(), name="model-lifecycle")
+        tasks = [
+            asyncio.create_task(serving.run(), name="model-lifecycle"),
+            asyncio.create_task(keys.reload_forever(settings), name="api-key-reload"),
+        ]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     simple = simple_routes(settings, serving, metrics, keys)
     routes = [*simple, *oip_routes(settings, serving, keys), *docs_routes(settings, serving)]
+    for route in routes:  # inference routes check the key themselves (/predict skips Starlette)
+        inference = ROUTE_GROUPS.get(getattr(route, "path", "")) == "inference"
+        if isinstance(route, Route) and not inference and needs_key(settings, route.path):
+            route.app = keys.protect(route.app)
     direct = {("POST", "/predict"): next(r.endpoint for r in simple if r.path == "/predict")}
     deadlines = BodyDeadlines(settings.body_timeout_seconds)
 

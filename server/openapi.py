@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 
 from server import __version__
+from server.auth import needs_key
 from server.model import Model
 from server.settings import Settings
 
@@ -402,6 +403,13 @@ def openapi_document(model: Model | None, settings: Settings) -> dict[str, Any]:
             ),
         }
         paths[f"{prefix}/infer"] = {"parameters": params, "post": infer_op}
+    for template, item in paths.items():  # metadata, docs and metrics as OPEN_ROUTES decides
+        operation = item.get("get")
+        if operation is not None and needs_key(settings, template):
+            operation["security"] = [{"bearer": []}]
+            operation["responses"].update(
+                _errors(401, key="error" if template.startswith("/v2") else "detail")
+            )
     return {
         "openapi": "3.0.3",
         "info": {
@@ -410,7 +418,7 @@ def openapi_document(model: Model | None, settings: Settings) -> dict[str, Any]:
             "description": (
                 "Serves "
                 + (f"{model.name} version {model.version}" if model else "no model yet")
-                + ". Inference routes need `Authorization: Bearer <key>` when API keys are set."
+                + ". Routes marked with the bearer scheme need `Authorization: Bearer <key>`."
             ),
         },
         "paths": paths,

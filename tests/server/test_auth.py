@@ -1,10 +1,23 @@
 """ApiKeys: the bearer check on inference routes."""
 
-import pytest
-from starlette.requests import Request
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
-from server.auth import ApiKeys
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from server.app import create_app
+from server.auth import ROUTE_GROUPS, ApiKeys, needs_key
 from server.errors import Unauthorized
+from server.settings import Settings
 
 
 def request_with(authorization: str | None) -> Request:
@@ -32,3 +45,124 @@ def test_any_configured_key_passes(header: str) -> None:
 def test_missing_or_wrong_keys_are_refused(header: str | None) -> None:
     with pytest.raises(Unauthorized):
         ApiKeys(frozenset({"one", "two"})).check(request_with(header))
+
+
+# --- which routes need a key --------------------------------------------------------------------
+
+KEY = "k-0123456789"
+PROBES = ["/health", "/ready", "/v2/health/live", "/v2/health/ready"]
+METADATA = ["/model/info", "/drift", "/v2", "/v2/models/iris", "/v2/models/iris/versions/1",
+            "/v2/models/iris/ready", "/v2/models/iris/versions/1/ready"]  # fmt: skip
+DOCS = ["/openapi.json", "/docs"]
+
+
+def app_client(**settings: Any) -> TestClient:
+    # A model path that does not exist: no model loads, which no check here needs.
+    base = Settings(model_uri="/nonexistent/model", retry_seconds=60)
+    return TestClient(create_app(replace(base, **settings)))
+
+
+def statuses(client: TestClient, paths: list[str], key: str | None) -> dict[str, int]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return {path: client.get(path, headers=headers).status_code for path in paths}
+
+
+def test_with_keys_only_probes_and_metrics_are_open_by_default() -> None:
+    with app_client(api_keys=frozenset({KEY})) as client:
+        assert 401 not in statuses(client, [*PROBES, "/metrics"], None).values()
+        refused = statuses(client, METADATA + DOCS, None)
+        assert set(refused.values()) == {401}, refused
+        assert 401 not in statuses(client, METADATA + DOCS, KEY).values()
+        assert client.get("/model/info").headers["www-authenticate"].startswith("Bearer")
+        assert client.get("/v2").json() == {"error": "an API key is required: send "
+                                                     "Authorization: Bearer <key>"}  # fmt: skip
+
+
+def test_open_routes_opens_the_named_groups_only() -> None:
+    settings = {"api_keys": frozenset({KEY}), "open_routes": frozenset({"docs", "metadata"})}
+    with app_client(**settings) as client:
+        assert 401 not in statuses(client, METADATA + DOCS, None).values()
+        assert client.get("/metrics").status_code == 401
+        assert client.post("/predict", json={}).status_code == 401
+
+
+def test_without_keys_everything_is_open() -> None:
+    with app_client(open_routes=frozenset()) as client:
+        assert 401 not in statuses(client, PROBES + METADATA + DOCS + ["/metrics"], None).values()
+
+
+def test_the_openapi_document_marks_every_protected_route() -> None:
+    with app_client(api_keys=frozenset({KEY})) as client:
+        document = client.get("/openapi.json", headers={"Authorization": f"Bearer {KEY}"}).json()
+    for template, item in document["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            secured = operation.get("security") == [{"bearer": []}]
+            assert secured == needs_key(Settings(api_keys=frozenset({KEY})), template), template
+            assert ("401" in operation["responses"]) == secured, template
+
+
+def test_every_route_template_has_a_group() -> None:
+    with app_client() as client:
+        app = client.app
+        assert isinstance(app, Starlette)
+        templates = {r.path for r in app.routes if isinstance(r, Route)}
+    assert templates == set(ROUTE_GROUPS)
+
+
+# --- reloading the key file ---------------------------------------------------------------------
+
+
+def test_a_rewritten_key_file_is_picked_up_and_a_bad_one_ignored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "api-keys"
+    path.write_text("old-key\n")
+    settings = Settings.from_env(
+        {"API_KEYS_FILE": str(path), "API_KEYS": "env-key", "API_KEYS_RELOAD_SECONDS": "0.01"}
+    )
+    keys = ApiKeys(settings.api_keys)
+
+    def accepts(key: str) -> bool:
+        try:
+            keys.check(request_with(f"Bearer {key}"))
+        except Unauthorized:
+            return False
+        return True
+
+    async def scenario() -> None:
+        task = asyncio.create_task(keys.reload_forever(settings))
+        try:
+            assert accepts("old-key")
+            assert accepts("env-key")
+            path.write_text("new-key\n")  # rotated: the old key goes, the new one comes
+            await until(lambda: accepts("new-key"))
+            assert not accepts("old-key")
+            assert accepts("env-key")
+            path.write_text("\n , \n")  # emptied by mistake: keep what works
+            await asyncio.sleep(0.1)
+            assert accepts("new-key")
+            path.unlink()  # a Secret being swapped: the same
+            await asyncio.sleep(0.1)
+            assert accepts("new-key")
+            path.write_text("newer-key")
+            await until(lambda: accepts("newer-key"))
+        finally:
+            task.cancel()
+
+    with caplog.at_level(logging.INFO, logger="server.auth"):
+        asyncio.run(scenario())
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.count("API keys reloaded") == 2
+    # Once per distinct problem, not once per read.
+    assert messages.count("API key file not reloaded; the keys in use stay") == 2
+    assert "new-key" not in caplog.text
+    assert "old-key" not in caplog.text
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)

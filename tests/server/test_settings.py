@@ -54,9 +54,9 @@ def test_reads_every_variable(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"PORT": "http"}, "PORT must be a number"),
-        ({"MAX_BATCH": "0"}, "MAX_BATCH must be at least 1"),
-        ({"MODEL_POLL_SECONDS": "-1"}, "MODEL_POLL_SECONDS must be at least 0"),
+        ({"PORT": "http"}, "PORT must be a whole number"),
+        ({"MAX_BATCH": "0"}, "MAX_BATCH must be between 1 and 100000"),
+        ({"MODEL_POLL_SECONDS": "-1"}, "MODEL_POLL_SECONDS must be between 0 and 86400"),
         ({"CHALLENGER_MODE": "canary"}, "CHALLENGER_MODE must be off, split or shadow"),
         ({"CHALLENGER_MODE": "split"}, "needs CHALLENGER_URI"),
         ({"CHALLENGER_TRAFFIC": "1.5"}, "between 0 and 1"),
