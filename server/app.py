@@ -125,6 +125,9 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    # Starlette's trailing-slash redirect builds Location from the Host header, which the client
+    # controls: an open redirect to any site. Paths are exact; a stray slash is a 404.
+    app.router.redirect_slashes = False
     app.state.serving = serving
     app.state.metrics = metrics
     return app

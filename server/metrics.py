@@ -1,7 +1,7 @@
 """Prometheus metrics. The names are a compatibility promise to existing dashboards and alerts.
 
-Label values are bounded: routes are templates (unknown paths share one value), statuses are
-numbers, classes come from the model. Children are bound once and cached, so the request path
+Label values are bounded: routes are templates (unknown paths share one value), methods outside
+the standard few share one value, statuses are the server's own, classes come from the model. Children are bound once and cached, so the request path
 does one dict lookup per metric instead of a `.labels()` call; the two per-request HTTP metrics
 are kept without prometheus-client's locks (see `RequestStats`).
 """
@@ -26,6 +26,10 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.utils import floatToGoString
 
 UNMATCHED_ROUTE = "unmatched"
+# The client chooses the method, and the HTTP parser knows some thirty: any other than these
+# shares one label value, so no client can multiply the series.
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+OTHER_METHOD = "OTHER"
 
 # Latency from 100 µs (a cached one-row request) up to 10 s (something is badly wrong).
 REQUEST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -60,8 +64,12 @@ class RequestStats:
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
         series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = [0.0] * (len(self._bounds) + 2)
+        if series is None:  # a new series, or a method that is not kept as its own label value
+            if method not in STANDARD_METHODS:
+                key = (OTHER_METHOD, route, status)
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = [0.0] * (len(self._bounds) + 2)
         series[bisect_left(self._bounds, seconds)] += 1  # the first bucket with seconds <= le
         series[-1] += seconds
 

@@ -119,7 +119,7 @@ def oip_routes(settings: Settings, serving: Serving, keys: ApiKeys) -> list[Temp
         else:
             choice = serving.choose(find_model(serving, params["name"], version)[1])
         model = choice.model
-        payload = parse_json(body)
+        payload = parse_json(body, non_finite_ok=False)
         rows = oip_batch(payload, model, max_batch)
         names = requested_outputs(payload, model)
         result = await serving.coalescer.score(choice, rows)
