@@ -32,6 +32,10 @@ from server.settings import Settings
 
 log = logging.getLogger("server.models")
 REGRESSION_CLASS_LABEL = "value"
+# What /ready and the 503 answers say while no model is loaded: short, and free of host names,
+# paths and credentials (the probes answer anyone); the log line has the detail.
+REGISTRY_UNAVAILABLE = "the model registry is unavailable"
+NOT_LOADED = "the model could not be loaded"
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,8 @@ class ModelSlot:
         # The model and its bound metrics are published together, as one tuple, so a request
         # that picked a model never counts under another model's labels.
         self.current: tuple[Model, BoundMetrics] | None = None
-        self.status = "loading"
+        self.status = "loading"  # public: see NOT_LOADED
+        self._detail = ""
         self._failed_version: str | None = None
         self._registry_down = False
 
@@ -171,7 +176,7 @@ class ModelSlot:
                     extra={"variant": self.variant, "error": str(exc)},
                 )
             self._registry_down = True
-            await self._fall_back(str(exc))
+            await self._fall_back(str(exc), REGISTRY_UNAVAILABLE)
             return
         except (ModelLoadError, KeyError, ValueError) as exc:
             self._refused(str(exc), locals().get("version"))
@@ -192,11 +197,11 @@ class ModelSlot:
         else:
             self._not_loaded(f"cannot load {self.uri}: {reason}")
 
-    async def _fall_back(self, reason: str) -> None:
+    async def _fall_back(self, reason: str, public: str = NOT_LOADED) -> None:
         if self.model is not None:
             return
         if self.fallback_path is None:
-            self._not_loaded(f"cannot load {self.uri}: {reason}")
+            self._not_loaded(f"cannot load {self.uri}: {reason}", public)
             return
         try:
             files = await asyncio.to_thread(read_model_dir, self.fallback_path)
@@ -204,7 +209,7 @@ class ModelSlot:
             origin = Origin(str(self.fallback_path), "fallback", version)
             model = await asyncio.to_thread(load_model, files, origin)
         except ModelLoadError as exc:
-            self._not_loaded(f"cannot load {self.uri} ({reason}) nor the fallback: {exc}")
+            self._not_loaded(f"cannot load {self.uri} ({reason}) nor the fallback: {exc}", public)
             return
         log.warning(
             "serving the fallback model while the registry is unavailable",
@@ -212,10 +217,11 @@ class ModelSlot:
         )
         self.swap(model)
 
-    def _not_loaded(self, reason: str) -> None:
-        if self.status != reason:
-            log.error("no model loaded", extra={"variant": self.variant, "error": reason})
-        self.status = reason
+    def _not_loaded(self, detail: str, public: str = NOT_LOADED) -> None:
+        if self._detail != detail:
+            log.error("no model loaded", extra={"variant": self.variant, "error": detail})
+        self._detail = detail
+        self.status = public
 
 
 class Choice(NamedTuple):

@@ -24,7 +24,7 @@ def run(config: TrainConfig) -> "Registered":
     from training import drift_reference, estimator, onnx_export
     from training.datasets import load_dataset
     from training.registration import log_and_register
-    from training.tracking import connect
+    from training.tracking import connect, redacted
 
     dataset = load_dataset(config.dataset)
     name = config.model_name or dataset.default_model_name
@@ -86,7 +86,7 @@ def run(config: TrainConfig) -> "Registered":
     aliases = f" with alias {', '.join(registered.aliases)}" if registered.aliases else ""
     print(
         f"registered {registered.name} version {registered.version}{aliases} "
-        f"(run {registered.run_id}, {time.perf_counter() - started:.1f}s) in {uri}"
+        f"(run {registered.run_id}, {time.perf_counter() - started:.1f}s) in {redacted(uri)}"
     )
     return registered
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from tests.conftest import TrainedStore
-from tests.processes import REPO_ROOT, ServerProcess, model_server
+from tests.processes import REPO_ROOT, ServerProcess, free_port, model_server
 from tests.samples import SETOSA
 
 pytestmark = pytest.mark.integration
@@ -238,3 +238,46 @@ def test_an_unreadable_keys_file_stops_the_server(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "API_KEYS_FILE" in result.stderr
     assert "cannot be read" in result.stderr
+
+
+def test_credentials_in_the_tracking_uri_never_show(tmp_path: Path) -> None:
+    """/ready answers anyone: a short reason, no host names, paths or credentials."""
+    secret = "pa55-9d8e7f"
+    uri = f"http://mlflow-admin:{secret}@127.0.0.1:{free_port()}/"
+    env = {"MLFLOW_TRACKING_URI": uri, "REGISTRY_TIMEOUT_SECONDS": "1"}
+    with model_server(env, tmp_path, wait="/health") as server:
+        deadline = time.monotonic() + 20
+        while (ready := httpx.get(server.url + "/ready")).json()["reason"] == "loading":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert ready.status_code == 503
+        assert ready.json() == {
+            "status": "not ready",
+            "model_loaded": False,
+            "reason": "the model registry is unavailable",
+        }
+        answers = [
+            httpx.post(server.url + "/predict", json={"features": SETOSA}).text,
+            httpx.get(server.url + "/model/info").text,
+            httpx.get(server.url + "/v2/models/iris-classifier").text,
+        ]
+        log = server.log()
+    for text in [ready.text, *answers]:
+        for hidden in (secret, "mlflow-admin", "127.0.0.1"):
+            assert hidden not in text
+    assert secret not in log
+    assert "cannot reach MLflow at http://127.0.0.1" in log  # the detail is in the log
+
+
+def test_a_missing_model_path_stays_out_of_the_answers(tmp_path: Path) -> None:
+    hidden = tmp_path / "private-dir" / "model"
+    with model_server({"MODEL_URI": str(hidden)}, tmp_path, wait="/health") as server:
+        deadline = time.monotonic() + 20
+        while (ready := httpx.get(server.url + "/ready")).json()["reason"] == "loading":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        predict = httpx.post(server.url + "/predict", json={"features": SETOSA})
+        assert "private-dir" in server.log()
+    assert ready.status_code == predict.status_code == 503
+    assert "private-dir" not in ready.text
+    assert "private-dir" not in predict.text

@@ -1,4 +1,5 @@
 import asyncio
+import logging
 import math
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from server.model_manager import Serving
 from server.registry import read_model_dir, registry_for
 from server.settings import Settings
 from tests.conftest import TrainedStore
+from tests.processes import free_port
 
 
 def load(path: Path, version: str) -> Model:
@@ -113,3 +115,39 @@ def test_a_batch_scored_after_a_swap_stays_out_of_the_new_models_drift(
     asyncio.run(pick_then_swap())
     assert serving.drift is not None
     assert serving.drift.report()["rows_in_window"] == 0
+
+
+@pytest.mark.parametrize(
+    ("uri", "tracking", "reason"),
+    [
+        ("/srv/secret-path/model", None, "the model could not be loaded"),
+        (
+            "models:/m@production",
+            f"http://admin:pa55@127.0.0.1:{free_port()}",
+            "the model registry is unavailable",
+        ),
+    ],
+)
+def test_the_public_reason_names_no_host_path_or_credential(
+    uri: str, tracking: str | None, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(model_uri=uri, tracking_uri=tracking, registry_timeout_seconds=0.5)
+    metrics = Metrics()
+    serving = Serving(settings, lambda: registry_for(tracking, 0.5), metrics)
+
+    async def one_attempt() -> None:
+        task = asyncio.create_task(serving.champion.run())
+        while serving.champion.status == "loading":
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    with caplog.at_level(logging.ERROR, logger="server.models"):
+        asyncio.run(one_attempt())
+    assert serving.champion.status == reason
+    with pytest.raises(ModelNotReady) as caught:
+        serving.pick(None)
+    for secret in ("secret-path", "127.0.0.1", "pa55", "admin"):
+        assert secret not in str(caught.value)
+    detail = " ".join(getattr(record, "error", "") for record in caplog.records)
+    assert "pa55" not in detail
+    assert ("secret-path" in detail) or ("127.0.0.1" in detail)  # the log has the detail

@@ -19,3 +19,16 @@ def test_artifacts_sit_beside_a_sqlite_store(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert tracking.artifact_root(uri) == (tmp_path / "artifacts").as_uri()
     assert tracking.artifact_root("http://mlflow:5000") is None
+
+
+def test_an_unreachable_server_with_credentials_in_its_uri_is_named_without_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.processes import free_port
+    from training.errors import TrainingError
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://admin:pa55w0rd@127.0.0.1:{free_port()}")
+    with pytest.raises(TrainingError) as caught:
+        tracking.connect()
+    assert "pa55w0rd" not in str(caught.value)
+    assert "http://***@127.0.0.1" in str(caught.value)
