@@ -67,7 +67,7 @@ def simple_routes(
     async def predict(request: Request) -> Response:
         keys.check(request)
         body = await read_json_body(request, max_body)
-        choice = serving.pick(request.scope["client_request_id"] if serving.split else None)
+        choice = serving.pick()
         model = choice.model
         rows, single = simple_batch(parse_json(body), model, max_batch)
         result = await serving.coalescer.score(choice, rows)

@@ -7,7 +7,6 @@ flight; loading happens in a worker thread, so no request waits on it.
 import asyncio
 import logging
 import random
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,14 +286,20 @@ class Serving:
     def ready(self) -> bool:
         return self.champion.model is not None and not self.draining
 
-    def pick(self, request_key: str | None) -> "Choice":
-        """The model for this request: the challenger for its share of keys, else the champion."""
+    def pick(self) -> "Choice":
+        """The model for this request: the challenger for its share of requests, else the champion.
+
+        The server draws for every request: a split keyed on anything the client sends (its
+        X-Request-ID, say) would let the client choose its variant.
+        """
         slot = self.champion
-        if self.split and self.challenger is not None and self.challenger.current is not None:
-            # A stable hash keeps a client on one variant; with no key, a random draw decides.
-            bucket = zlib.crc32(request_key.encode()) if request_key else random.getrandbits(32)
-            if bucket < self._threshold:
-                slot = self.challenger
+        if (
+            self.split
+            and self.challenger is not None
+            and self.challenger.current is not None
+            and random.getrandbits(32) < self._threshold
+        ):
+            slot = self.challenger
         current = slot.current
         if current is None:
             raise ModelNotReady(f"no model loaded yet: {self.champion.status}")

@@ -113,7 +113,7 @@ def oip_routes(settings: Settings, serving: Serving, keys: ApiKeys) -> list[Temp
         params = request.path_params
         version = params.get("version")
         if version is None:  # the server's policy: the same champion/challenger split as /predict
-            choice = serving.pick(request.scope["client_request_id"] if serving.split else None)
+            choice = serving.pick()
             if choice.model.name != params["name"]:
                 choice = serving.choose(find_model(serving, params["name"], None)[1])
         else:

@@ -45,10 +45,10 @@ def test_counters_exist_at_zero_before_anything_happens() -> None:
 def test_a_swap_resets_drift_and_publishes_the_new_model(trained_store: TrainedStore) -> None:
     serving, metrics = serving_for(Settings())
     with pytest.raises(ModelNotReady):
-        serving.pick(None)
+        serving.pick()
     path = trained_store.exported["iris-classifier"]
     serving.champion.swap(load(path, "1"))
-    choice = serving.pick(None)
+    choice = serving.pick()
     assert choice.model.version == "1"
     assert choice.is_champion
     rows = np.asarray([[5.1, 3.5, 1.4, 0.2]] * 20, dtype=np.float32)
@@ -71,7 +71,7 @@ def test_a_swap_resets_drift_and_publishes_the_new_model(trained_store: TrainedS
         in text
     )
     assert choice.model.version == "1"  # a request that picked the old model keeps it
-    assert serving.pick(None).model.version == "2"
+    assert serving.pick().model.version == "2"
 
 
 def test_an_unexpected_error_does_not_stop_polling(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,7 +102,7 @@ def test_a_batch_scored_after_a_swap_stays_out_of_the_new_models_drift(
     """Coalesced scoring waits a loop turn; a swap in that turn must not mix the two models."""
     serving, _ = serving_for(Settings())
     serving.champion.swap(load(trained_store.exported["iris-classifier"], "1"))
-    choice = serving.pick(None)
+    choice = serving.pick()
     rows = np.asarray([[5.1, 3.5, 1.4, 0.2]] * 3, dtype=np.float32)
 
     async def pick_then_swap() -> None:
@@ -145,9 +145,22 @@ def test_the_public_reason_names_no_host_path_or_credential(
         asyncio.run(one_attempt())
     assert serving.champion.status == reason
     with pytest.raises(ModelNotReady) as caught:
-        serving.pick(None)
+        serving.pick()
     for secret in ("secret-path", "127.0.0.1", "pa55", "admin"):
         assert secret not in str(caught.value)
     detail = " ".join(getattr(record, "error", "") for record in caplog.records)
     assert "pa55" not in detail
     assert ("secret-path" in detail) or ("127.0.0.1" in detail)  # the log has the detail
+
+
+def test_the_split_draws_for_every_request(trained_store: TrainedStore) -> None:
+    settings = Settings(
+        challenger_uri="models:/x@challenger", challenger_mode="split", challenger_traffic=0.25
+    )
+    serving, _ = serving_for(settings)
+    path = trained_store.exported["iris-classifier"]
+    serving.champion.swap(load(path, "1"))
+    assert serving.challenger is not None
+    serving.challenger.swap(load(path, "2"))
+    picks = [serving.pick().model.version for _ in range(4000)]
+    assert 0.22 < picks.count("2") / len(picks) < 0.28
