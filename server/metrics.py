@@ -157,6 +157,13 @@ class Metrics:
             ("feature",),
             registry=r,
         )
+        self.drift_threshold = Gauge(
+            "model_drift_threshold_psi",
+            "The PSI from which the server reports a warning or drift (DRIFT_WARNING_PSI, "
+            "DRIFT_THRESHOLD_PSI); the drift alerts compare with it.",
+            ("level",),
+            registry=r,
+        )
         self.prediction_drift = Gauge(
             "model_prediction_drift_psi",
             "Population Stability Index of the predictions over the drift window.",
@@ -187,6 +194,7 @@ EXPORTED_METRICS = (
     "model_shadow_agreement_total",
     "model_feature_drift_psi",
     "model_prediction_drift_psi",
+    "model_drift_threshold_psi",
     "requests_shed_total",
     "process_resident_memory_bytes",
     "process_cpu_seconds_total",

@@ -16,7 +16,7 @@ import numpy as np
 from prometheus_client import Counter, Histogram
 
 from server.coalescing import Coalescer
-from server.drift import DriftMonitor
+from server.drift import INSUFFICIENT, DriftMonitor
 from server.errors import ModelLoadError, ModelNotReady
 from server.metrics import Metrics
 from server.model import Model, Origin, Predictions, load_model
@@ -260,6 +260,9 @@ class Serving:
         # The request path scores through this: requests that are ready together share a call.
         self.coalescer: Coalescer[Choice] = Coalescer(self.score, settings.max_batch)
         metrics.model_ready.set(0)
+        # The alert rules compare the PSI with these, so the server and the alerts agree.
+        metrics.drift_threshold.labels("warning").set(settings.drift_warning_psi)
+        metrics.drift_threshold.labels("drift").set(settings.drift_threshold_psi)
         # Counters exist at zero from the start: rate() and increase() cannot see a series'
         # first sample, so one created by its first increment would hide that increment.
         for slot in (self.champion, self.challenger):
@@ -278,8 +281,16 @@ class Serving:
     def _champion_swapped(self, model: Model) -> None:
         self.metrics.model_ready.set(1)
         self._forget_drift()  # the old model's drift says nothing about the new one
+        settings = self.settings
         self.drift = DriftMonitor.for_model(
-            model.drift_reference, model.features, self.settings.drift_window, model.version
+            model.drift_reference,
+            model.features,
+            settings.drift_window,
+            model.version,
+            min_rows=settings.drift_min_rows,
+            rows_per_request=settings.drift_rows_per_request,
+            warning_psi=settings.drift_warning_psi,
+            threshold_psi=settings.drift_threshold_psi,
         )
 
     @property
@@ -384,6 +395,9 @@ class Serving:
         if monitor is None:
             return None
         report = monitor.report()
+        if report["status"] in (INSUFFICIENT, "no data"):
+            self._forget_drift()  # too few rows: no figure, so no alert can fire on noise
+            return report
         for name, entry in report["features"].items():
             self.metrics.feature_drift.labels(name).set(entry["psi"])
         if report["prediction"]["psi"] is not None:

@@ -43,7 +43,7 @@ def test_counters_exist_at_zero_before_anything_happens() -> None:
 
 
 def test_a_swap_resets_drift_and_publishes_the_new_model(trained_store: TrainedStore) -> None:
-    serving, metrics = serving_for(Settings())
+    serving, metrics = serving_for(Settings(drift_min_rows=10))
     with pytest.raises(ModelNotReady):
         serving.pick()
     path = trained_store.exported["iris-classifier"]
@@ -164,3 +164,26 @@ def test_the_split_draws_for_every_request(trained_store: TrainedStore) -> None:
     serving.challenger.swap(load(path, "2"))
     picks = [serving.pick().model.version for _ in range(4000)]
     assert 0.22 < picks.count("2") / len(picks) < 0.28
+
+
+def test_no_drift_figure_is_exported_until_the_window_has_enough_rows(
+    trained_store: TrainedStore,
+) -> None:
+    settings = Settings(drift_min_rows=50, drift_warning_psi=0.12, drift_threshold_psi=0.3)
+    serving, metrics = serving_for(settings)
+    text = exposition(metrics)
+    assert 'model_drift_threshold_psi{level="warning"} 0.12' in text
+    assert 'model_drift_threshold_psi{level="drift"} 0.3' in text
+    serving.champion.swap(load(trained_store.exported["iris-classifier"], "1"))
+    choice = serving.pick()
+    serving.score(choice, np.asarray([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32))
+    report = serving.update_drift_metrics()
+    assert report is not None
+    assert report["status"] == "insufficient data"
+    text = exposition(metrics)
+    assert "model_feature_drift_psi{" not in text
+    assert "model_prediction_drift_psi NaN" in text
+    for _ in range(60):
+        serving.score(choice, np.asarray([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32))
+    serving.update_drift_metrics()
+    assert 'model_feature_drift_psi{feature="petal width (cm)"}' in exposition(metrics)

@@ -13,4 +13,7 @@
 {{- if and (ne .Values.challenger.mode "off") (not .Values.challenger.uri) -}}
 {{- fail "api.challenger.uri is required when api.challenger.mode is split or shadow" -}}
 {{- end -}}
+{{- if gt (float64 .Values.drift.warningPsi) (float64 .Values.drift.thresholdPsi) -}}
+{{- fail "api.drift.warningPsi must not exceed api.drift.thresholdPsi (the server refuses to start)" -}}
+{{- end -}}
 {{- end -}}
