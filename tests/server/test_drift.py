@@ -90,7 +90,7 @@ def test_no_reference_means_no_monitor() -> None:
 
 def limited_monitor(reference: dict[str, object], **limits: object) -> DriftMonitor:
     features = list(load_dataset("iris").features)
-    monitor = DriftMonitor.for_model(reference, features, 1000, "1", **limits)  # type: ignore[arg-type]
+    monitor = DriftMonitor.for_model(reference, features, 1000, "1", **limits)
     assert monitor is not None
     return monitor
 
