@@ -19,6 +19,7 @@ from types import FrameType
 import uvicorn
 
 from server.app import create_app
+from server.connections import ConnectionGuard, connection_cap, descriptor_limit
 from server.logs import configure_logging
 from server.model_manager import Serving
 from server.settings import Settings, SettingsError
@@ -106,12 +107,27 @@ def main() -> int:
     configure_logging(settings.log_level, settings.access_log)
     log_start(settings)
     app = create_app(settings)
+    guard = ConnectionGuard(
+        settings.max_header_bytes,
+        settings.header_timeout_seconds,
+        connection_cap(settings.max_connections, descriptor_limit()),
+        app.state.metrics,
+    )
+    log.info(
+        "connection limits",
+        extra={
+            "max_connections": guard.max_connections,
+            "descriptor_limit": descriptor_limit(),
+            "max_header_bytes": guard.max_header_bytes,
+            "header_timeout_seconds": guard.header_timeout,
+        },
+    )
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=guard.protocol_class(),  # uvicorn's httptools protocol, with limits
         log_config=None,
         access_log=False,
         server_header=False,

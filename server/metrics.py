@@ -174,6 +174,20 @@ class Metrics:
             "Requests refused with 503 because MAX_CONCURRENCY requests were in flight.",
             registry=r,
         )
+        self.connections_open = Gauge(
+            "http_connections_open",
+            "Open client connections (at most MAX_CONNECTIONS).",
+            registry=r,
+        )
+        self.connections_dropped = Counter(
+            "http_connections_dropped_total",
+            "Connections the server closed to protect itself: header_too_large (431), "
+            "header_timeout, evicted (at the connection limit) or refused.",
+            ("reason",),
+            registry=r,
+        )
+        for reason in ("header_too_large", "header_timeout", "evicted", "refused"):
+            self.connections_dropped.labels(reason)
         self.observe_request = self.requests.observe
 
     def exposition(self) -> tuple[bytes, str]:
@@ -196,6 +210,8 @@ EXPORTED_METRICS = (
     "model_prediction_drift_psi",
     "model_drift_threshold_psi",
     "requests_shed_total",
+    "http_connections_open",
+    "http_connections_dropped_total",
     "process_resident_memory_bytes",
     "process_cpu_seconds_total",
 )

@@ -72,12 +72,16 @@ def test_request_stats_expose_what_prometheus_clients_own_histogram_would() -> N
         duration.labels(method, route, str(status)).observe(seconds)
         total.labels(method, route, str(status)).inc()
 
+    families = ("http_request_duration_seconds", "http_requests_total")
+
     def http_lines(text: str) -> list[str]:
         return sorted(
             line.rsplit(" ", 1)[0] + " " + str(round(float(line.rsplit(" ", 1)[1]), 9))
             for line in text.splitlines()
-            if line.startswith("http_") and "_created" not in line
-        ) + sorted(line for line in text.splitlines() if line.startswith("# ") and " http_" in line)
+            if line.startswith(families) and "_created" not in line
+        ) + sorted(
+            line for line in text.splitlines() if line.startswith("# ") and " http_r" in line
+        )
 
     expected = http_lines(generate_latest(registry).decode())
     assert http_lines(ours.exposition()[0].decode()) == expected

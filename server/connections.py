@@ -1,0 +1,227 @@
+"""Limits on connections, below Starlette: header size, header deadline, and how many stay open.
+
+uvicorn's httptools protocol enforces none of them. A request head (request line and headers)
+could grow without bound (httptools buffers it until it is complete), a connection that never
+sends a complete head stayed open for good (uvicorn's keep-alive timeout starts only after an
+answer), and enough such connections exhausted the file descriptors, after which probes were
+reset and the registry could not open its database.
+
+`GuardedHttpToolsProtocol` adds, per connection:
+- a head larger than MAX_HEADER_BYTES is answered 431 and the connection closed, before the
+  parser buffers more;
+- a connection waiting for a request (just accepted, or after an answer) must deliver the whole
+  head within HEADER_TIMEOUT_SECONDS, else it is closed (408 if it had sent part of one);
+and `ConnectionGuard` keeps the open connections at most MAX_CONNECTIONS, less than the
+descriptor limit: a connection beyond that evicts the one that has waited longest without
+sending a request, so a new client (a kubelet probe, say) is served rather than refused.
+
+The request path pays little: the head is counted only when it arrives in more than one read
+or nears the limit, and the waiting list is a dict (one insertion and one removal a request);
+a single timer per server, set for the oldest deadline, enforces them all.
+"""
+
+import asyncio
+import logging
+import resource
+import time
+from typing import Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from server.metrics import Metrics
+
+log = logging.getLogger("server.connections")
+_HEAD_END = b"\r\n\r\n"
+_LOG_EVERY_SECONDS = 10.0
+
+
+def descriptor_limit() -> int:
+    """The process's soft limit on open files."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def connection_cap(configured: int, descriptors: int) -> int:
+    """Connections allowed open: the setting, but always leaving descriptors for everything else
+    (the model files, the registry's database or HTTP connections, logs)."""
+    reserve = max(64, descriptors // 20)
+    return max(1, min(configured, descriptors - reserve))
+
+
+def _error(status: bytes, detail: str) -> bytes:
+    body = orjson.dumps({"detail": detail})
+    return b"".join(
+        [
+            b"HTTP/1.1 ", status, b"\r\ncontent-type: application/json\r\n",
+            b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body), body,
+        ]
+    )  # fmt: skip
+
+
+class ConnectionGuard:
+    """What every connection of one server shares: the limits, the waiting list, the counts."""
+
+    def __init__(
+        self,
+        max_header_bytes: int,
+        header_timeout: float,
+        max_connections: int,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.max_header_bytes = max_header_bytes
+        self.header_timeout = header_timeout
+        self.max_connections = max_connections
+        self.open = 0
+        # Connections waiting for a request head, oldest first: all share one timeout, so the
+        # order of insertion is the order of their deadlines.
+        self.waiting: dict[GuardedHttpToolsProtocol, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._dropped = metrics.connections_dropped if metrics is not None else None
+        if metrics is not None:
+            metrics.connections_open.set_function(lambda: self.open)
+        self._unlogged = {"evicted": 0, "refused": 0}
+        self._logged_at = 0.0
+        self.too_large = _error(
+            b"431 Request Header Fields Too Large",
+            f"the request line and headers exceed {max_header_bytes} bytes",
+        )
+        self.too_slow = _error(
+            b"408 Request Timeout",
+            f"the request headers did not arrive within {header_timeout:g} seconds",
+        )
+
+    def protocol_class(self) -> type["GuardedHttpToolsProtocol"]:
+        """The protocol class to give uvicorn (`Config(http=...)`), bound to this guard."""
+        return type("BoundGuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), {"guard": self})
+
+    def count(self, reason: str) -> None:
+        if self._dropped is not None:
+            self._dropped.labels(reason).inc()
+
+    # --- the waiting list and its deadlines ---
+
+    def wait(self, connection: "GuardedHttpToolsProtocol", loop: asyncio.AbstractEventLoop) -> None:
+        """From now on the connection must deliver a complete head within the timeout."""
+        deadline = loop.time() + self.header_timeout
+        self.waiting.pop(connection, None)  # to the end: the newest deadline
+        self.waiting[connection] = deadline
+        if self._timer is None:
+            self._timer = loop.call_at(deadline, self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        while self.waiting:
+            connection, deadline = next(iter(self.waiting.items()))
+            if deadline > now:
+                self._timer = loop.call_at(deadline, self._expire, loop)
+                return
+            del self.waiting[connection]
+            connection.too_slow()
+
+    # --- the cap ---
+
+    def admit(self, connection: "GuardedHttpToolsProtocol") -> bool:
+        """Count a new connection; past the cap, evict the longest-waiting one (or refuse)."""
+        self.open += 1
+        if self.open <= self.max_connections:
+            return True
+        for victim in self.waiting:
+            if victim is not connection:
+                del self.waiting[victim]
+                victim.evict()
+                self._note("evicted")
+                return True
+        self._note("refused")
+        return False
+
+    def _note(self, what: str) -> None:
+        self.count(what)
+        self._unlogged[what] += 1
+        now = time.monotonic()
+        if now - self._logged_at >= _LOG_EVERY_SECONDS:  # at most one line every ten seconds
+            log.warning(
+                "connection limit reached: closing connections that have sent no request",
+                extra={"limit": self.max_connections, "open": self.open, **self._unlogged},
+            )
+            self._unlogged = dict.fromkeys(self._unlogged, 0)
+            self._logged_at = now
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a bounded, timed request head; see the module."""
+
+    guard: ConnectionGuard  # set by ConnectionGuard.protocol_class
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True  # the next bytes belong to a request head
+        self._head_bytes = 0  # bytes of the current head received in earlier reads
+        self._heads = 0  # heads completed, to tell whether a read finished one
+        self._tail = b""  # the last bytes of a head spanning reads, to find its end
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if not self.guard.admit(self):
+            transport.abort()
+            return
+        self.guard.wait(self, self.loop)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.guard.open -= 1
+        self.guard.waiting.pop(self, None)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        guard = self.guard
+        if self._in_head and self._head_bytes + len(data) > guard.max_header_bytes:
+            room = max(0, guard.max_header_bytes - self._head_bytes)
+            if _HEAD_END not in self._tail + data[:room]:
+                self._refuse(guard.too_large, "header_too_large")
+                return
+        heads = self._heads
+        super().data_received(data)
+        if self._in_head and heads == self._heads:  # the same head, still incomplete: count it
+            self._head_bytes += len(data)
+            self._tail = data[-3:]
+        # A read that completed a request and began a pipelined one counts nothing for the new
+        # head: its size is then known to within one read (uvloop reads up to 256 KiB).
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._heads += 1
+        self._head_bytes = 0
+        self._tail = b""
+        self.guard.waiting.pop(self, None)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True
+
+    def on_response_complete(self) -> None:
+        pipelined = bool(self.pipeline)
+        super().on_response_complete()
+        if not pipelined and not self.transport.is_closing():
+            self.guard.wait(self, self.loop)
+
+    def too_slow(self) -> None:
+        """The head deadline passed: 408 if part of a head came, then close."""
+        if self.transport.is_closing():
+            return
+        if self._head_bytes:
+            self.transport.write(self.guard.too_slow)
+        self.guard.count("header_timeout")
+        self.transport.close()
+
+    def evict(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def _refuse(self, answer: bytes, reason: str) -> None:
+        self.guard.count(reason)
+        self.guard.waiting.pop(self, None)
+        if not self.transport.is_closing():
+            self.transport.write(answer)
+            self.transport.close()
