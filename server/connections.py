@@ -9,22 +9,24 @@ reset and the registry could not open its database.
 `GuardedHttpToolsProtocol` adds, per connection:
 - a head larger than MAX_HEADER_BYTES is answered 431 and the connection closed, before the
   parser buffers more;
-- a connection waiting for a request (just accepted, or after an answer) must deliver the whole
-  head within HEADER_TIMEOUT_SECONDS, else it is closed (408 if it had sent part of one);
+- a new connection must deliver its first head, and any later head must be complete, within
+  HEADER_TIMEOUT_SECONDS of its first byte, else the connection is closed (408 if part of a
+  head came); an idle kept-alive connection is uvicorn's (its keep-alive timeout closes it);
 and `ConnectionGuard` keeps the open connections at most MAX_CONNECTIONS, less than the
-descriptor limit: a connection beyond that evicts the one that has waited longest without
-sending a request, so a new client (a kubelet probe, say) is served rather than refused.
+descriptor limit: a connection beyond that evicts one that is not serving a request (the one
+that has waited longest for a head, else an idle kept-alive one), so a new client (a kubelet
+probe, say) is served rather than refused.
 
-The request path pays little: the head is counted only when it arrives in more than one read
-or nears the limit, and the waiting list is a dict (one insertion and one removal a request);
-a single timer per server, set for the oldest deadline, enforces them all.
+The request path pays a few comparisons: a head that arrives in one read is neither counted nor
+timed; one split across reads is counted and put on a waiting list (a dict, in deadline order),
+and a single timer per server, set for the oldest deadline, enforces them all.
 """
 
 import asyncio
 import logging
 import resource
 import time
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -118,23 +120,31 @@ class ConnectionGuard:
                 self._timer = loop.call_at(deadline, self._expire, loop)
                 return
             del self.waiting[connection]
+            connection._waiting = False
             connection.too_slow()
 
     # --- the cap ---
 
     def admit(self, connection: "GuardedHttpToolsProtocol") -> bool:
-        """Count a new connection; past the cap, evict the longest-waiting one (or refuse)."""
+        """Count a new connection; past the cap, evict one that is not serving (or refuse).
+
+        First the one that has waited longest for a request head, else any idle keep-alive
+        connection (those are not on the waiting list: uvicorn's keep-alive timeout ends them).
+        """
         self.open += 1
         if self.open <= self.max_connections:
             return True
-        for victim in self.waiting:
-            if victim is not connection:
-                del self.waiting[victim]
-                victim.evict()
-                self._note("evicted")
-                return True
-        self._note("refused")
-        return False
+        victim = next((c for c in self.waiting if c is not connection), None)
+        if victim is None:
+            idle = (c for c in connection.connections if _idle(c, connection))
+            victim = cast(GuardedHttpToolsProtocol | None, next(idle, None))
+        if victim is None:
+            self._note("refused")
+            return False
+        self.waiting.pop(victim, None)
+        victim.evict()
+        self._note("evicted")
+        return True
 
     def _note(self, what: str) -> None:
         self.count(what)
@@ -149,6 +159,20 @@ class ConnectionGuard:
             self._logged_at = now
 
 
+def _idle(connection: Any, newcomer: "GuardedHttpToolsProtocol") -> bool:
+    """Between requests on a kept-alive connection, with nothing of the next one received."""
+    cycle = connection.cycle
+    return (
+        connection is not newcomer
+        and isinstance(connection, GuardedHttpToolsProtocol)
+        and cycle is not None
+        and cycle.response_complete
+        and not connection.pipeline
+        and connection._in_head
+        and not connection._head_bytes
+    )
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a bounded, timed request head; see the module."""
 
@@ -156,16 +180,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._max_head = self.guard.max_header_bytes
         self._in_head = True  # the next bytes belong to a request head
         self._head_bytes = 0  # bytes of the current head received in earlier reads
         self._heads = 0  # heads completed, to tell whether a read finished one
         self._tail = b""  # the last bytes of a head spanning reads, to find its end
+        self._waiting = False  # on the guard's waiting list, with a deadline
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if not self.guard.admit(self):
             transport.abort()
             return
+        self._waiting = True
         self.guard.wait(self, self.loop)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -174,37 +201,44 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        guard = self.guard
-        if self._in_head and self._head_bytes + len(data) > guard.max_header_bytes:
-            room = max(0, guard.max_header_bytes - self._head_bytes)
+        if self._in_head and self._head_bytes + len(data) > self._max_head:
+            room = max(0, self._max_head - self._head_bytes)
             if _HEAD_END not in self._tail + data[:room]:
-                self._refuse(guard.too_large, "header_too_large")
+                self._refuse(self.guard.too_large, "header_too_large")
                 return
         heads = self._heads
         super().data_received(data)
-        if self._in_head and heads == self._heads:  # the same head, still incomplete: count it
-            self._head_bytes += len(data)
-            self._tail = data[-3:]
+        if self._in_head and heads == self._heads:
+            self._incomplete_head(data)
         # A read that completed a request and began a pipelined one counts nothing for the new
         # head: its size is then known to within one read (uvloop reads up to 256 KiB).
+
+    def _incomplete_head(self, data: bytes) -> None:
+        """Part of a head arrived: count it, and start its deadline if not already running.
+
+        A head that arrives in one read, the usual case, never comes here: the request path
+        pays for the deadline only when a head is split across reads.
+        """
+        self._head_bytes += len(data)
+        self._tail = data[-3:]
+        if not self._waiting and data:
+            self._waiting = True
+            self.guard.wait(self, self.loop)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._heads += 1
-        self._head_bytes = 0
-        self._tail = b""
-        self.guard.waiting.pop(self, None)
+        if self._head_bytes:
+            self._head_bytes = 0
+            self._tail = b""
+        if self._waiting:
+            self._waiting = False
+            self.guard.waiting.pop(self, None)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head = True
-
-    def on_response_complete(self) -> None:
-        pipelined = bool(self.pipeline)
-        super().on_response_complete()
-        if not pipelined and not self.transport.is_closing():
-            self.guard.wait(self, self.loop)
 
     def too_slow(self) -> None:
         """The head deadline passed: 408 if part of a head came, then close."""
@@ -216,11 +250,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def evict(self) -> None:
+        self._waiting = False
         if not self.transport.is_closing():
             self.transport.close()
 
     def _refuse(self, answer: bytes, reason: str) -> None:
         self.guard.count(reason)
+        self._waiting = False
         self.guard.waiting.pop(self, None)
         if not self.transport.is_closing():
             self.transport.write(answer)

@@ -257,3 +257,19 @@ def test_the_cap_leaves_descriptors_for_everything_else(
     configured: int, descriptors: int, cap: int
 ) -> None:
     assert connection_cap(configured, descriptors) == cap
+
+
+def test_at_the_cap_an_idle_kept_alive_connection_makes_room() -> None:
+    async def scenario(server: Server) -> None:
+        served = [server.connect() for _ in range(2)]
+        for protocol, _ in served:  # each answered once, then kept alive, sending nothing
+            protocol.data_received(GET)
+        await settle()
+        assert not server.guard.waiting  # idle kept-alive connections are uvicorn's to time out
+        newcomer, transport = server.connect()
+        assert sum(t.closed for _, t in served) == 1
+        newcomer.data_received(GET)
+        await settle()
+        assert transport.status == 200
+
+    run(scenario, max_connections=2)
