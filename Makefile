@@ -52,6 +52,12 @@ export-model: $(STAMP) ## Copy a registered model into a plain directory (MODEL_
 serve: $(STAMP) ## Serve MODEL_URI (default models:/iris-classifier@production) on PORT (8000)
 	MODEL_URI="$(MODEL_URI)" PORT=$(PORT) $(PY) -m server
 
+BEFORE ?=
+
+.PHONY: bench-hardening
+bench-hardening: $(STAMP) ## Hostile inputs and careless settings against a real server; BEFORE=<older checkout> too (writes docs/security-figures.md)
+	$(PY) -m loadtest.hardening $(if $(BEFORE),--before "$(BEFORE)") $(ARGS)
+
 .PHONY: bench-drift
 bench-drift: $(STAMP) ## Drift detection's cost per request at windows of 100 to 100,000 rows
 	$(PY) -m loadtest.drift_cost

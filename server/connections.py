@@ -152,7 +152,7 @@ class ConnectionGuard:
         now = time.monotonic()
         if now - self._logged_at >= _LOG_EVERY_SECONDS:  # at most one line every ten seconds
             log.warning(
-                "connection limit reached: closing connections that have sent no request",
+                "connection limit reached: closing idle connections to admit new ones",
                 extra={"limit": self.max_connections, "open": self.open, **self._unlogged},
             )
             self._unlogged = dict.fromkeys(self._unlogged, 0)
@@ -183,7 +183,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._max_head = self.guard.max_header_bytes
         self._in_head = True  # the next bytes belong to a request head
         self._head_bytes = 0  # bytes of the current head received in earlier reads
-        self._heads = 0  # heads completed, to tell whether a read finished one
+        self._completed = 0  # heads and messages completed: did a read finish one?
         self._tail = b""  # the last bytes of a head spanning reads, to find its end
         self._waiting = False  # on the guard's waiting list, with a deadline
 
@@ -206,12 +206,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if _HEAD_END not in self._tail + data[:room]:
                 self._refuse(self.guard.too_large, "header_too_large")
                 return
-        heads = self._heads
+        completed = self._completed
         super().data_received(data)
-        if self._in_head and heads == self._heads:
+        if self._in_head and completed == self._completed:  # all of it part of one head
             self._incomplete_head(data)
-        # A read that completed a request and began a pipelined one counts nothing for the new
-        # head: its size is then known to within one read (uvloop reads up to 256 KiB).
+        # A read that ended a request (its head or its body) and began the next head counts
+        # nothing for that head: its size is then known to within one read (uvloop reads up to
+        # 256 KiB), and its deadline starts with its next read.
 
     def _incomplete_head(self, data: bytes) -> None:
         """Part of a head arrived: count it, and start its deadline if not already running.
@@ -221,13 +222,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """
         self._head_bytes += len(data)
         self._tail = data[-3:]
-        if not self._waiting and data:
+        if not self._waiting:
             self._waiting = True
             self.guard.wait(self, self.loop)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._heads += 1
+        self._completed += 1
         if self._head_bytes:
             self._head_bytes = 0
             self._tail = b""
@@ -239,6 +240,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head = True
+        self._completed += 1
 
     def too_slow(self) -> None:
         """The head deadline passed: 408 if part of a head came, then close."""

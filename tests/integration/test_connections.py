@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from tests.conftest import TrainedStore
 from tests.integration.checks import server_errors
 from tests.processes import ServerProcess, model_server
+from tests.samples import SETOSA
 
 pytestmark = pytest.mark.integration
 
@@ -144,6 +146,16 @@ def test_keep_alive_clients_are_not_disturbed(server: ServerProcess) -> None:
             count += 1
             time.sleep(HEADER_TIMEOUT / 4)
     assert count >= 10
+
+
+def test_large_bodies_on_a_kept_alive_connection_are_not_counted_as_headers(
+    server: ServerProcess,
+) -> None:
+    body = orjson.dumps({"features": SETOSA}) + b" " * 500_000  # arrives in several reads
+    with httpx.Client(base_url=server.url, headers={"Content-Type": "application/json"}) as client:
+        for _ in range(20):
+            assert client.post("/predict", content=body).status_code == 200
+            assert client.get("/health").status_code == 200
 
 
 def test_at_the_descriptor_limit_probes_and_the_registry_keep_working(

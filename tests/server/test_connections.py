@@ -273,3 +273,20 @@ def test_at_the_cap_an_idle_kept_alive_connection_makes_room() -> None:
         assert transport.status == 200
 
     run(scenario, max_connections=2)
+
+
+def test_the_end_of_a_large_body_is_not_counted_as_the_next_head() -> None:
+    """A body's last read used to count towards the next request's head: a 431 for nothing."""
+
+    async def scenario(server: Server) -> None:
+        body = b"x" * (8 * LIMIT)
+        head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+        protocol, transport = server.connect()
+        for _ in range(3):
+            protocol.data_received(head)
+            protocol.data_received(body[: LIMIT // 2])
+            protocol.data_received(body[LIMIT // 2 :])  # the last read: larger than the limit
+            await settle()
+        assert transport.written.count(b"HTTP/1.1 200") == 3
+
+    run(scenario)

@@ -10,7 +10,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 
 
 def shown(value: float) -> str:
-    return str(int(value)) if value == int(value) else f"{value:.3f}"
+    return str(int(value)) if value == int(value) else f"{value:g}"
 
 
 @pytest.mark.parametrize(("name", "bounds"), sorted(NUMERIC_RANGES.items()))
@@ -63,7 +63,7 @@ def test_drift_warning_must_not_exceed_the_drift_threshold() -> None:
 def test_every_range_is_documented() -> None:
     text = DOCS.read_text()
     for name, (low, high) in NUMERIC_RANGES.items():
-        row = f"| `{name}` | {low:g} | {high:g} |"
+        row = f"| `{name}` | {shown(low)} | {shown(high)} |"
         assert row in text, f"docs/security.md lacks the row {row!r}"
 
 
