@@ -79,12 +79,22 @@ promote: $(STAMP) ## Point an alias at a version after checking it (VERSION=n, A
 rollback: $(STAMP) ## Point an alias back at its previous version (ALIAS=production, MODEL=...)
 	$(PY) -m training.lifecycle rollback --model "$(MODEL)" --alias "$(ALIAS)"
 
+# Where `make mlflow` keeps the artifacts it proxies: the local store, or s3://<bucket>/<prefix>,
+# with the AWS credentials, AWS_DEFAULT_REGION and (for an S3-compatible store)
+# MLFLOW_S3_ENDPOINT_URL in the environment of `make mlflow` only; clients never need them.
+MLFLOW_ARTIFACTS_DESTINATION ?= $(CURDIR)/.mlflow/artifacts
+MLFLOW_BACKEND_STORE_URI ?= sqlite:///$(CURDIR)/.mlflow/mlflow.db
+
 .PHONY: mlflow
-mlflow: $(STAMP) ## MLflow server and UI on 127.0.0.1:5000 over the local store in .mlflow/ (MLFLOW_PORT=...)
-	mkdir -p .mlflow/artifacts
+mlflow: $(STAMP) ## MLflow server and UI on 127.0.0.1:5000 over .mlflow/ (MLFLOW_PORT=, MLFLOW_ARTIFACTS_DESTINATION=s3://bucket/prefix)
+	mkdir -p .mlflow $(if $(findstring ://,$(MLFLOW_ARTIFACTS_DESTINATION)),,"$(MLFLOW_ARTIFACTS_DESTINATION)")
 	$(VENV)/bin/mlflow server --host 127.0.0.1 --port "$(MLFLOW_PORT)" \
-		--backend-store-uri "sqlite:///$(CURDIR)/.mlflow/mlflow.db" \
-		--serve-artifacts --artifacts-destination "$(CURDIR)/.mlflow/artifacts"
+		--backend-store-uri "$(MLFLOW_BACKEND_STORE_URI)" \
+		--serve-artifacts --artifacts-destination "$(MLFLOW_ARTIFACTS_DESTINATION)"
+
+.PHONY: docs
+docs: $(STAMP) ## Regenerate the reference pages that mirror code (metrics, settings, alerts, chart values)
+	$(PY) scripts/generate_docs.py
 
 .PHONY: lint
 lint: $(STAMP) ## Ruff (lint and format check) and mypy
@@ -100,6 +110,10 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 .PHONY: test
 test: system-deps lint ## The full test command: lint, then every test layer
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: $(STAMP) ## The fast layer: every server module in process, no subprocess, no MLflow (< 1 min)
+	$(PY) -m pytest tests/server -m unit -q $(PYTEST_ARGS)
 
 FUZZ_EXAMPLES ?= 300
 FUZZ_MAX_SECONDS ?= 600
@@ -135,6 +149,16 @@ cluster-test: $(STAMP) ## Cluster tests against an installed release (KUBE_CONFI
 		--cluster-type existing --kube-config "$(KUBE_CONFIG)" --chart-path charts/platform \
 		--test-extra-info "release=$(CLUSTER_RELEASE),namespace=$(CLUSTER_NAMESPACE)" $(PYTEST_ARGS)
 
+# A throwaway kind cluster that follows docs/kubernetes.md (Docker, kind, kubectl and helm needed);
+# the cluster workflow runs these two targets.
+.PHONY: kind-up
+kind-up: $(STAMP) ## Create a kind cluster, load the images, install, register models, helm test, cluster tests
+	scripts/kind-up.sh
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster kind-up created
+	scripts/kind-down.sh
+
 # --- Helm chart (charts/platform), verified offline -------------------------------------------
 .PHONY: chart-tools
 chart-tools: ## Install the pinned helm, kubectl, checkov and CRD schemas into .tools (checksummed)
@@ -143,6 +167,13 @@ chart-tools: ## Install the pinned helm, kubectl, checkov and CRD schemas into .
 .PHONY: chart-test
 chart-test: system-deps chart-tools $(STAMP) ## Lint, render, validate, policy-scan and unit-test the chart and its alerts
 	$(PY) -m pytest -m chart tests/chart $(PYTEST_ARGS)
+
+# --- Rehearsal: the rendered chart run in Docker (rehearsal/, tests/rehearsal) -------------------
+ENV ?=
+
+.PHONY: rehearse
+rehearse: chart-tools base-image $(STAMP) ## Run what the chart renders for ENV (staging, production, empty: defaults) in Docker, as rendered
+	$(PY) -m rehearsal --env "$(ENV)" --image "$(IMAGE)"
 
 # --- Local monitoring -----------------------------------------------------------------------
 PROMETHEUS_PORT ?= 9090
@@ -225,3 +256,97 @@ up: ## Run MLflow, the API, Prometheus and Grafana locally with Docker Compose
 .PHONY: down
 down: ## Stop the local Compose stack
 	$(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) down
+
+# ---- AWS: parameter store to Secrets, and the weekly audit (docs/aws.md) -----------------------
+# AWS credentials and region come from the environment (a profile, SSO, or the workflow's OIDC role).
+VALUES ?= charts/platform/values-production.yaml
+NAMESPACE ?= platform
+KUBECTL ?= kubectl
+
+.PHONY: ssm-secrets
+ssm-secrets: $(STAMP) ## Apply the chart's externalSecrets.secrets from SSM as Secrets, printing no value (VALUES=, NAMESPACE=, ARGS=--dry-run)
+	$(PY) -m cloud.ssm_secrets $(foreach f,$(VALUES),--values "$(f)") --namespace "$(NAMESPACE)" --kubectl "$(KUBECTL)" $(ARGS)
+
+AUDIT_DIR := build/audit
+# Findings at or above this severity fail an audit part: CRITICAL, HIGH, MEDIUM or LOW.
+AUDIT_FAIL_ON ?= HIGH
+PIP_AUDIT_VERSION := 2.10.1
+PROWLER_VERSION := 5.46.0
+SCANNER ?=
+REPORT ?=
+
+.PHONY: scan-report
+scan-report: $(STAMP) ## A scanner's JSON report as a Markdown section; fails at AUDIT_FAIL_ON (SCANNER=trivy|pip-audit|checkov|prowler REPORT=file)
+	$(PY) -m cloud.scan_report "$(SCANNER)" "$(REPORT)" --fail-on "$(AUDIT_FAIL_ON)"
+
+.PHONY: audit-deps
+audit-deps: $(STAMP) ## pip-audit of every package in uv.lock (runtime and all groups), as a Markdown section
+	@mkdir -p $(AUDIT_DIR)
+	$(UV) export --frozen --all-groups --no-emit-project --no-hashes --quiet -o $(AUDIT_DIR)/requirements.txt
+	$(UV) tool run --quiet --from "pip-audit==$(PIP_AUDIT_VERSION)" pip-audit --requirement $(AUDIT_DIR)/requirements.txt \
+		--no-deps --disable-pip --progress-spinner off --format json --output $(AUDIT_DIR)/pip-audit.json || true
+	@$(MAKE) --no-print-directory -s scan-report SCANNER=pip-audit REPORT=$(AUDIT_DIR)/pip-audit.json
+
+.PHONY: audit-chart
+audit-chart: chart-tools $(STAMP) ## checkov on the chart rendered with each values file, as a Markdown section
+	@mkdir -p $(AUDIT_DIR)/chart
+	@for values in values.yaml values-staging.yaml values-production.yaml ci/aws-values.yaml; do \
+		$(TOOLS)/bin/helm template platform charts/platform --namespace platform \
+			-f charts/platform/$$values >$(AUDIT_DIR)/chart/$$(basename $$values .yaml).yaml; \
+	done
+	$(TOOLS)/checkov/bin/checkov --directory $(AUDIT_DIR)/chart --framework kubernetes --output json \
+		--quiet --skip-download >$(AUDIT_DIR)/checkov.json || true
+	@$(MAKE) --no-print-directory -s scan-report SCANNER=checkov REPORT=$(AUDIT_DIR)/checkov.json
+
+.PHONY: audit-prowler
+audit-prowler: $(STAMP) ## Prowler against the AWS account (findings at AUDIT_FAIL_ON and above), as a Markdown section
+	@mkdir -p $(AUDIT_DIR)/prowler
+	$(UV) tool run --quiet --from "prowler==$(PROWLER_VERSION)" prowler aws --no-banner --ignore-exit-code-3 \
+		--status FAIL --output-formats json-ocsf --output-directory $(AUDIT_DIR)/prowler --output-filename prowler
+	@$(MAKE) --no-print-directory -s scan-report SCANNER=prowler REPORT=$(AUDIT_DIR)/prowler/prowler.ocsf.json
+
+.PHONY: audit-aws
+audit-aws: $(STAMP) ## AWS spending by service (30 days against the 30 before) and the billing-alarm check
+	$(PY) -m cloud.aws_audit
+
+# ---- arm64 (arm64/, scripts/arm64-*.sh, docs/architectures.md) --------------------------------
+# Emulated here (qemu user-mode, a debootstrapped arm64 root built once per machine), native in
+# the arm64 CI job. Results go to build/arm64/.
+ARM64_WORK ?= build/arm64
+REFERENCE ?= $(ARM64_WORK)/bundle
+MODEL_DIR ?= $(REFERENCE)/models/iris-classifier
+NATIVE ?=
+
+.PHONY: arm64-emulation
+arm64-emulation: ## Install qemu-user-static, binfmt-support, debootstrap; enable the aarch64 handler only
+	scripts/arm64-emulation.sh
+
+.PHONY: verify-arm64
+verify-arm64: $(STAMP) arm64-emulation ## Emulated arm64 vs x86-64: outputs on every held-out row, server answers (minutes the first time)
+	UV=$(UV) $(PY) -m arm64 --work $(ARM64_WORK) verify $(ARGS)
+
+.PHONY: arm64-reference
+arm64-reference: $(STAMP) ## Train the test models, record this machine's answers in REFERENCE for arm64-check
+	$(PY) -m arm64 --work $(ARM64_WORK) reference $(ARGS)
+
+.PHONY: arm64-check
+arm64-check: $(STAMP) ## On arm64: this machine's answers vs the x86-64 ones in REFERENCE (build/arm64/bundle)
+	$(PY) -m arm64 --work $(ARM64_WORK) check --reference $(REFERENCE)
+
+.PHONY: arm64-bench
+arm64-bench: $(STAMP) ## In-server inference p50/p99, /predict p50/p99 at c1 and c16 (MODEL_DIR=, ARGS=...)
+	$(PY) -m arm64 --work $(ARM64_WORK) bench --model $(MODEL_DIR) $(ARGS)
+
+ARM64_ROOT_DIR ?= /var/tmp/mlops-arm64
+
+.PHONY: arm64-clean
+arm64-clean: ## Remove the cached arm64 roots (waits for any check using one to finish)
+	@for dir in $(ARM64_ROOT_DIR)/*/; do \
+		[ -f "$$dir.lock" ] || continue; \
+		echo "removing $$dir"; \
+		$(if $(filter 0,$(shell id -u)),,sudo -n) flock -x "$$dir.lock" rm -rf "$$dir"; \
+	done
+
+.PHONY: arm64-docs
+arm64-docs: $(STAMP) ## Write the latest arm64 result tables into docs/architectures.md (NATIVE=CI artifact dir)
+	$(PY) -m arm64 --work $(ARM64_WORK) docs $(if $(NATIVE),--native $(NATIVE))

@@ -13,42 +13,23 @@ import logging
 from collections.abc import Iterable
 
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.errors import Unauthorized
 from server.settings import Settings, SettingsError, read_key_file
 
 log = logging.getLogger("server.auth")
 
-# The group of every route template: which need a key is decided by group, in one place.
-ROUTE_GROUPS = {
-    "/health": "probes",
-    "/ready": "probes",
-    "/v2/health/live": "probes",
-    "/v2/health/ready": "probes",
-    "/predict": "inference",
-    "/v2/models/{name}/infer": "inference",
-    "/v2/models/{name}/versions/{version}/infer": "inference",
-    "/metrics": "metrics",
-    "/model/info": "metadata",
-    "/drift": "metadata",
-    "/v2": "metadata",
-    "/v2/models/{name}": "metadata",
-    "/v2/models/{name}/versions/{version}": "metadata",
-    "/v2/models/{name}/ready": "metadata",
-    "/v2/models/{name}/versions/{version}/ready": "metadata",
-    "/openapi.json": "docs",
-    "/docs": "docs",
-}
+# The access groups a route belongs to (`Route.group`). Inference always needs a key when keys
+# are configured, probes never; the rest unless OPEN_ROUTES names them (settings.ROUTE_GROUPS).
+INFERENCE, PROBES, METRICS, METADATA, DOCS = "inference", "probes", "metrics", "metadata", "docs"
+GROUPS = (INFERENCE, PROBES, METRICS, METADATA, DOCS)
 
 
-def needs_key(settings: Settings, template: str) -> bool:
-    """Whether a route needs a key under these settings (False for routes not listed)."""
-    if not settings.api_keys:
-        return False
-    group = ROUTE_GROUPS.get(template, "probes")
-    return group == "inference" or (group not in ("probes", "inference") and
-                                    group not in settings.open_routes)  # fmt: skip
+def needs_key(group: str, open_routes: frozenset[str]) -> bool:
+    """Whether routes of this group need a key when keys are configured."""
+    if group not in GROUPS:
+        raise ValueError(f"unknown route group {group!r}")
+    return group == INFERENCE or (group != PROBES and group not in open_routes)
 
 
 class ApiKeys:
@@ -83,15 +64,6 @@ class ApiKeys:
             matched |= hmac.compare_digest(presented, key)
         if not matched:
             raise Unauthorized("the API key is not valid")
-
-    def protect(self, app: ASGIApp) -> ASGIApp:
-        """An ASGI app that checks the key, then calls `app` (for routes other than inference)."""
-
-        async def protected(scope: Scope, receive: Receive, send: Send) -> None:
-            self.check(Request(scope))
-            await app(scope, receive, send)
-
-        return protected
 
     async def reload_forever(self, settings: Settings) -> None:
         """Read API_KEYS_FILE again every API_KEYS_RELOAD_SECONDS; swap in the keys on a change."""

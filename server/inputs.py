@@ -15,7 +15,6 @@ from server.errors import InvalidInput, MalformedRequest, PayloadTooLarge
 from server.model import Model
 
 _NUMBER_TYPES = (float, int)
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def parse_json(body: bytes, non_finite_ok: bool = True) -> Any:
@@ -23,11 +22,11 @@ def parse_json(body: bytes, non_finite_ok: bool = True) -> Any:
 
     orjson refuses NaN, Infinity and numbers that overflow a double, which JSON does not have
     either. The simple API answers those with a 422 naming the feature: with `non_finite_ok`
-    the first few such tokens are replaced by `_OUT_OF_RANGE`, a finite double beyond float32
-    that every check refuses with the same message, and the body is parsed again (a few orjson
-    passes cost less than one pass of Python's json module, which took 25 ms for 1 MiB); more
-    than that are refused at once. Without it (the Open Inference Protocol) the first one is a
-    400. Strings come only from orjson, so they are valid UTF-8: no lone surrogates.
+    the first few such tokens are replaced by the string `NON_FINITE`, which the row checks
+    report as a non-finite number, and the body is parsed again (a few orjson passes cost less
+    than one pass of Python's json module, which took 25 ms for 1 MiB); more than that are
+    refused at once. Without it (the Open Inference Protocol) the first one is a 400. Strings
+    come only from orjson, so they are valid UTF-8: no lone surrogates.
     """
     if not body:
         raise MalformedRequest("the request body is empty; send a JSON object")
@@ -53,12 +52,14 @@ def parse_json(body: bytes, non_finite_ok: bool = True) -> Any:
                 "every value must be a finite number"
             )
         start, end = token
-        body = body[:start] + _OUT_OF_RANGE + body[end:]
+        body = body[:start] + _NON_FINITE_JSON + body[end:]
         replaced += 1
 
 
 _BOM = b"\xef\xbb\xbf"
-_OUT_OF_RANGE = b"1e39"
+# A string no number check accepts, and that _explain reports as a non-finite number.
+NON_FINITE = "\x00non-finite"
+_NON_FINITE_JSON = b'"\\u0000non-finite"'
 _MAX_REPLACED = 3
 _NUMBER = re.compile(rb"-?[0-9][0-9.eE+-]*")
 
@@ -93,20 +94,24 @@ def _row(features: Any, model: Model, where: str) -> list[Any]:
     if len(features) != len(row):
         unknown = next(name for name in features if name not in model.features)
         raise MalformedRequest(f"{where} has unknown feature {str(unknown)[:200]!r}")
+    limit = model.input_limit
     for value in row:
         kind = type(value)
-        if (kind is not float and kind is not int) or not -_FLOAT32_MAX <= value <= _FLOAT32_MAX:
+        if (kind is not float and kind is not int) or not -limit <= value <= limit:
             _explain(row, model, where)
     return row
 
 
 def _explain(row: list[Any], model: Model, where: str) -> None:
     for name, value in zip(model.features, row, strict=True):
-        if type(value) not in _NUMBER_TYPES:  # bool is excluded: type(True) is bool, not int
+        if isinstance(value, str) and value == NON_FINITE:  # NaN or an infinity in the text
+            value = float("nan")
+        elif type(value) not in _NUMBER_TYPES:  # bool is excluded: type(True) is bool, not int
             raise InvalidInput(f"{where}: feature {name!r} must be a number, got {_kind(value)}")
-        if not -_FLOAT32_MAX <= value <= _FLOAT32_MAX:  # NaN fails every comparison
+        if not -model.input_limit <= value <= model.input_limit:  # NaN fails every comparison
             raise InvalidInput(
-                f"{where}: feature {name!r} must be a finite number within ±{_FLOAT32_MAX:.3g}; "
+                f"{where}: feature {name!r} must be a finite number within "
+                f"±{model.input_limit:.3g}; "
                 "NaN, infinities and out-of-range values are rejected"
             )
 
@@ -141,6 +146,10 @@ def oip_batch(payload: Any, model: Model, max_batch: int) -> np.ndarray:
     """The input tensor of an Open Inference Protocol request as a [N, n_features] batch."""
     if not isinstance(payload, dict):
         raise MalformedRequest("the inference request must be a JSON object")
+    if "id" in payload and not isinstance(payload["id"], str):
+        raise MalformedRequest('"id" must be a string')
+    if "parameters" in payload and not isinstance(payload["parameters"], dict):
+        raise MalformedRequest('"parameters" must be an object')
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise MalformedRequest(f'"inputs" must hold exactly one tensor, {model.input_name!r}')
@@ -151,7 +160,7 @@ def oip_batch(payload: Any, model: Model, max_batch: int) -> np.ndarray:
             f"{model.input_name!r}"
         )
     datatype = tensor.get("datatype")
-    if datatype not in OIP_DATATYPES:
+    if not isinstance(datatype, str) or datatype not in OIP_DATATYPES:
         raise MalformedRequest(f"datatype must be FP32 or FP64, got {str(datatype)[:50]!r}")
     shape = tensor.get("shape")
     if (
@@ -188,9 +197,9 @@ def requested_outputs(payload: dict[str, Any], model: Model) -> list[str]:
 
     So an answer holds at most every output of MAX_BATCH rows once, whatever the request asks.
     """
-    wanted = payload.get("outputs")
-    if wanted is None:
+    if "outputs" not in payload:
         return model.output_names
+    wanted = payload["outputs"]
     if not isinstance(wanted, list) or not all(isinstance(o, dict) for o in wanted):
         raise MalformedRequest('"outputs" must be a list of {"name": ...} objects')
     names: list[str] = []
@@ -200,7 +209,7 @@ def requested_outputs(payload: dict[str, Any], model: Model) -> list[str]:
             raise MalformedRequest(
                 f"unknown output {str(name)[:200]!r}; this model has {model.output_names}"
             )
-        if name in names:
+        if name in names:  # a handful of known names at most: the list stays tiny
             raise MalformedRequest(f"output {name!r} is named more than once")
         names.append(name)
     return names

@@ -23,7 +23,6 @@ class Settings:
     fallback_path: Path | None = None
     host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
     port: int = 8000
-    workers: int = 1
     log_level: str = "info"
     max_body_bytes: int = 1024 * 1024
     max_batch: int = 1000
@@ -64,6 +63,12 @@ class Settings:
     # evicts the connection that has waited longest without sending a request.
     max_connections: int = 10_000
     access_log: bool = False
+    # Browser origins allowed to call the API (CORS); empty: no CORS headers at all.
+    cors_allow_origins: tuple[str, ...] = ()
+    # MLflow server credentials for the registry client (basic auth, or a bearer token).
+    mlflow_username: str | None = None
+    mlflow_password: str | None = None
+    mlflow_token: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -133,7 +138,6 @@ class Settings:
             fallback_path=Path(fallback) if fallback else None,
             host=text("HOST", default.host),
             port=integer("PORT", default.port),
-            workers=1,
             log_level=log_level,
             max_body_bytes=integer("MAX_BODY_BYTES", default.max_body_bytes),
             max_batch=integer("MAX_BATCH", default.max_batch),
@@ -168,6 +172,12 @@ class Settings:
             header_timeout_seconds=number("HEADER_TIMEOUT_SECONDS", default.header_timeout_seconds),
             max_connections=integer("MAX_CONNECTIONS", default.max_connections),
             access_log=_flag(env, "ACCESS_LOG", default.access_log),
+            cors_allow_origins=tuple(
+                o.strip() for o in env.get("CORS_ALLOW_ORIGINS", "").split(",") if o.strip()
+            ),
+            mlflow_username=env.get("MLFLOW_TRACKING_USERNAME") or None,
+            mlflow_password=env.get("MLFLOW_TRACKING_PASSWORD") or None,
+            mlflow_token=env.get("MLFLOW_TRACKING_TOKEN") or None,
         )
 
 
@@ -176,7 +186,6 @@ class Settings:
 # load, or a timeout that never fires.
 NUMERIC_RANGES: dict[str, tuple[float, float]] = {
     "PORT": (1, 65535),
-    "WORKERS": (1, 1),
     "MAX_BODY_BYTES": (1, 64 * 1024 * 1024),
     "MAX_BATCH": (1, 100_000),
     "MAX_CONCURRENCY": (0, 100_000),
@@ -201,7 +210,6 @@ NUMERIC_RANGES: dict[str, tuple[float, float]] = {
 _INTEGERS = frozenset(
     {
         "PORT",
-        "WORKERS",
         "MAX_BODY_BYTES",
         "MAX_BATCH",
         "MAX_CONCURRENCY",

@@ -10,19 +10,17 @@ from training.errors import TrainingError, one_line
 if TYPE_CHECKING:
     from training.registration import Registered
 
-METADATA_SCHEMA_VERSION = 1
-
 
 def run(config: TrainConfig) -> "Registered":
     """Train, evaluate, export, check parity, and register; print a short report as it goes."""
     config.validate()
     # Imported here, after the options are checked: scikit-learn, skl2onnx and MLflow take
     # seconds to import, and a mistyped option is refused without waiting for them.
-    import numpy as np
     import pandas as pd
 
     from training import drift_reference, estimator, onnx_export
     from training.datasets import load_dataset
+    from training.package import serving_metadata
     from training.registration import log_and_register
     from training.tracking import connect, redacted
 
@@ -51,19 +49,9 @@ def run(config: TrainConfig) -> "Registered":
             strict=True,
         )
     )
-    metadata = {
-        "schema_version": METADATA_SCHEMA_VERSION,
-        "name": name,
-        "task": dataset.task,
-        "framework": "onnx",
-        "dataset": dataset.name,
-        "features": dataset.features,
-        "classes": dataset.classes,
-        "input_name": exported.input_name,
-        "outputs": exported.outputs,
-        "input_example": np.asarray(example, dtype=np.float64).tolist(),
-        "metrics": metrics,
-    }
+    metadata = serving_metadata(
+        name=name, dataset=dataset, exported=exported, example=example, metrics=metrics
+    )
     params = {
         "dataset": dataset.name,
         "n_estimators": config.n_estimators,

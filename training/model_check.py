@@ -1,22 +1,21 @@
 """What a registered version must pass before an alias may point at it.
 
-It must be a serving model (model.onnx and metadata.json in the version's artifacts), onnxruntime
-must load it and answer its own input example, and it must take the same inputs and give the same
-kind of answer as the version it replaces, so that clients of the alias notice nothing but the
-new predictions.
+It must be a serving model that the server would load: its metadata must keep the contract
+(`server.contract`), its model file must agree with the metadata, and it must answer its own input
+example with the outputs the contract promises; the check is the server's own loader, so promotion
+and serving can never disagree. It must also take the same inputs and give the same kind of
+answer as the version it replaces, so that clients of the alias notice nothing but the new
+predictions.
 """
 
-import json
 import tempfile
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
+from server.contract import ModelContract
+from server.errors import ModelLoadError
+from server.model import Origin, load_model
+from server.registry import read_model_dir
 from training.errors import TrainingError, one_line
-from training.registration import METADATA_FILE
-
-MODEL_FILE = "model.onnx"
 
 
 def download_version(name: str, version: str, into: Path) -> Path:
@@ -30,68 +29,22 @@ def download_version(name: str, version: str, into: Path) -> Path:
     )
 
 
-def read_metadata(local: Path, label: str) -> dict[str, Any]:
-    path = local / "extra_files" / METADATA_FILE
-    if not path.is_file():
-        raise TrainingError(
-            f"{label} is not a serving model: it has no extra_files/{METADATA_FILE}"
-        )
+def load_checked(local: Path, label: str) -> ModelContract:
+    """The version's contract, if the server would load and serve it; TrainingError otherwise."""
     try:
-        metadata: dict[str, Any] = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise TrainingError(f"{label} has an unreadable {METADATA_FILE}: {exc}") from exc
-    for key in ("features", "task", "input_name", "outputs"):
-        if key not in metadata:
-            raise TrainingError(f"{label} has no {key!r} in its {METADATA_FILE}")
-    return metadata
+        model = load_model(read_model_dir(local), Origin(label, "registry", label))
+    except ModelLoadError as exc:
+        raise TrainingError(f"{label} would not be served: {one_line(exc)}") from exc
+    return model.contract
 
 
-def check_runs(local: Path, metadata: dict[str, Any], label: str) -> None:
-    """onnxruntime loads the model and answers the input example with the promised outputs."""
-    import onnxruntime as ort
-
-    path = local / MODEL_FILE
-    if not path.is_file():
-        raise TrainingError(f"{label} is not a serving model: it has no {MODEL_FILE}")
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime's errors have no common public type
-        raise TrainingError(
-            f"{label}: onnxruntime cannot load {MODEL_FILE}: {one_line(exc)}"
-        ) from exc
-    inputs = session.get_inputs()
-    if [i.name for i in inputs] != [metadata["input_name"]]:
-        raise TrainingError(
-            f"{label}: {MODEL_FILE} takes {[i.name for i in inputs]}, "
-            f"but its metadata says {metadata['input_name']!r}"
-        )
-    width = inputs[0].shape[-1]
-    if width != len(metadata["features"]):
-        raise TrainingError(
-            f"{label}: {MODEL_FILE} takes {width} features, "
-            f"but its metadata lists {len(metadata['features'])}"
-        )
-    missing = set(metadata["outputs"].values()) - {o.name for o in session.get_outputs()}
-    if missing:
-        raise TrainingError(f"{label}: {MODEL_FILE} has no output {', '.join(sorted(missing))}")
-    example = np.asarray(
-        metadata.get("input_example") or [[0.0] * len(metadata["features"])], dtype=np.float32
-    )
-    try:
-        session.run(None, {metadata["input_name"]: example})
-    except Exception as exc:
-        raise TrainingError(
-            f"{label}: onnxruntime cannot run {MODEL_FILE} on its input example: {one_line(exc)}"
-        ) from exc
-
-
-def check_replaces(candidate: dict[str, Any], current: dict[str, Any], label: str) -> None:
+def check_replaces(candidate: ModelContract, current: ModelContract, label: str) -> None:
     """Refuse a version whose inputs or kind of answer differ from the one it replaces."""
-    for key, what in (("features", "features"), ("task", "task"), ("classes", "classes")):
-        if candidate.get(key) != current.get(key):
+    for what in ("features", "task", "classes"):
+        mine, theirs = getattr(candidate, what), getattr(current, what)
+        if mine != theirs:
             raise TrainingError(
-                f"{label} has {what} {candidate.get(key)}, but the version it would replace has "
-                f"{current.get(key)}"
+                f"{label} has {what} {mine}, but the version it would replace has {theirs}"
             )
 
 
@@ -99,12 +52,10 @@ def check_promotable(name: str, version: str, replaces: str | None) -> None:
     """Raise TrainingError unless `version` may take over from version `replaces`."""
     label = f"{name} version {version}"
     with tempfile.TemporaryDirectory() as tmp:
-        local = download_version(name, version, Path(tmp) / "candidate")
-        metadata = read_metadata(local, label)
-        check_runs(local, metadata, label)
+        candidate = load_checked(download_version(name, version, Path(tmp) / "candidate"), label)
         if replaces is not None and replaces != version:
             current_label = f"{name} version {replaces}"
-            current = read_metadata(
+            current = load_checked(
                 download_version(name, replaces, Path(tmp) / "current"), current_label
             )
-            check_replaces(metadata, current, label)
+            check_replaces(candidate, current, label)

@@ -12,12 +12,11 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from server.contract import DRIFT_REFERENCE_FILE, METADATA_FILE
 from training.errors import TrainingError
 from training.tracking import artifact_root
 
 PRODUCTION_ALIAS = "production"
-METADATA_FILE = "metadata.json"
-DRIFT_REFERENCE_FILE = "drift_reference.json"
 FEATURES_TAG = "features"
 TASK_TAG = "task"
 

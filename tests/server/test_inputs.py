@@ -6,16 +6,15 @@ import orjson
 import pytest
 
 from server.errors import InvalidInput, MalformedRequest, PayloadTooLarge
-from server.inputs import oip_batch, parse_json, requested_outputs, simple_batch
+from server.inputs import NON_FINITE, oip_batch, parse_json, requested_outputs, simple_batch
 from server.model import Model, Origin, load_model
 from server.registry import read_model_dir
-from tests.conftest import TrainedStore
 from tests.samples import SETOSA as ROW
 
 
 @pytest.fixture(scope="module")
-def model(trained_store: TrainedStore) -> Model:
-    path: Path = trained_store.exported["iris-classifier"]
+def model(model_dirs: dict[str, Path]) -> Model:
+    path: Path = model_dirs["iris"]
     return load_model(read_model_dir(path), Origin(str(path), "local", "1"))
 
 
@@ -114,7 +113,7 @@ def test_the_slow_parser_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(json, "loads", refuse)
     body = b'{"instances": [' + b",".join([b'{"a": 1.5}'] * 1000) + b', {"a": NaN}]}'
-    assert parse_json(body)["instances"][-1]["a"] > 3.4e38
+    assert parse_json(body)["instances"][-1]["a"] == NON_FINITE
     with pytest.raises(MalformedRequest):
         parse_json(b'{"a": "\\ud800"}')
 
@@ -169,3 +168,45 @@ def test_oip_outputs_named_more_than_once_are_refused(model: Model, copies: int)
     with pytest.raises(MalformedRequest, match="more than once") as caught:
         requested_outputs({"outputs": wanted}, model)
     assert len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"outputs": None}, '"outputs" must be a list'),
+        ({"id": 42}, '"id" must be a string'),
+        ({"parameters": []}, '"parameters" must be an object'),
+    ],
+)
+def test_optional_oip_fields_have_their_documented_types(
+    model: Model, change: dict[str, object], message: str
+) -> None:
+    payload = {
+        "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}],
+        **change,
+    }
+
+    def parse() -> None:
+        oip_batch(payload, model, 10)
+        requested_outputs(payload, model)
+
+    with pytest.raises(MalformedRequest, match=message):
+        parse()
+
+
+@pytest.mark.parametrize("datatype", [{}, [], None, 5, "BYTES"])
+def test_any_datatype_value_is_a_400_never_a_crash(model: Model, datatype: object) -> None:
+    tensor = {"name": "input", "shape": [1, 4], "datatype": datatype, "data": [1, 2, 3, 4]}
+    with pytest.raises(MalformedRequest, match="datatype must be FP32 or FP64"):
+        oip_batch({"inputs": [tensor]}, model, 10)
+
+
+def test_a_non_finite_number_is_refused_for_a_double_model_too(model_dirs: dict[str, Path]) -> None:
+    """The marker is not a number a float64 model would take (1e39 would have been)."""
+    path = model_dirs["diabetes"]
+    double = load_model(read_model_dir(path), Origin(str(path), "local", "1"))
+    double.input_limit = float(np.finfo(np.float64).max)  # as for a model with a double input
+    row = dict.fromkeys(double.features, 0.5)
+    body = orjson.dumps({"features": {**row, double.features[0]: 0.25}}).replace(b"0.25", b"NaN")
+    with pytest.raises(InvalidInput, match="NaN, infinities"):
+        simple_batch(parse_json(body), double, 10)

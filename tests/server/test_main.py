@@ -14,13 +14,13 @@ from server.settings import Settings
 
 
 def draining_server(delay: float) -> tuple[DrainingServer, SimpleNamespace]:
-    serving = SimpleNamespace(draining=False)
+    models = SimpleNamespace(draining=False)
 
     async def app(scope: object, receive: object, send: object) -> None:
         raise AssertionError("not called")
 
-    server = DrainingServer(uvicorn.Config(app), serving, delay)  # type: ignore[arg-type]
-    return server, serving
+    server = DrainingServer(uvicorn.Config(app), models, delay)  # type: ignore[arg-type]
+    return server, models
 
 
 def test_sigterm_drains_first_then_stops_after_the_delay() -> None:

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,13 @@ def test_an_unreachable_server_with_credentials_in_its_uri_is_named_without_them
         tracking.connect()
     assert "pa55w0rd" not in str(caught.value)
     assert "http://***@127.0.0.1" in str(caught.value)
+
+
+def test_artifacts_go_through_the_server_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", raising=False)
+    monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "true")
+    tracking.through_the_server_only()
+    assert os.environ["MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"] == "false"
+    assert os.environ["MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD"] == "true"  # the user's choice stays
