@@ -58,6 +58,12 @@ PROTOS := server/protos
 grpc-stubs: $(STAMP) ## Regenerate the committed protobuf code of the gRPC front end from server/protos/*.proto
 	$(PY) -m grpc_tools.protoc -I $(PROTOS) --python_out=$(PROTOS) --pyi_out=$(PROTOS) $(PROTOS)/*.proto
 
+BEFORE ?=
+
+.PHONY: bench-hardening
+bench-hardening: $(STAMP) ## Hostile inputs and careless settings against a real server; BEFORE=<older checkout> too (writes docs/security-figures.md)
+	$(PY) -m loadtest.hardening $(if $(BEFORE),--before "$(BEFORE)") $(ARGS)
+
 .PHONY: bench-drift
 bench-drift: $(STAMP) ## Drift detection's cost per request at windows of 100 to 100,000 rows
 	$(PY) -m loadtest.drift_cost

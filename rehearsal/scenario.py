@@ -67,11 +67,15 @@ class Options:
     extra_sets: tuple[str, ...] = ()
 
 
-def _get_json(url: str, auth: tuple[str, str] | None = None, timeout: float = 10) -> Any:
+def _get_json(
+    url: str, auth: tuple[str, str] | None = None, timeout: float = 10, key: str | None = None
+) -> Any:
     request = urllib.request.Request(url)  # noqa: S310 - port-forwards on loopback
     if auth is not None:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
+    if key is not None:  # an API key: model metadata needs one when keys are set
+        request.add_header("Authorization", f"Bearer {key}")
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
         return json.load(response)
 
@@ -120,6 +124,7 @@ class Rehearsal:
         self.images: images.Images | None = None
         self.cluster: Cluster | None = None
         self.mlflow_auth: tuple[str, str] | None = None
+        self.api_key: str | None = None
 
     # --- preparation --------------------------------------------------------------------------
 
@@ -317,7 +322,7 @@ class Rehearsal:
             for pod in pods:
                 forward = self.cluster.forward(pod, 8000)
                 try:
-                    answers.append(_get_json(f"{forward.url}/model/info"))
+                    answers.append(_get_json(f"{forward.url}/model/info", key=self.api_key))
                 except (OSError, ValueError) as exc:
                     answers.append({"error": str(exc)})
             good = all(
@@ -527,6 +532,16 @@ class Rehearsal:
         if not self.prepare_images():
             return 1
         secrets = user_steps.guide_secrets(self.options.guide)
+        # The API key the guide's Secret holds, for the checks that read model metadata.
+        self.api_key = next(
+            (
+                key.strip()
+                for data in secrets.values()
+                for key in data.get("api-keys", "").replace(",", "\n").splitlines()
+                if key.strip()
+            ),
+            None,
+        )
         first = self.render(user_steps.FIRST_INSTALL_SET)
         full = self.render()
         if first is None or full is None:

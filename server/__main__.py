@@ -19,6 +19,7 @@ from types import FrameType
 import uvicorn
 
 from server.app import create_app
+from server.connections import ConnectionGuard, connection_cap, descriptor_limit
 from server.lifecycle import Models
 from server.logs import configure_logging
 from server.settings import Settings, SettingsError
@@ -78,6 +79,24 @@ class DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def log_start(settings: Settings) -> None:
+    """The start-up line, and a warning when no API keys protect the server."""
+    log.info(
+        "starting",
+        extra={
+            "model_uri": settings.model_uri,
+            "port": settings.port,
+            "api_keys": len(settings.api_keys),
+            "open_routes": sorted(settings.open_routes) if settings.api_keys else "all",
+        },
+    )
+    if not settings.api_keys:
+        log.warning(
+            "no API keys configured: every route is open; "
+            "set API_KEYS or API_KEYS_FILE to require a key"
+        )
+
+
 def main() -> int:
     try:
         settings = Settings.from_env()
@@ -85,17 +104,29 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.access_log)
-    log.info(
-        "starting",
-        extra={"model_uri": settings.model_uri, "port": settings.port},
-    )
+    log_start(settings)
     app = create_app(settings)
+    guard = ConnectionGuard(
+        settings.max_header_bytes,
+        settings.header_timeout_seconds,
+        connection_cap(settings.max_connections, descriptor_limit()),
+        app.state.metrics,
+    )
+    log.info(
+        "connection limits",
+        extra={
+            "max_connections": guard.max_connections,
+            "descriptor_limit": descriptor_limit(),
+            "max_header_bytes": guard.max_header_bytes,
+            "header_timeout_seconds": guard.header_timeout,
+        },
+    )
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=guard.protocol_class(),  # uvicorn's httptools protocol, with limits
         log_config=None,
         access_log=False,
         server_header=False,

@@ -5,6 +5,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from server.auth import INFERENCE, METADATA, METRICS, PROBES
 from server.dataplane import DataPlane
 from server.errors import SIMPLE
 from server.inputs import parse_json, simple_batch
@@ -71,7 +72,7 @@ def simple_routes(
 
     async def predict(request: Request) -> Response:
         body = await read_json_body(request, max_body)
-        choice = plane.pick(request.scope["client_request_id"] if plane.split else None)
+        choice = plane.pick()
         model = choice.model
         rows, single = simple_batch(parse_json(body), model, max_batch)
         result = await plane.coalescer.score(choice, rows, request.scope["request_id"])
@@ -112,7 +113,7 @@ def simple_routes(
         route(
             "GET", "/health", health, "Liveness",
             answers={200: Answer("Health", "The process is up")},
-            sheddable=False,
+            sheddable=False, group=PROBES,
         ),
         route(
             "GET", "/ready", ready,
@@ -121,24 +122,25 @@ def simple_routes(
                 200: Answer("Readiness", "Ready"),
                 503: Answer("Readiness", "Not ready, with the reason"),
             },
-            sheddable=False,
+            sheddable=False, group=PROBES,
         ),
         route(
             "POST", "/predict", predict, "Predict one row (features) or a batch (instances)",
             answers={200: Answer("PredictResponse", "One result, or one per instance")},
-            body="PredictRequest", errors=BODY_ERRORS, needs_key=True,
+            body="PredictRequest", errors=BODY_ERRORS, group=INFERENCE,
         ),
         route(
             "GET", "/model/info", model_info, "The model being served",
-            answers={200: Answer("ModelInfo", "Model")},
+            answers={200: Answer("ModelInfo", "Model")}, group=METADATA,
         ),
         route(
             "GET", "/drift", drift, "Drift of live traffic against training",
             answers={200: Answer("Drift", "PSI per feature and of the predictions")},
+            group=METADATA,
         ),
         route(
             "GET", "/metrics", metrics_endpoint, "Prometheus metrics",
             answers={200: Answer("Metrics", "Prometheus text format", "text/plain")},
-            sheddable=False,
+            sheddable=False, group=METRICS,
         ),
     ]  # fmt: skip

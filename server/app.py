@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -14,7 +15,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from server.api import simple_routes
-from server.auth import ApiKeys
+from server.auth import ApiKeys, needs_key
 from server.dataplane import DataPlane
 from server.docs import docs_assets, docs_routes
 from server.errors import protocol_for_path
@@ -104,6 +105,7 @@ def create_app(
         tasks = [
             asyncio.create_task(models.run(), name="model-lifecycle"),
             asyncio.create_task(plane.run(), name="drift"),
+            asyncio.create_task(keys.reload_forever(settings), name="api-key-reload"),
         ]
         if live is not None:
             assert plane.recorder is not None
@@ -131,12 +133,16 @@ def create_app(
         return declared
 
     declared += [
-        *simple_routes(settings, models, plane, metrics),
-        *oip_routes(settings, models, plane),
-        *mlflow_routes(settings, models, plane),
-        *kserve_v1_routes(settings, plane),
-        *feedback_routes(settings, plane, live),
-        *docs_routes(settings, plane, table_routes),
+        # Which routes need a key follows from each route's group and OPEN_ROUTES.
+        replace(route, needs_key=needs_key(route.group, settings.open_routes))
+        for route in (
+            *simple_routes(settings, models, plane, metrics),
+            *oip_routes(settings, models, plane),
+            *mlflow_routes(settings, models, plane),
+            *kserve_v1_routes(settings, plane),
+            *feedback_routes(settings, plane, live),
+            *docs_routes(settings, plane, table_routes),
+        )
     ]
     table = RouteTable(declared)
     middleware = []

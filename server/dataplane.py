@@ -8,7 +8,6 @@ Everything here runs on the event loop's thread.
 import asyncio
 import logging
 import random
-import zlib
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -16,7 +15,7 @@ import numpy as np
 from prometheus_client import Counter, Histogram
 
 from server.coalescing import Coalescer, Keys
-from server.drift import DriftMonitor
+from server.drift import INSUFFICIENT, DriftMonitor
 from server.errors import ModelNotReady, NotFound
 from server.metrics import Metrics
 from server.model import Model, Predictions
@@ -81,6 +80,9 @@ class DataPlane:
             metrics.shadow_agreement.labels("agree")
             metrics.shadow_agreement.labels("disagree")
             metrics.shadow_failures.inc(0)
+        # The alert rules compare the PSI with these, so the server and the alerts agree.
+        metrics.drift_threshold.labels("warning").set(settings.drift_warning_psi)
+        metrics.drift_threshold.labels("drift").set(settings.drift_threshold_psi)
         self._forget_drift()
 
     def install(self, variant: str, model: Model | None) -> None:
@@ -99,7 +101,14 @@ class DataPlane:
             None
             if model is None
             else DriftMonitor.for_model(
-                model.drift_reference, model.features, self.settings.drift_window, model.version
+                model.drift_reference,
+                model.features,
+                self.settings.drift_window,
+                model.version,
+                min_rows=self.settings.drift_min_rows,
+                rows_per_request=self.settings.drift_rows_per_request,
+                warning_psi=self.settings.drift_warning_psi,
+                threshold_psi=self.settings.drift_threshold_psi,
             )
         )
 
@@ -116,16 +125,17 @@ class DataPlane:
             raise ModelNotReady(f"no model loaded yet: {self.not_ready_reason()}")
         return choice.model
 
-    def pick(self, request_key: str | None) -> Choice:
-        """The model for this request: the challenger for its share of keys, else the champion."""
+    def pick(self) -> Choice:
+        """The model for this request: the challenger for its share of requests, else the champion.
+
+        The server draws for every request: a split keyed on anything the client sends (its
+        X-Request-ID, say) would let the client choose its variant.
+        """
         choice = self.champion
         if choice is None:
             raise ModelNotReady(f"no model loaded yet: {self.not_ready_reason()}")
-        if self.split and self.challenger is not None:
-            # A stable hash keeps a client on one variant; with no key, a random draw decides.
-            bucket = zlib.crc32(request_key.encode()) if request_key else random.getrandbits(32)
-            if bucket < self._threshold:
-                return self.challenger
+        if self.split and self.challenger is not None and random.getrandbits(32) < self._threshold:
+            return self.challenger
         return choice
 
     def find(self, name: str, version: str | None) -> Choice:
@@ -241,6 +251,9 @@ class DataPlane:
         if monitor is None:
             return None
         report = monitor.report()
+        if report["status"] in (INSUFFICIENT, "no data"):
+            self._forget_drift()  # too few rows: no figure, so no alert can fire on noise
+            return report
         for name, entry in report["features"].items():
             self.metrics.feature_drift.labels(name).set(entry["psi"])
         if report["prediction"]["psi"] is not None:

@@ -9,6 +9,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
+from server.auth import DOCS
 from server.dataplane import DataPlane
 from server.errors import SIMPLE
 from server.openapi import openapi_document
@@ -50,9 +51,10 @@ def docs_routes(
 
     return [
         Route("GET", "/openapi.json", openapi, SIMPLE, "This document",
-              answers={200: Answer("OpenAPI", "The OpenAPI 3 document")}, in_schema=False),
+              answers={200: Answer("OpenAPI", "The OpenAPI 3 document")}, in_schema=False,
+              group=DOCS),
         Route("GET", "/docs", page, SIMPLE, "Interactive API page",
-              answers={200: Answer("Page", "HTML", "text/html")}, in_schema=False),
+              answers={200: Answer("Page", "HTML", "text/html")}, in_schema=False, group=DOCS),
     ]  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server import quality
+from server.auth import INFERENCE, METADATA
 from server.dataplane import CHALLENGER, CHAMPION, DataPlane
 from server.errors import SIMPLE, InvalidInput, NotFound, PayloadTooLarge, ServerError
 from server.inputs import parse_json
@@ -473,7 +474,7 @@ def feedback_routes(settings: Settings, plane: DataPlane, live: LiveQuality | No
                 200: Answer("FeedbackAnswer", "Stored; items matching no prediction listed"),
                 404: Answer("FeedbackAnswer", "No item matched a recorded prediction"),
             },
-            body="FeedbackRequest", errors=(400, 408, 413, 415, 422), needs_key=True,
+            body="FeedbackRequest", errors=(400, 408, 413, 415, 422), group=INFERENCE,
         ),
         Route(
             "GET", "/quality", quality_report, SIMPLE,
@@ -482,5 +483,6 @@ def feedback_routes(settings: Settings, plane: DataPlane, live: LiveQuality | No
                 200: Answer("Quality", "The live quality report"),
                 404: Answer(SIMPLE.error_schema, "Recording is off (RECORD_PREDICTIONS=false)"),
             },
+            group=METADATA,
         ),
     ]  # fmt: skip

@@ -22,7 +22,7 @@ import numpy as np
 from google.protobuf.message import Message
 
 from server import __version__
-from server.auth import ApiKeys
+from server.auth import METADATA, ApiKeys, needs_key
 from server.dataplane import Choice, DataPlane
 from server.errors import INTERNAL_MESSAGE, SHED_MESSAGE, MalformedRequest, ServerError
 from server.lifecycle import Models
@@ -236,10 +236,10 @@ class GrpcFrontEnd:
                 outputs=[tensor(**t) for t in document["outputs"]],
             )
 
-        def choose(request: pb.ModelInferRequest, given: str | None) -> Choice:
+        def choose(request: pb.ModelInferRequest) -> Choice:
             version = request.model_version or None
             if version is None:  # the same champion/challenger split as HTTP
-                choice = plane.pick(given if plane.split else None)
+                choice = plane.pick()
                 if choice.model.name == request.model_name:
                     return choice
             return plane.find(request.model_name, version)
@@ -249,7 +249,7 @@ class GrpcFrontEnd:
             # The id the prediction is recorded under (for feedback), answered in the trailers.
             request_id = given if given is not None else f"{random.getrandbits(64):016x}"
             context.set_trailing_metadata((("x-request-id", request_id),))
-            choice = choose(request, given)
+            choice = choose(request)
             model = choice.model
             rows = infer_rows(request, model, max_batch)
             names = requested_outputs(request, model)
@@ -268,12 +268,14 @@ class GrpcFrontEnd:
                     _typed_contents(tensor, dtype, output.contents)
             return response
 
+        # As over HTTP: inference always needs a key, metadata unless OPEN_ROUTES names it.
+        metadata_key = needs_key(METADATA, settings.open_routes)
         methods: dict[str, tuple[Handler, type[Message], bool, bool]] = {
             "ServerLive": (server_live, pb.ServerLiveRequest, False, False),
             "ServerReady": (server_ready, pb.ServerReadyRequest, False, False),
-            "ModelReady": (model_ready, pb.ModelReadyRequest, False, True),
-            "ServerMetadata": (server_metadata, pb.ServerMetadataRequest, False, True),
-            "ModelMetadata": (metadata, pb.ModelMetadataRequest, False, True),
+            "ModelReady": (model_ready, pb.ModelReadyRequest, metadata_key, True),
+            "ServerMetadata": (server_metadata, pb.ServerMetadataRequest, metadata_key, True),
+            "ModelMetadata": (metadata, pb.ModelMetadataRequest, metadata_key, True),
             "ModelInfer": (model_infer, pb.ModelInferRequest, True, True),
         }
         return grpc.method_handlers_generic_handler(

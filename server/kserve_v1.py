@@ -13,6 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from server.auth import INFERENCE, METADATA
 from server.dataplane import Choice, DataPlane
 from server.errors import KSERVE_V1, InvalidInput
 from server.inputs import parse_json
@@ -38,7 +39,7 @@ def kserve_v1_routes(settings: Settings, plane: DataPlane) -> list[Route]:
 
     def choose(request: Request) -> Choice:
         name = request.path_params["name"]
-        choice = plane.pick(request.scope["client_request_id"] if plane.split else None)
+        choice = plane.pick()
         if choice.model.name == name:
             return choice
         return plane.find(name, None)
@@ -68,16 +69,16 @@ def kserve_v1_routes(settings: Settings, plane: DataPlane) -> list[Route]:
     return [
         route(
             "GET", "/v1/models", listing, "KServe V1: the models served",
-            answers={200: Answer("V1Models", "Model names")},
+            answers={200: Answer("V1Models", "Model names")}, group=METADATA,
         ),
         route(
             "GET", "/v1/models/{name}", model_ready, "KServe V1: model readiness",
-            answers={200: Answer("V1ModelReady", "Ready")}, errors=(404,),
+            answers={200: Answer("V1ModelReady", "Ready")}, errors=(404,), group=METADATA,
         ),
         route(
             "POST", "/v1/models/{name}:predict", predict,
             "KServe V1 prediction: instances as rows or records",
             answers={200: Answer("V1Predictions", "One prediction per instance")},
-            body="V1Request", errors=(400, 404, 408, 413, 415), needs_key=True,
+            body="V1Request", errors=(400, 404, 408, 413, 415), group=INFERENCE,
         ),
     ]  # fmt: skip

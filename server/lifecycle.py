@@ -35,6 +35,10 @@ log = logging.getLogger("server.models")
 MAX_RETRY_SECONDS = 300.0
 
 OnSwap = Callable[[str, Model | None], None]
+# What /ready and the 503 answers say while no model is loaded: short, and free of host names,
+# paths and credentials (the probes answer anyone); the log line has the detail.
+REGISTRY_UNAVAILABLE = "the model registry is unavailable"
+NOT_LOADED = "the model could not be loaded"
 
 
 @dataclass
@@ -69,7 +73,8 @@ class ModelSlot:
         self._registry_factory = registry_factory
         self._registry: Registry | None = None
         self.model: Model | None = None
-        self.status = "loading"
+        self.status = "loading"  # public: see NOT_LOADED
+        self._detail = ""
         self._failure: _Failure | None = None
         self._registry_down = False
         metrics.reload_failures.labels(variant)  # at zero from the start, for rate()
@@ -180,7 +185,7 @@ class ModelSlot:
                     extra={"variant": self.variant, "error": str(exc)},
                 )
             self._registry_down = True
-            await self._fall_back(str(exc))
+            await self._fall_back(str(exc), REGISTRY_UNAVAILABLE)
             return
         except (ModelLoadError, KeyError, ValueError) as exc:
             self._refused(str(exc), version)
@@ -218,11 +223,11 @@ class ModelSlot:
             self.withdraw(f"the registry answered for {self.uri}: {reason}")
         self._not_loaded(f"cannot load {self.uri}: {reason}")
 
-    async def _fall_back(self, reason: str) -> None:
+    async def _fall_back(self, reason: str, public: str = NOT_LOADED) -> None:
         if self.model is not None:
             return
         if self.fallback_path is None:
-            self._not_loaded(f"cannot load {self.uri}: {reason}")
+            self._not_loaded(f"cannot load {self.uri}: {reason}", public)
             return
         try:
             files = await asyncio.to_thread(read_model_dir, self.fallback_path)
@@ -230,7 +235,7 @@ class ModelSlot:
             origin = Origin(str(self.fallback_path), "fallback", version)
             model = await asyncio.to_thread(load_model, files, origin)
         except ModelLoadError as exc:
-            self._not_loaded(f"cannot load {self.uri} ({reason}) nor the fallback: {exc}")
+            self._not_loaded(f"cannot load {self.uri} ({reason}) nor the fallback: {exc}", public)
             return
         log.warning(
             "serving the fallback model while the registry is unreachable",
@@ -238,10 +243,11 @@ class ModelSlot:
         )
         self.swap(model)
 
-    def _not_loaded(self, reason: str) -> None:
-        if self.status != reason:
-            log.error("no model loaded", extra={"variant": self.variant, "error": reason})
-        self.status = reason
+    def _not_loaded(self, detail: str, public: str = NOT_LOADED) -> None:
+        if self._detail != detail:
+            log.error("no model loaded", extra={"variant": self.variant, "error": detail})
+        self._detail = detail
+        self.status = public
 
 
 class Models:

@@ -1,7 +1,7 @@
 """Prometheus metrics. The names are a compatibility promise to existing dashboards and alerts.
 
-Label values are bounded: routes are templates (unknown paths share one value), statuses are
-numbers, classes come from the model. Children are bound once and cached, so the request path
+Label values are bounded: routes are templates (unknown paths share one value), methods outside
+the standard few share one value, statuses are the server's own, classes come from the model. Children are bound once and cached, so the request path
 does one dict lookup per metric instead of a `.labels()` call; the two per-request HTTP metrics
 are kept without prometheus-client's locks (see `RequestStats`).
 """
@@ -26,6 +26,10 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.utils import floatToGoString
 
 UNMATCHED_ROUTE = "unmatched"
+# The client chooses the method, and the HTTP parser knows some thirty: any other than these
+# shares one label value, so no client can multiply the series. GRPC labels the gRPC front end.
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "GRPC"})
+OTHER_METHOD = "OTHER"
 
 # Latency from 100 µs (a cached one-row request) up to 10 s (something is badly wrong).
 REQUEST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -60,8 +64,12 @@ class RequestStats:
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
         series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = [0.0] * (len(self._bounds) + 2)
+        if series is None:  # a new series, or a method that is not kept as its own label value
+            if method not in STANDARD_METHODS:
+                key = (OTHER_METHOD, route, status)
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = [0.0] * (len(self._bounds) + 2)
         series[bisect_left(self._bounds, seconds)] += 1  # the first bucket with seconds <= le
         series[-1] += seconds
 
@@ -154,6 +162,13 @@ class Metrics:
             ("feature",),
             registry=r,
         )
+        self.drift_threshold = Gauge(
+            "model_drift_threshold_psi",
+            "The PSI from which the server reports a warning or drift (DRIFT_WARNING_PSI, "
+            "DRIFT_THRESHOLD_PSI); the drift alerts compare with it.",
+            ("level",),
+            registry=r,
+        )
         self.prediction_drift = Gauge(
             "model_prediction_drift_psi",
             "Population Stability Index of the predictions over the drift window.",
@@ -164,6 +179,20 @@ class Metrics:
             "Requests refused with 503 because MAX_CONCURRENCY requests were in flight.",
             registry=r,
         )
+        self.connections_open = Gauge(
+            "http_connections_open",
+            "Open client connections (at most MAX_CONNECTIONS).",
+            registry=r,
+        )
+        self.connections_dropped = Counter(
+            "http_connections_dropped_total",
+            "Connections the server closed to protect itself: header_too_large (431), "
+            "header_timeout, evicted (at the connection limit) or refused.",
+            ("reason",),
+            registry=r,
+        )
+        for reason in ("header_too_large", "header_timeout", "evicted", "refused"):
+            self.connections_dropped.labels(reason)
         self.observe_request = self.requests.observe
 
     def exposition(self) -> tuple[bytes, str]:
@@ -184,6 +213,7 @@ EXPORTED_METRICS = (
     "model_shadow_agreement_total",
     "model_feature_drift_psi",
     "model_prediction_drift_psi",
+    "model_drift_threshold_psi",
     "requests_shed_total",
     "model_shadow_failures_total",
     "model_live_quality",
@@ -198,6 +228,8 @@ EXPORTED_METRICS = (
     "predictions_record_dropped_total",
     "prediction_store_errors_total",
     "prediction_record_buffer_rows",
+    "http_connections_open",
+    "http_connections_dropped_total",
     "process_resident_memory_bytes",
     "process_cpu_seconds_total",
 )

@@ -67,9 +67,8 @@ class RequestMiddleware:
             return
         started = time.perf_counter()
         given = _client_request_id(scope)
-        # The client's id keys the champion/challenger split; otherwise a new one is made up.
-        scope["client_request_id"] = given.decode() if given is not None else None
-        # A made-up id only correlates log lines: no need for os.urandom and its system call.
+        # The client's id if it sent a usable one, else a made-up one; either only correlates
+        # log lines, so no need for os.urandom and its system call.
         request_id = given if given is not None else b"%016x" % random.getrandbits(64)
         scope["request_id"] = request_id
         method = scope["method"]

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server import __version__
+from server.auth import INFERENCE, METADATA, PROBES
 from server.dataplane import DataPlane
 from server.errors import MLFLOW, InvalidInput, MalformedRequest
 from server.inputs import parse_json
@@ -82,7 +83,7 @@ def mlflow_routes(settings: Settings, models: Models, plane: DataPlane) -> list[
 
     async def invocations(request: Request) -> Response:
         body, media_type = await read_body(request, max_body, (_JSON, _CSV))
-        choice = plane.pick(request.scope["client_request_id"] if plane.split else None)
+        choice = plane.pick()
         model = choice.model
         if media_type == _CSV:
             rows = csv_batch(body, model, max_batch)
@@ -111,15 +112,15 @@ def mlflow_routes(settings: Settings, models: Models, plane: DataPlane) -> list[
             "POST", "/invocations", invocations,
             "MLflow scoring: dataframe_split, dataframe_records, instances or inputs (or CSV)",
             answers={200: Answer("MlflowPredictions", "One prediction per row")},
-            body="MlflowRequest", errors=(400, 408, 413, 415), needs_key=True,
+            body="MlflowRequest", errors=(400, 408, 413, 415), group=INFERENCE,
         ),
         route(
             "GET", "/ping", ping, "MLflow's health check: 200 once a model is served",
             answers={200: Answer("Text", "Ready", "text/plain")}, errors=(503,),
-            sheddable=False,
+            sheddable=False, group=PROBES,
         ),
         route(
             "GET", "/version", version_endpoint, "The server's version, as plain text",
-            answers={200: Answer("Text", "The version", "text/plain")},
+            answers={200: Answer("Text", "The version", "text/plain")}, group=METADATA,
         ),
     ]  # fmt: skip

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server import __version__
+from server.auth import INFERENCE, METADATA, PROBES
 from server.dataplane import Choice, DataPlane
 from server.errors import OIP
 from server.inputs import OipRequest, oip_request, parse_json
@@ -124,7 +125,7 @@ def oip_routes(settings: Settings, models: Models, plane: DataPlane) -> list[Rou
         params = request.path_params
         version = params.get("version")
         if version is None:  # the server's policy: the same champion/challenger split as /predict
-            choice = plane.pick(request.scope["client_request_id"] if plane.split else None)
+            choice = plane.pick()
             if choice.model.name == params["name"]:
                 return choice
         return plane.find(params["name"], version)
@@ -134,10 +135,10 @@ def oip_routes(settings: Settings, models: Models, plane: DataPlane) -> list[Rou
         choice = choose(request)
         model = choice.model
         if header_length is None:
-            parsed = oip_request(parse_json(body), model, max_batch)
+            parsed = oip_request(parse_json(body, non_finite_ok=False), model, max_batch)
         else:
             parsed = oip_request(
-                parse_json(body[:header_length]),
+                parse_json(body[:header_length], non_finite_ok=False),
                 model,
                 max_batch,
                 memoryview(body)[header_length:],
@@ -151,32 +152,32 @@ def oip_routes(settings: Settings, models: Models, plane: DataPlane) -> list[Rou
     routes = [
         route(
             "GET", "/v2", server_metadata, "Server metadata",
-            answers={200: Answer("ServerMetadata", "Server")},
+            answers={200: Answer("ServerMetadata", "Server")}, group=METADATA,
         ),
         route(
             "GET", "/v2/health/live", live, "Server live",
-            answers={200: Answer("ServerLive", "Live")}, sheddable=False,
+            answers={200: Answer("ServerLive", "Live")}, sheddable=False, group=PROBES,
         ),
         route(
             "GET", "/v2/health/ready", ready, "Server ready",
             answers={200: Answer("ServerReady", "Ready"), 503: Answer("ServerReady", "Not ready")},
-            sheddable=False,
+            sheddable=False, group=PROBES,
         ),
     ]  # fmt: skip
     for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         routes += [
             route(
                 "GET", base, metadata, "Model metadata",
-                answers={200: Answer("ModelMetadata", "Model")}, errors=(404,),
+                answers={200: Answer("ModelMetadata", "Model")}, errors=(404,), group=METADATA,
             ),
             route(
                 "GET", f"{base}/ready", model_ready, "Model ready",
-                answers={200: Answer("ModelReady", "Ready")}, errors=(404,),
+                answers={200: Answer("ModelReady", "Ready")}, errors=(404,), group=METADATA,
             ),
             route(
                 "POST", f"{base}/infer", infer, "Open Inference Protocol inference",
                 answers={200: Answer("InferenceResponse", "Output tensors")},
-                body="InferenceRequest", errors=(*BODY_ERRORS, 404), needs_key=True,
+                body="InferenceRequest", errors=(*BODY_ERRORS, 404), group=INFERENCE,
             ),
         ]  # fmt: skip
     return routes

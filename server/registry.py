@@ -131,7 +131,29 @@ def registry_for(
         return RestRegistry(uri, timeout, credentials or Credentials())
     if uri.startswith("sqlite:///"):
         return SqliteRegistry(Path(uri.removeprefix("sqlite:///")))
-    raise ValueError(f"MLFLOW_TRACKING_URI must be http(s):// or sqlite:///, got {uri!r}")
+    raise ValueError(
+        f"MLFLOW_TRACKING_URI must be http(s):// or sqlite:///, got {redacted(uri)[:200]!r}"
+    )
+
+
+def redacted(uri: str) -> str:
+    """The URI with any user name and password replaced by `***`, fit for logs and errors."""
+    scheme, separator, rest = uri.partition("://")
+    authority, slash, path = rest.partition("/")
+    if not separator or "@" not in authority:
+        return uri
+    return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
+
+
+def _split_credentials(url: str) -> tuple[str, Credentials | None]:
+    """The URL without its user information, and the user name and password it held."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    bare = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return bare, Credentials(urllib.parse.unquote(user), urllib.parse.unquote(password))
 
 
 def _default_local_store() -> str:
@@ -192,7 +214,12 @@ class RestRegistry:
     """An MLflow tracking server, through its REST API and artifact proxy."""
 
     def __init__(self, base_url: str, timeout: float, credentials: Credentials) -> None:
-        self.base_url = base_url.rstrip("/")
+        # Credentials in the URI (http://user:password@host, as MLflow's client accepts) are
+        # sent as basic auth and kept out of base_url, which error messages and logs show.
+        bare, in_uri = _split_credentials(base_url)
+        if in_uri is not None and credentials.header() is None:
+            credentials = in_uri
+        self.base_url = bare.rstrip("/")
         self.timeout = timeout
         self.headers = {"User-Agent": "mlops-model-server"}
         authorization = credentials.header()

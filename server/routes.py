@@ -45,6 +45,9 @@ class Route:
     errors: tuple[int, ...] = ()
     body: str | None = None  # the component schema of its JSON request body
     needs_key: bool = False  # refused without a valid API key when keys are configured
+    # Which access group it belongs to (server.auth): the app derives `needs_key` from it and
+    # OPEN_ROUTES. Undeclared means metadata, which needs a key unless opened.
+    group: str = "metadata"
     sheddable: bool = True  # may be answered 503 at MAX_CONCURRENCY (probes and scrapes: never)
     in_schema: bool = True  # listed in the OpenAPI document
     segments: tuple["Segment", ...] = field(init=False, repr=False)

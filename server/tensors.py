@@ -81,6 +81,11 @@ def rows_from_bytes(
     return _as_model_input(values, model)
 
 
+# What parse_json puts in place of a NaN, an infinity or a number past the double range, so that
+# the checks can name the problem (JSON has no such numbers, and orjson refuses them).
+NON_FINITE = "\x00non-finite"
+
+
 def rows_from_json(
     data: Any, dtype: np.dtype[Any], rows: int, model: Model, what: str = '"data"'
 ) -> np.ndarray:
@@ -110,6 +115,11 @@ def rows_from_json(
     except (ValueError, OverflowError):
         raise MalformedRequest(f"{what} must be a flat or evenly nested list of numbers") from None
     kinds = "i" if integers else "fi"
+    if array.dtype.kind in "UO" and (array == NON_FINITE).any():
+        raise MalformedRequest(
+            f"{what} must hold finite numbers; NaN, infinities and numbers beyond the double "
+            "range are not accepted"
+        )
     if array.dtype.kind not in kinds or array.size != count:
         numbers = "integers" if integers else "numbers"
         raise MalformedRequest(

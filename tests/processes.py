@@ -1,12 +1,13 @@
 """Real processes on loopback for integration tests: free ports, and the model server."""
 
 import os
+import resource
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -58,11 +59,24 @@ class ServerProcess:
         return self.process.returncode
 
 
+def _limit_open_files(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return apply
+
+
 @contextmanager
 def model_server(
-    env: Mapping[str, str], log_dir: Path, wait: str | None = "/ready"
+    env: Mapping[str, str],
+    log_dir: Path,
+    wait: str | None = "/ready",
+    max_open_files: int | None = None,
 ) -> Iterator[ServerProcess]:
-    """Run `python -m server` on a free port with `env`; stop it on exit."""
+    """Run `python -m server` on a free port with `env`; stop it on exit.
+
+    `max_open_files` lowers the process's descriptor limit (RLIMIT_NOFILE) before it starts.
+    """
     port = free_port()
     log_path = log_dir / f"server-{port}.log"
     full_env = {
@@ -82,6 +96,7 @@ def model_server(
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=None if max_open_files is None else _limit_open_files(max_open_files),
         )
     server = ServerProcess(process, f"http://127.0.0.1:{port}", log_path)
     try:

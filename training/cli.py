@@ -48,6 +48,7 @@ def fit_and_register(
     from training import drift_reference, estimator, onnx_export
     from training.package import serving_metadata
     from training.registration import log_and_register
+    from training.tracking import redacted
 
     started = time.perf_counter()
     model = estimator.fit(dataset, split, config)
@@ -97,7 +98,7 @@ def fit_and_register(
     aliases = f" with alias {', '.join(registered.aliases)}" if registered.aliases else ""
     print(
         f"registered {registered.name} version {registered.version}{aliases} "
-        f"(run {registered.run_id}, {time.perf_counter() - started:.1f}s) in {uri}"
+        f"(run {registered.run_id}, {time.perf_counter() - started:.1f}s) in {redacted(uri)}"
     )
     return registered
 

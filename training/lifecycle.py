@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from training.errors import TrainingError, one_line
 from training.registration import PRODUCTION_ALIAS
-from training.tracking import connect
+from training.tracking import connect, redacted
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import RegisteredModel
@@ -112,7 +112,10 @@ def list_versions(client: "MlflowClient", name: str) -> list[VersionRow]:
 def format_versions(
     name: str, uri: str, rows: list[VersionRow], history: dict[str, list[str]]
 ) -> str:
-    lines = [f"{name} in {uri}", f"  {'version':<8} {'created (UTC)':<20} {'aliases':<22} metrics"]
+    lines = [
+        f"{name} in {redacted(uri)}",
+        f"  {'version':<8} {'created (UTC)':<20} {'aliases':<22} metrics",
+    ]
     for row in rows:
         metrics = " ".join(f"{key}={value:.4f}" for key, value in row.metrics.items())
         created = row.created.strftime("%Y-%m-%d %H:%M:%S")

@@ -37,6 +37,15 @@ def quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
+def redacted(uri: str, mask: str = "***@") -> str:
+    """The URI with any user name and password replaced by `***`, fit for messages."""
+    scheme, separator, rest = uri.partition("://")
+    authority, slash, path = rest.partition("/")
+    if not separator or "@" not in authority:
+        return uri
+    return f"{scheme}://{mask}{authority.rpartition('@')[2]}{slash}{path}"
+
+
 def through_the_server_only() -> None:
     """Keep every artifact transfer on the tracking server's proxy.
 
@@ -67,7 +76,8 @@ def connect() -> str:
 
 def _check_reachable(uri: str) -> None:
     try:
-        health = f"{uri.rstrip('/')}/health"  # the caller checked the scheme: http(s) only
+        # The caller checked the scheme: http(s) only. /health needs no credentials.
+        health = f"{redacted(uri, mask='').rstrip('/')}/health"
         with urllib.request.urlopen(health, timeout=_CONNECT_TIMEOUT_SECONDS):  # noqa: S310
             return
     except urllib.error.HTTPError as exc:
@@ -76,7 +86,11 @@ def _check_reachable(uri: str) -> None:
             403,
         ):  # reachable; the credentials are checked by the calls that follow
             return
-        raise TrainingError(f"MLflow tracking server at {uri} answered {exc.code}") from exc
+        raise TrainingError(
+            f"MLflow tracking server at {redacted(uri)} answered {exc.code}"
+        ) from exc
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise TrainingError(f"cannot reach the MLflow tracking server at {uri}: {reason}") from exc
+        raise TrainingError(
+            f"cannot reach the MLflow tracking server at {redacted(uri)}: {reason}"
+        ) from exc

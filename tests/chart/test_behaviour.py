@@ -153,6 +153,24 @@ def test_server_settings_come_from_values() -> None:
         render(sets=["api.server.workers=2"])
 
 
+def test_drift_thresholds_have_one_source_the_values() -> None:
+    """The server reads them from the ConfigMap; the alerts compare with what it exports."""
+    from server.settings import Settings
+
+    config = api_config(render(sets=["api.drift.warningPsi=0.15", "api.drift.thresholdPsi=0.3"]))
+    settings = Settings.from_env({**config, "API_KEYS_FILE": ""})
+    assert (settings.drift_warning_psi, settings.drift_threshold_psi) == (0.15, 0.3)
+    defaults = Settings.from_env({**api_config(render()), "API_KEYS_FILE": ""})
+    assert (defaults.drift_warning_psi, defaults.drift_threshold_psi) == (0.1, 0.25)
+    rules = (CHART / "charts/monitoring/files/rules/platform-alerts.yaml").read_text()
+    for alert in ("ModelFeatureDrift", "ModelPredictionDrift"):
+        expr = rules.split(f"alert: {alert}")[1].split("for:")[0]
+        assert 'model_drift_threshold_psi{job="model-platform-api", level="drift"}' in expr
+        assert not re.search(r"[<>]=?\s*0\.\d", expr), expr  # no threshold of its own
+    with pytest.raises(AssertionError, match="warningPsi"):
+        render(sets=["api.drift.warningPsi=0.3", "api.drift.thresholdPsi=0.2"])
+
+
 # --- the API Deployment ------------------------------------------------------------------
 
 

@@ -93,7 +93,11 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_response(code); self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data))); self.end_headers(); self.wfile.write(data)
     def do_GET(self):
-        self._send(200, {"status": "ready"} if self.path == "/ready" else INFO)
+        if self.path == "/ready":  # a probe: open
+            return self._send(200, {"status": "ready"})
+        if self.headers.get("Authorization") != "Bearer " + KEY:  # metadata needs the key too
+            return self._send(401, {"detail": "an API key is required"})
+        self._send(200, INFO)
     def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
         if self.headers.get("Authorization") != "Bearer " + KEY:

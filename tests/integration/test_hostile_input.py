@@ -222,3 +222,59 @@ def test_slow_but_in_time_client_is_served(iris: ServerProcess) -> None:
     sock.close()
     assert status == 200
     assert orjson.loads(answer)["prediction"] == "setosa"
+
+
+def test_an_output_named_many_times_is_refused_not_amplified(iris: ServerProcess) -> None:
+    """Each copy was serialised in full: 1 MB of request made an 803 MB answer."""
+    payload = orjson.loads(oip([5.1, 3.5, 1.4, 0.2]))
+    payload["outputs"] = [{"name": "probabilities"}] * 4000
+    response = raw_post(iris, OIP_PATH, orjson.dumps(payload))
+    assert response.status_code == 400
+    assert "more than once" in response.json()["error"]
+    assert len(response.content) < 300
+    payload["outputs"] = [{"name": "probabilities"}, {"name": "label"}]
+    assert raw_post(iris, OIP_PATH, orjson.dumps(payload)).status_code == 200
+
+
+@pytest.mark.parametrize("request_id", [b'"\\ud800"', b'"a\\udfffb"', b'"\\udc00\\ud800"'])
+def test_a_lone_surrogate_in_the_echoed_id_is_a_client_error(
+    iris: ServerProcess, request_id: bytes
+) -> None:
+    body = oip([5.1, 3.5, 1.4, 0.2])[:-1] + b', "id": ' + request_id + b"}"
+    response = raw_post(iris, OIP_PATH, body)
+    assert response.status_code == 400, response.text
+    assert "surrogate" in response.json()["error"]
+
+
+def test_a_large_body_ending_in_nan_names_the_value(iris: ServerProcess) -> None:
+    rows = [features()] * 999
+    body = orjson.dumps({"instances": rows})[:-2] + b', {"sepal length (cm)": 5.1, ' \
+        b'"sepal width (cm)": NaN, "petal length (cm)": 1.4, "petal width (cm)": 0.2}]}'  # fmt: skip
+    response = raw_post(iris, "/predict", body)
+    assert response.status_code == 422
+    assert "instances[999]" in response.json()["detail"]
+    assert "NaN" in response.json()["detail"]
+    oip_body = oip([5.1, 3.5, 1.4, 0.2]).replace(b"3.5", b"NaN")
+    assert raw_post(iris, OIP_PATH, oip_body).status_code == 400
+
+
+def test_methods_a_client_invents_do_not_grow_the_metrics(iris: ServerProcess) -> None:
+    """The parser knows some thirty methods; times every route, /metrics grew 80-fold."""
+    methods = ["PROPFIND", "MKCOL", "PURGE", "LINK", "UNLINK", "M-SEARCH", "SUBSCRIBE", "ACL"]
+    for method in methods:
+        for path in ("/health", "/predict", "/v2/models/x/infer", "/nowhere"):
+            assert httpx.request(method, iris.url + path).status_code in (404, 405)
+    text = httpx.get(iris.url + "/metrics").text
+    assert 'http_requests_total{method="OTHER",route="/health",status="405"} 8.0' in text
+    for method in methods:
+        assert f'method="{method}"' not in text
+
+
+@pytest.mark.parametrize("path", ["/health/", "/ready/", "/v2/", "//evil.example/", "/docs/"])
+def test_no_redirect_points_at_the_host_header(iris: ServerProcess, path: str) -> None:
+    host, port = iris.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: evil.example\r\n\r\n".encode())
+        status, headers, _ = read_response(sock)
+    assert status == 404
+    assert "location" not in headers

@@ -117,7 +117,9 @@ def test_pinned_version_never_moves(store: Store, tmp_path: Path) -> None:
         assert httpx.get(server.url + "/model/info").json()["version"] == "2"
 
 
-def test_split_sends_a_stable_share_to_the_challenger(store: Store, tmp_path: Path) -> None:
+def test_split_sends_a_share_to_the_challenger_that_no_client_can_choose(
+    store: Store, tmp_path: Path
+) -> None:
     set_alias(store, "production", "1")
     set_alias(store, "challenger", "2")
     env = {
@@ -137,13 +139,15 @@ def test_split_sends_a_stable_share_to_the_challenger(store: Store, tmp_path: Pa
         ]
         share = versions.count("2") / len(versions)
         assert 0.22 < share < 0.38, share
+        # A client that found an X-Request-ID answered by one variant cannot keep it: the server
+        # draws for every request (both stay with probability 0.7^40 + 0.3^40, under 1e-6).
         again = {
             client.post(
                 "/predict", json={"features": SETOSA}, headers={"X-Request-ID": "user-7"}
             ).json()["model_version"]
-            for _ in range(20)
+            for _ in range(40)
         }
-        assert again == {versions[7]}  # the same key always sees the same variant
+        assert again == {"1", "2"}
         info = client.get("/model/info").json()
         assert info["challenger"]["version"] == "2"
         metrics = client.get("/metrics").text
@@ -192,6 +196,7 @@ def test_drift_report_and_metrics(store: Store, tmp_path: Path) -> None:
         "MODEL_URI": f"models:/{MODEL}@production",
         "DRIFT_WINDOW": "300",
         "DRIFT_INTERVAL_SECONDS": "0.2",
+        "DRIFT_ROWS_PER_REQUEST": "300",  # this test sends its rows as one request
     }
     rng = np.random.default_rng(3)
     with model_server(env, tmp_path) as server, httpx.Client(base_url=server.url) as client:
@@ -218,3 +223,38 @@ def test_drift_report_and_metrics(store: Store, tmp_path: Path) -> None:
             if line.startswith('model_feature_drift_psi{feature="sepal width (cm)"}')
         )
         assert float(psi_line.rsplit(" ", 1)[1]) > 0.25
+
+
+def test_little_or_lopsided_traffic_raises_no_drift_alarm(store: Store, tmp_path: Path) -> None:
+    """One request used to give PSI 6-8 on every feature; one 1000-row request to move it so."""
+    from training.datasets import load_dataset
+
+    set_alias(store, "production", "1")
+    iris = load_dataset("iris")
+    env = {
+        "MLFLOW_TRACKING_URI": store.tracking_uri,
+        "MODEL_URI": f"models:/{MODEL}@production",
+        "DRIFT_INTERVAL_SECONDS": "0.2",
+    }
+    rng = np.random.default_rng(8)
+
+    def instances(rows: np.ndarray) -> list[dict[str, float]]:
+        return [dict(zip(iris.features, map(float, row), strict=True)) for row in rows]
+
+    with model_server(env, tmp_path) as server, httpx.Client(base_url=server.url) as client:
+        assert client.post("/predict", json={"features": SETOSA}).status_code == 200
+        time.sleep(0.5)  # a drift computation or two
+        report = client.get("/drift").json()
+        assert report["status"] == "insufficient data"
+        assert report["rows_in_window"] == 1
+        assert "model_feature_drift_psi{" not in client.get("/metrics").text
+        for _ in range(60):  # ordinary traffic, five rows a request: 301 rows in all
+            rows = iris.X[rng.integers(0, len(iris.X), 5)]
+            assert client.post("/predict", json={"instances": instances(rows)}).status_code == 200
+        assert client.get("/drift").json()["status"] in ("ok", "warning")
+        far_off = np.full((1000, 4), 7.9)  # every feature at the edge of its training range
+        assert client.post("/predict", json={"instances": instances(far_off)}).status_code == 200
+        report = client.get("/drift").json()
+        assert report["rows_in_window"] == 311
+        assert max(f["psi"] for f in report["features"].values()) < 0.25, report
+        assert report["status"] != "drift"

@@ -338,6 +338,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "MODEL_POLL_SECONDS": "1",
             "DRIFT_INTERVAL_SECONDS": "1",
             "DRIFT_WINDOW": str(DRIFT_WINDOW),
+            "DRIFT_MIN_ROWS": str(MAX_BATCH),
+            "DRIFT_ROWS_PER_REQUEST": str(MAX_BATCH),  # the drift below comes in full batches
             "MAX_BATCH": str(MAX_BATCH),
             "MAX_CONCURRENCY": str(MAX_CONCURRENCY),
             "RECORD_FLUSH_SECONDS": "0.1",

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import orjson
 import pytest
 
 from tests.conftest import TrainedStore
-from tests.processes import REPO_ROOT, ServerProcess, model_server
+from tests.processes import REPO_ROOT, ServerProcess, free_port, model_server
 from tests.samples import SETOSA
 
 pytestmark = pytest.mark.integration
@@ -26,15 +27,13 @@ INFERENCE = {
     "/v2/models/iris-classifier/infer": OIP,
     "/v2/models/iris-classifier/versions/1/infer": OIP,
 }
-OPEN_ROUTES = [
-    "/health",
-    "/ready",
-    "/metrics",
-    "/v2/health/live",
-    "/v2/health/ready",
+OPEN_ROUTES = ["/health", "/ready", "/metrics", "/v2/health/live", "/v2/health/ready"]
+KEYED_ROUTES = [
     "/v2",
     "/v2/models/iris-classifier",
+    "/v2/models/iris-classifier/ready",
     "/model/info",
+    "/drift",
     "/openapi.json",
     "/docs",
 ]
@@ -52,9 +51,11 @@ def secured(
         "API_KEYS": f" {ENV_KEY} , ",
         "API_KEYS_FILE": str(keys_file),
         "ACCESS_LOG": "true",
+        "API_KEYS_RELOAD_SECONDS": "0.2",
     }
     with model_server(env, logs) as server:
         yield server
+    keys_file.write_text(f"{FILE_KEY}\n")  # as it was, for the next module's run
 
 
 def call(server: ServerProcess, path: str, auth: str | None) -> httpx.Response:
@@ -99,8 +100,48 @@ def test_inference_accepts_keys_from_the_variable_and_the_file(
 
 
 @pytest.mark.parametrize("path", OPEN_ROUTES)
-def test_probes_metrics_and_metadata_stay_open(secured: ServerProcess, path: str) -> None:
+def test_probes_and_metrics_stay_open(secured: ServerProcess, path: str) -> None:
     assert httpx.get(secured.url + path).status_code == 200
+
+
+@pytest.mark.parametrize("path", KEYED_ROUTES)
+def test_metadata_and_docs_need_a_key(secured: ServerProcess, path: str) -> None:
+    refused = httpx.get(secured.url + path)
+    assert refused.status_code == 401
+    assert "iris" not in refused.text
+    assert "sepal" not in refused.text
+    headers = {"Authorization": f"Bearer {ENV_KEY}"}
+    assert httpx.get(secured.url + path, headers=headers).status_code == 200
+
+
+def test_a_rotated_key_file_takes_effect_without_a_restart(secured: ServerProcess) -> None:
+    keys_file = next(secured.log_path.parent.glob("api-keys"))
+    rotated = "rotated-key-4e1f9a0c77"
+    keys_file.write_text(f"{rotated}\n")
+    deadline = time.monotonic() + 10
+    while call(secured, "/predict", f"Bearer {rotated}").status_code != 200:
+        assert time.monotonic() < deadline, "the rotated key was not picked up"
+        time.sleep(0.1)
+    assert call(secured, "/predict", f"Bearer {FILE_KEY}").status_code == 401
+    assert call(secured, "/predict", f"Bearer {ENV_KEY}").status_code == 200
+    keys_file.write_text("")  # emptied by mistake: the keys in use stay
+    time.sleep(1)
+    assert call(secured, "/predict", f"Bearer {rotated}").status_code == 200
+    assert call(secured, "/predict", None).status_code == 401
+    keys_file.write_text(f"{FILE_KEY}\n")
+    while call(secured, "/predict", f"Bearer {FILE_KEY}").status_code != 200:
+        assert time.monotonic() < deadline + 10, "the restored key was not picked up"
+        time.sleep(0.1)
+    assert rotated not in secured.log()
+    assert "API key file not reloaded" in secured.log()
+
+
+def test_the_start_up_log_says_keys_are_on(secured: ServerProcess) -> None:
+    starting = next(
+        orjson.loads(line) for line in secured.log().splitlines() if '"starting"' in line
+    )
+    assert starting["api_keys"] == 2
+    assert starting["open_routes"] == ["metrics"]
 
 
 def test_keys_are_never_logged_and_every_request_is(secured: ServerProcess) -> None:
@@ -147,8 +188,10 @@ def test_unsafe_request_ids_are_replaced(secured: ServerProcess, presented: str)
 
 
 def test_openapi_says_the_key_is_required(secured: ServerProcess) -> None:
-    paths = httpx.get(secured.url + "/openapi.json").json()["paths"]
+    headers = {"Authorization": f"Bearer {ENV_KEY}"}
+    paths = httpx.get(secured.url + "/openapi.json", headers=headers).json()["paths"]
     assert paths["/predict"]["post"]["security"] == [{"bearer": []}]
+    assert paths["/model/info"]["get"]["security"] == [{"bearer": []}]
     assert paths["/v2/models/{name}/infer"]["post"]["security"] == [{"bearer": []}]
     assert "security" not in paths["/health"]["get"]
 
@@ -159,6 +202,27 @@ def test_without_keys_inference_is_open(trained_store: TrainedStore, tmp_path: P
         assert call(server, "/predict", f"Bearer {WRONG_KEY}").status_code == 200
         paths = httpx.get(server.url + "/openapi.json").json()["paths"]
         assert paths["/predict"]["post"]["security"] == [{}]
+        warning = next(line for line in server.log().splitlines() if "no API keys" in line)
+        assert orjson.loads(warning)["level"] == "warning"
+
+
+@pytest.mark.parametrize("content", ["", "\n \n", ",,"])
+def test_a_keys_file_without_keys_stops_the_server(tmp_path: Path, content: str) -> None:
+    empty = tmp_path / "api-keys"
+    empty.write_text(content)
+    result = subprocess.run(
+        [sys.executable, "-m", "server"],
+        cwd=REPO_ROOT,
+        env={"PATH": "/usr/bin:/bin", "API_KEYS_FILE": str(empty)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "API_KEYS_FILE" in result.stderr
+    assert "holds no keys" in result.stderr
 
 
 def test_an_unreadable_keys_file_stops_the_server(tmp_path: Path) -> None:
@@ -174,3 +238,46 @@ def test_an_unreadable_keys_file_stops_the_server(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "API_KEYS_FILE" in result.stderr
     assert "cannot be read" in result.stderr
+
+
+def test_credentials_in_the_tracking_uri_never_show(tmp_path: Path) -> None:
+    """/ready answers anyone: a short reason, no host names, paths or credentials."""
+    secret = "pa55-9d8e7f"
+    uri = f"http://mlflow-admin:{secret}@127.0.0.1:{free_port()}/"
+    env = {"MLFLOW_TRACKING_URI": uri, "REGISTRY_TIMEOUT_SECONDS": "1"}
+    with model_server(env, tmp_path, wait="/health") as server:
+        deadline = time.monotonic() + 20
+        while (ready := httpx.get(server.url + "/ready")).json()["reason"] == "loading":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert ready.status_code == 503
+        assert ready.json() == {
+            "status": "not ready",
+            "model_loaded": False,
+            "reason": "the model registry is unavailable",
+        }
+        answers = [
+            httpx.post(server.url + "/predict", json={"features": SETOSA}).text,
+            httpx.get(server.url + "/model/info").text,
+            httpx.get(server.url + "/v2/models/iris-classifier").text,
+        ]
+        log = server.log()
+    for text in [ready.text, *answers]:
+        for hidden in (secret, "mlflow-admin", "127.0.0.1"):
+            assert hidden not in text
+    assert secret not in log
+    assert "cannot reach MLflow at http://127.0.0.1" in log  # the detail is in the log
+
+
+def test_a_missing_model_path_stays_out_of_the_answers(tmp_path: Path) -> None:
+    hidden = tmp_path / "private-dir" / "model"
+    with model_server({"MODEL_URI": str(hidden)}, tmp_path, wait="/health") as server:
+        deadline = time.monotonic() + 20
+        while (ready := httpx.get(server.url + "/ready")).json()["reason"] == "loading":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        predict = httpx.post(server.url + "/predict", json={"features": SETOSA})
+        assert "private-dir" in server.log()
+    assert ready.status_code == predict.status_code == 503
+    assert "private-dir" not in ready.text
+    assert "private-dir" not in predict.text

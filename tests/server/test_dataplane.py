@@ -44,7 +44,7 @@ def test_shadow_counters_exist_at_zero_and_drift_is_unknown() -> None:
 def test_nothing_installed_is_not_ready_with_the_reason() -> None:
     plane, _ = plane_for(Settings())
     with pytest.raises(ModelNotReady, match="no model loaded yet: loading"):
-        plane.pick(None)
+        plane.pick()
     with pytest.raises(ModelNotReady):
         plane.find("iris-classifier", None)
 
@@ -52,9 +52,9 @@ def test_nothing_installed_is_not_ready_with_the_reason() -> None:
 def test_install_resets_drift_and_counts_under_the_models_version(
     model_dirs: dict[str, Path],
 ) -> None:
-    plane, metrics = plane_for(Settings())
+    plane, metrics = plane_for(Settings(drift_min_rows=10, drift_rows_per_request=20))
     plane.install(CHAMPION, load(model_dirs["iris"], "1"))
-    choice = plane.pick(None)
+    choice = plane.pick()
     assert choice.model.version == "1"
     assert choice.is_champion
     plane.score(choice, ROWS)
@@ -71,10 +71,10 @@ def test_install_resets_drift_and_counts_under_the_models_version(
         in text
     )
     assert choice.model.version == "1"  # a request that picked the old model keeps it
-    assert plane.pick(None).model.version == "2"
+    assert plane.pick().model.version == "2"
     plane.install(CHAMPION, None)
     with pytest.raises(ModelNotReady):
-        plane.pick(None)
+        plane.pick()
 
 
 def test_a_batch_scored_after_a_swap_stays_out_of_the_new_models_drift(
@@ -83,7 +83,7 @@ def test_a_batch_scored_after_a_swap_stays_out_of_the_new_models_drift(
     """Coalesced scoring waits a loop turn; a swap in that turn must not mix the two models."""
     plane, _ = plane_for(Settings())
     plane.install(CHAMPION, load(model_dirs["iris"], "1"))
-    choice = plane.pick(None)
+    choice = plane.pick()
 
     async def pick_then_swap() -> None:
         waiting = plane.coalescer.score(choice, ROWS[:3])
@@ -114,7 +114,8 @@ def test_find_addresses_models_by_name_and_version(model_dirs: dict[str, Path]) 
         plane.find("wine-classifier", None)
 
 
-def test_split_sends_a_share_to_the_challenger_stably(model_dirs: dict[str, Path]) -> None:
+def test_split_draws_for_every_request(model_dirs: dict[str, Path]) -> None:
+    """Nothing the client sends decides: a hash of its X-Request-ID let it choose its variant."""
     plane, _ = plane_for(
         Settings(
             challenger_uri="models:/iris-classifier@challenger",
@@ -123,11 +124,10 @@ def test_split_sends_a_share_to_the_challenger_stably(model_dirs: dict[str, Path
         )
     )
     plane.install(CHAMPION, load(model_dirs["iris"], "1"))
-    assert plane.pick("a").model.version == "1"  # no challenger yet: the champion answers
+    assert plane.pick().model.version == "1"  # no challenger yet: the champion answers
     plane.install(CHALLENGER, load(model_dirs["iris"], "2"))
-    picks = [plane.pick(f"key-{i}").model.version for i in range(2000)]
-    assert 0.25 < picks.count("2") / len(picks) < 0.35
-    assert all(plane.pick(f"key-{i}").model.version == picks[i] for i in range(200))
+    picks = [plane.pick().model.version for _ in range(4000)]
+    assert 0.26 < picks.count("2") / len(picks) < 0.34
 
 
 def test_shadow_scores_the_challenger_after_the_answer(model_dirs: dict[str, Path]) -> None:
@@ -138,10 +138,42 @@ def test_shadow_scores_the_challenger_after_the_answer(model_dirs: dict[str, Pat
     plane.install(CHALLENGER, load(model_dirs["iris"], "2"))
 
     async def score_then_yield() -> None:
-        result = plane.score(plane.pick(None), ROWS)
+        result = plane.score(plane.pick(), ROWS)
         assert result.class_indices is not None
         assert 'agree"} 20.0' not in exposition(metrics)  # not yet: after the response
         await asyncio.sleep(0)
 
     asyncio.run(score_then_yield())
     assert 'model_shadow_agreement_total{outcome="agree"} 20.0' in exposition(metrics)
+
+
+def test_no_drift_figure_is_exported_until_the_window_has_enough_rows(
+    model_dirs: dict[str, Path],
+) -> None:
+    settings = Settings(drift_min_rows=50, drift_warning_psi=0.12, drift_threshold_psi=0.3)
+    plane, metrics = plane_for(settings)
+    text = exposition(metrics)
+    assert 'model_drift_threshold_psi{level="warning"} 0.12' in text
+    assert 'model_drift_threshold_psi{level="drift"} 0.3' in text
+    plane.install(CHAMPION, load(model_dirs["iris"], "1"))
+    choice = plane.pick()
+    plane.score(choice, ROWS[:1])
+    report = plane.update_drift_metrics()
+    assert report is not None
+    assert report["status"] == "insufficient data"
+    text = exposition(metrics)
+    assert "model_feature_drift_psi{" not in text
+    assert "model_prediction_drift_psi NaN" in text
+    for _ in range(60):
+        plane.score(choice, ROWS[:1])
+    plane.update_drift_metrics()
+    assert 'model_feature_drift_psi{feature="petal width (cm)"}' in exposition(metrics)
+
+
+def test_one_scoring_call_adds_at_most_the_per_request_rows(model_dirs: dict[str, Path]) -> None:
+    plane, _ = plane_for(Settings(drift_rows_per_request=4, drift_min_rows=1))
+    plane.install(CHAMPION, load(model_dirs["iris"], "1"))
+    plane.score(plane.pick(), ROWS)
+    report = plane.update_drift_metrics()
+    assert report is not None
+    assert report["rows_in_window"] == 4

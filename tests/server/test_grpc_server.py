@@ -84,12 +84,19 @@ def test_server_and_model_endpoints(server: tuple[TestClient, Stub]) -> None:
     _, call = server
     assert call("ServerLive", pb.ServerLiveRequest(), pb.ServerLiveResponse).live
     assert call("ServerReady", pb.ServerReadyRequest(), pb.ServerReadyResponse).ready
-    metadata = call("ServerMetadata", pb.ServerMetadataRequest(), pb.ServerMetadataResponse)
+    # Metadata needs a key, as over HTTP, unless OPEN_ROUTES names it.
+    with pytest.raises(grpc.RpcError) as refused:
+        call("ServerMetadata", pb.ServerMetadataRequest(), pb.ServerMetadataResponse)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    metadata = call(
+        "ServerMetadata", pb.ServerMetadataRequest(), pb.ServerMetadataResponse, metadata=AUTH
+    )
     assert metadata.name == "mlops-model-server"
-    ready = call("ModelReady", pb.ModelReadyRequest(name="iris-classifier"), pb.ModelReadyResponse)
+    ready = call("ModelReady", pb.ModelReadyRequest(name="iris-classifier"), pb.ModelReadyResponse,
+                 metadata=AUTH)  # fmt: skip
     assert ready.ready
     model = call("ModelMetadata", pb.ModelMetadataRequest(name="iris-classifier", version="1"),
-                 pb.ModelMetadataResponse)  # fmt: skip
+                 pb.ModelMetadataResponse, metadata=AUTH)  # fmt: skip
     assert (model.name, list(model.versions), model.platform) == (
         "iris-classifier",
         ["1"],

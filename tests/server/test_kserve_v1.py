@@ -62,12 +62,14 @@ def test_a_thousand_instances(iris: TestClient, model_dirs: dict[str, Path]) -> 
 
 
 def test_readiness_and_the_model_list(iris: TestClient) -> None:
-    assert iris.get("/v1/models/iris-classifier").json() == {
+    assert iris.get("/v1/models/iris-classifier", headers=AUTH).json() == {
         "name": "iris-classifier",
         "ready": True,
     }
-    assert iris.get("/v1/models").json() == {"models": ["iris-classifier"]}
-    unknown = iris.get("/v1/models/nope")
+    assert iris.get("/v1/models", headers=AUTH).json() == {"models": ["iris-classifier"]}
+    # Model metadata, like the other protocols', needs a key unless OPEN_ROUTES names it.
+    assert iris.get("/v1/models").status_code == 401
+    unknown = iris.get("/v1/models/nope", headers=AUTH)
     assert unknown.status_code == 404
     assert "nope" in unknown.json()["error"]
 

@@ -5,18 +5,21 @@ server's answers to what a registry says; the real MLflow server is in tests/int
 """
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from server.errors import ModelLoadError
-from server.lifecycle import Models
+from server.dataplane import DataPlane
+from server.errors import ModelLoadError, ModelNotReady
+from server.lifecycle import NOT_LOADED, REGISTRY_UNAVAILABLE, Models
 from server.metrics import Metrics
 from server.model import Model, ModelFiles
-from server.registry import ModelReference, RegistryUnavailable, read_model_dir
+from server.registry import ModelReference, RegistryUnavailable, read_model_dir, registry_for
 from server.settings import Settings
+from tests.processes import free_port
 
 
 @dataclass
@@ -117,7 +120,7 @@ def test_a_registry_that_has_no_such_version_is_not_ready_not_the_fallback(
     h = harness(settings(model_dirs, "models:/iris-classifier/3"), MemoryRegistry())
 
     async def body() -> None:
-        await until(lambda: "no such version" in h.models.champion.status)
+        await until(lambda: h.models.champion.status == NOT_LOADED)
         await asyncio.sleep(0.2)
         assert h.models.champion.model is None
         assert not h.models.ready
@@ -127,7 +130,7 @@ def test_a_registry_that_has_no_such_version_is_not_ready_not_the_fallback(
 
 
 def test_the_fallback_is_withdrawn_when_the_registry_comes_back_without_the_model(
-    model_dirs: dict[str, Path],
+    model_dirs: dict[str, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     registry = MemoryRegistry(down=True)
     h = harness(settings(model_dirs, "models:/iris-classifier@production"), registry)
@@ -136,10 +139,12 @@ def test_the_fallback_is_withdrawn_when_the_registry_comes_back_without_the_mode
         await until(lambda: h.source == "fallback")
         registry.down = False  # reachable again, and it has no @production
         await until(lambda: not h.models.ready)
-        assert "no such model or alias" in h.models.not_ready_reason
+        assert h.models.not_ready_reason == NOT_LOADED  # the detail is in the log
         assert h.swaps[-1] == ("champion", None)
 
-    run_for(h, body)
+    with caplog.at_level(logging.ERROR, logger="server.models"):
+        run_for(h, body)
+    assert any("no such model or alias" in getattr(r, "error", "") for r in caplog.records)
     text = h.metrics.exposition()[0].decode()
     assert 'source="fallback"' not in text
     assert "model_ready 0.0" in text
@@ -247,3 +252,39 @@ def test_draining_is_not_ready_whatever_is_loaded(model_dirs: dict[str, Path]) -
         assert h.models.not_ready_reason == "shutting down"
 
     run_for(h, body)
+
+
+@pytest.mark.parametrize(
+    ("uri", "tracking", "reason"),
+    [
+        ("/srv/secret-path/model", None, NOT_LOADED),
+        (
+            "models:/m@production",
+            f"http://admin:pa55@127.0.0.1:{free_port()}",
+            REGISTRY_UNAVAILABLE,
+        ),
+    ],
+)
+def test_the_public_reason_names_no_host_path_or_credential(
+    uri: str, tracking: str | None, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """/ready answers anyone: the detail (hosts, paths) goes to the log, credentials nowhere."""
+    settings = Settings(model_uri=uri, tracking_uri=tracking, registry_timeout_seconds=0.5)
+    models = Models(settings, lambda: registry_for(tracking, 0.5), Metrics(), lambda v, m: None)
+    plane = DataPlane(settings, Metrics(), lambda: models.not_ready_reason)
+
+    async def one_attempt() -> None:
+        task = asyncio.create_task(models.champion.run())
+        await until(lambda: models.champion.status != "loading")
+        task.cancel()
+
+    with caplog.at_level(logging.ERROR, logger="server.models"):
+        asyncio.run(one_attempt())
+    assert models.not_ready_reason == reason
+    with pytest.raises(ModelNotReady) as caught:
+        plane.pick()
+    for secret in ("secret-path", "127.0.0.1", "pa55", "admin"):
+        assert secret not in str(caught.value)
+    detail = " ".join(getattr(record, "error", "") for record in caplog.records)
+    assert "pa55" not in detail
+    assert ("secret-path" in detail) or ("127.0.0.1" in detail)  # the log has the detail

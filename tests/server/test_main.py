@@ -1,13 +1,16 @@
 """DrainingServer's signal handling, without a real signal or socket."""
 
 import asyncio
+import logging
 import signal
 import time
 from types import SimpleNamespace
 
+import pytest
 import uvicorn
 
-from server.__main__ import DrainingServer
+from server.__main__ import DrainingServer, log_start
+from server.settings import Settings
 
 
 def draining_server(delay: float) -> tuple[DrainingServer, SimpleNamespace]:
@@ -44,3 +47,21 @@ def test_sigint_skips_the_delay_and_a_second_signal_forces_exit() -> None:
     server.handle_exit(signal.SIGTERM, None)
     assert server.should_exit is True
     assert server.force_exit is True
+
+
+def test_start_up_says_when_no_keys_protect_the_server(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="server"):
+        log_start(Settings())
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "no API keys" in warnings[0].getMessage()
+
+
+def test_start_up_counts_keys_and_never_shows_them(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="server"):
+        log_start(Settings(api_keys=frozenset({"secret-1", "secret-2"})))
+    [record] = caplog.records
+    assert record.levelno == logging.INFO
+    assert record.api_keys == 2  # type: ignore[attr-defined]
+    assert record.open_routes == ["metrics"]  # type: ignore[attr-defined]
+    assert "secret" not in caplog.text

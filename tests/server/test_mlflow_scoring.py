@@ -22,6 +22,7 @@ FEATURES = list(SETOSA)
 ROWS = [list(SETOSA.values()), list(VIRGINICA.values())]
 RECORDS = [SETOSA, VIRGINICA]
 KEY = "mlflow-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
 JSON = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
 
 
@@ -165,8 +166,9 @@ def test_keys_are_checked_and_refused_in_mlflows_shape(iris: TestClient) -> None
 def test_ping_and_version(iris: TestClient) -> None:
     ping = iris.get("/ping")
     assert (ping.status_code, ping.text) == (200, "\n")
-    version = iris.get("/version")
+    version = iris.get("/version", headers=AUTH)
     assert version.status_code == 200
+    assert iris.get("/version").status_code == 401  # metadata, unless OPEN_ROUTES names it
     assert version.text.count(".") == 2
 
 

@@ -34,9 +34,9 @@ def test_values_and_zero() -> None:
 @pytest.mark.parametrize(
     ("name", "value", "fragment"),
     [
-        ("SHUTDOWN_DELAY_SECONDS", "-1", "at least"),
+        ("SHUTDOWN_DELAY_SECONDS", "-1", "between 0 and 300"),
         ("SHUTDOWN_GRACE_SECONDS", "soon", "number"),
-        ("BODY_TIMEOUT_SECONDS", "-0.5", "at least"),
+        ("BODY_TIMEOUT_SECONDS", "-0.5", "between 0 and 3600"),
         ("ACCESS_LOG", "maybe", "true or false"),
     ],
 )
@@ -51,3 +51,24 @@ def test_api_keys_from_variable_and_file(tmp_path: Path) -> None:
     keys.write_text("from-file\n\n  spaced  \n")
     settings = Settings.from_env({"API_KEYS": "a, b,,", "API_KEYS_FILE": str(keys)})
     assert settings.api_keys == {"a", "b", "from-file", "spaced"}
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", " , ,\n,", "   "])
+def test_a_key_file_without_keys_stops_the_server(tmp_path: Path, content: str) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text(content)
+    with pytest.raises(SettingsError, match=r"API_KEYS_FILE .* holds no keys"):
+        Settings.from_env({"API_KEYS_FILE": str(keys)})
+
+
+def test_a_key_variable_without_keys_stops_the_server() -> None:
+    with pytest.raises(SettingsError, match="API_KEYS holds no keys"):
+        Settings.from_env({"API_KEYS": " , ,"})
+
+
+def test_the_key_file_path_is_kept_for_reloading(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("k1\n")
+    settings = Settings.from_env({"API_KEYS_FILE": str(keys), "API_KEYS": "k0"})
+    assert settings.api_keys_file == keys
+    assert settings.api_keys == {"k0", "k1"}

@@ -22,6 +22,19 @@ def test_artifacts_sit_beside_a_sqlite_store(tmp_path: Path) -> None:
     assert tracking.artifact_root("http://mlflow:5000") is None
 
 
+def test_an_unreachable_server_with_credentials_in_its_uri_is_named_without_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.processes import free_port
+    from training.errors import TrainingError
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://admin:pa55w0rd@127.0.0.1:{free_port()}")
+    with pytest.raises(TrainingError) as caught:
+        tracking.connect()
+    assert "pa55w0rd" not in str(caught.value)
+    assert "http://***@127.0.0.1" in str(caught.value)
+
+
 def test_artifacts_go_through_the_server_unless_told_otherwise(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

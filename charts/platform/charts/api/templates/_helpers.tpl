@@ -25,4 +25,7 @@
 {{- if and .Values.judge.enabled (not .Values.judge.image.repository) -}}
 {{- fail "api.judge.image.repository is required when api.judge.enabled (an image with the training environment)" -}}
 {{- end -}}
+{{- if gt (float64 .Values.drift.warningPsi) (float64 .Values.drift.thresholdPsi) -}}
+{{- fail "api.drift.warningPsi must not exceed api.drift.thresholdPsi (the server refuses to start)" -}}
+{{- end -}}
 {{- end -}}
