@@ -7,54 +7,52 @@ new predictions.
 """
 
 import json
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from training.errors import TrainingError, one_line
-from training.registration import METADATA_FILE
-
-MODEL_FILE = "model.onnx"
-
-
-def download_version(name: str, version: str, into: Path) -> Path:
-    """The version's model directory (MLflow onnx flavor), downloaded into `into`."""
-    import mlflow
-
-    return Path(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}", dst_path=str(into)
-        )
-    )
+from training.registry import (
+    EXTRA_FILES_DIR,
+    METADATA_FILE,
+    MODEL_FILE,
+    NotFound,
+    Registry,
+)
 
 
-def read_metadata(local: Path, label: str) -> dict[str, Any]:
-    path = local / "extra_files" / METADATA_FILE
-    if not path.is_file():
-        raise TrainingError(
-            f"{label} is not a serving model: it has no extra_files/{METADATA_FILE}"
-        )
+def read_file(registry: Registry, name: str, version: str, path: str, label: str) -> bytes:
     try:
-        metadata: dict[str, Any] = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        return registry.version_file(name, version, path)
+    except NotFound:
+        raise TrainingError(f"{label} is not a serving model: it has no {path}") from None
+
+
+def read_metadata(registry: Registry, name: str, version: str, label: str) -> dict[str, Any]:
+    raw = read_file(registry, name, version, f"{EXTRA_FILES_DIR}/{METADATA_FILE}", label)
+    return parse_metadata(raw, label)
+
+
+def parse_metadata(raw: bytes, label: str) -> dict[str, Any]:
+    """A version's metadata.json, with the keys serving needs."""
+    try:
+        metadata = json.loads(raw)
+    except ValueError as exc:
         raise TrainingError(f"{label} has an unreadable {METADATA_FILE}: {exc}") from exc
+    if not isinstance(metadata, dict):
+        raise TrainingError(f"{label} has an unreadable {METADATA_FILE}: not a JSON object")
     for key in ("features", "task", "input_name", "outputs"):
         if key not in metadata:
             raise TrainingError(f"{label} has no {key!r} in its {METADATA_FILE}")
     return metadata
 
 
-def check_runs(local: Path, metadata: dict[str, Any], label: str) -> None:
+def check_runs(onnx: bytes, metadata: dict[str, Any], label: str) -> None:
     """onnxruntime loads the model and answers the input example with the promised outputs."""
     import onnxruntime as ort
 
-    path = local / MODEL_FILE
-    if not path.is_file():
-        raise TrainingError(f"{label} is not a serving model: it has no {MODEL_FILE}")
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's errors have no common public type
         raise TrainingError(
             f"{label}: onnxruntime cannot load {MODEL_FILE}: {one_line(exc)}"
@@ -95,16 +93,11 @@ def check_replaces(candidate: dict[str, Any], current: dict[str, Any], label: st
             )
 
 
-def check_promotable(name: str, version: str, replaces: str | None) -> None:
+def check_promotable(registry: Registry, name: str, version: str, replaces: str | None) -> None:
     """Raise TrainingError unless `version` may take over from version `replaces`."""
     label = f"{name} version {version}"
-    with tempfile.TemporaryDirectory() as tmp:
-        local = download_version(name, version, Path(tmp) / "candidate")
-        metadata = read_metadata(local, label)
-        check_runs(local, metadata, label)
-        if replaces is not None and replaces != version:
-            current_label = f"{name} version {replaces}"
-            current = read_metadata(
-                download_version(name, replaces, Path(tmp) / "current"), current_label
-            )
-            check_replaces(metadata, current, label)
+    metadata = read_metadata(registry, name, version, label)
+    check_runs(read_file(registry, name, version, MODEL_FILE, label), metadata, label)
+    if replaces is not None and replaces != version:
+        current = read_metadata(registry, name, replaces, f"{name} version {replaces}")
+        check_replaces(metadata, current, label)

@@ -13,13 +13,16 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from training.errors import TrainingError
+from training.registry import (
+    DRIFT_REFERENCE_FILE,
+    FEATURES_TAG,
+    METADATA_FILE,
+    PRODUCTION_ALIAS,
+    TASK_TAG,
+)
 from training.tracking import artifact_root
 
-PRODUCTION_ALIAS = "production"
-METADATA_FILE = "metadata.json"
-DRIFT_REFERENCE_FILE = "drift_reference.json"
-FEATURES_TAG = "features"
-TASK_TAG = "task"
+__all__ = ["DRIFT_REFERENCE_FILE", "METADATA_FILE", "PRODUCTION_ALIAS", "Registered"]
 
 
 def _pinned(*packages: str) -> list[str]:

@@ -1,11 +1,11 @@
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from training import model_check
 from training.errors import TrainingError
+from training.registry import NotFound
 
 IRIS = {"features": ["a", "b"], "task": "classification", "classes": ["x", "y"]}
 
@@ -32,23 +32,38 @@ def test_other_inputs_may_not_replace(change: dict[str, Any], message: str) -> N
     assert str(caught.value).startswith(message)
 
 
-def test_metadata_must_be_there_and_complete(tmp_path: Path) -> None:
+class FilesOf:
+    """A registry's version_file over a dict: the files one version has."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+
+    def version_file(self, name: str, version: str, path: str) -> bytes:
+        try:
+            return self.files[path]
+        except KeyError:
+            raise NotFound(path) from None
+
+
+def test_metadata_must_be_there_and_complete() -> None:
+    registry: Any = FilesOf({})
     with pytest.raises(TrainingError, match=r"^m version 2 is not a serving model: it has no"):
-        model_check.read_metadata(tmp_path, "m version 2")
-    (tmp_path / "extra_files").mkdir()
-    (tmp_path / "extra_files" / "metadata.json").write_text(json.dumps({"features": []}))
+        model_check.read_metadata(registry, "m", "2", "m version 2")
     with pytest.raises(TrainingError, match=r"^m version 2 has no 'task' in its metadata.json"):
-        model_check.read_metadata(tmp_path, "m version 2")
+        model_check.parse_metadata(json.dumps({"features": []}).encode(), "m version 2")
+    with pytest.raises(TrainingError, match=r"^m version 2 has an unreadable metadata.json"):
+        model_check.parse_metadata(b"[1, 2]", "m version 2")
 
 
-def test_a_missing_model_file_is_refused(tmp_path: Path) -> None:
+def test_a_missing_model_file_is_refused() -> None:
+    registry: Any = FilesOf({"extra_files/metadata.json": json.dumps(_metadata()).encode()})
     with pytest.raises(
-        TrainingError, match=r"^m version 2 is not a serving model: it has no model"
+        TrainingError, match=r"^m version 2 is not a serving model: it has no model.onnx"
     ):
-        model_check.check_runs(tmp_path, _metadata(), "m version 2")
+        model_check.check_promotable(registry, "m", "2", None)
 
 
-def test_a_model_with_other_inputs_than_its_metadata_is_refused(tmp_path: Path) -> None:
+def test_a_model_with_other_inputs_than_its_metadata_is_refused() -> None:
     from training import estimator, onnx_export
     from training.config import TrainConfig
     from training.datasets import load_dataset
@@ -56,10 +71,10 @@ def test_a_model_with_other_inputs_than_its_metadata_is_refused(tmp_path: Path) 
     dataset = load_dataset("iris")
     config = TrainConfig(n_estimators=3)
     model = estimator.fit(dataset, estimator.split_dataset(dataset, config), config)
-    (tmp_path / "model.onnx").write_bytes(onnx_export.export(model, 4).proto.SerializeToString())
+    onnx = onnx_export.export(model, 4).proto.SerializeToString()
     metadata = _metadata(features=dataset.features, outputs={"label": "label"})
-    model_check.check_runs(tmp_path, metadata, "ok")
+    model_check.check_runs(onnx, metadata, "ok")
     with pytest.raises(TrainingError, match=r"^bad: model.onnx takes 4 features, but its metadata"):
-        model_check.check_runs(tmp_path, {**metadata, "features": ["a", "b"]}, "bad")
+        model_check.check_runs(onnx, {**metadata, "features": ["a", "b"]}, "bad")
     with pytest.raises(TrainingError, match=r"^bad: model.onnx has no output value"):
-        model_check.check_runs(tmp_path, {**metadata, "outputs": {"label": "value"}}, "bad")
+        model_check.check_runs(onnx, {**metadata, "outputs": {"label": "value"}}, "bad")
