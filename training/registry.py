@@ -9,6 +9,7 @@ Changes go through `Registry.update(name)`: one caller at a time gets a fresh vi
 and makes its writes as a unit (a SQLite transaction; a lock and undo over REST).
 """
 
+import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -97,6 +98,22 @@ class Registry(Protocol):
 
 
 Notice = Callable[[str], None]
+
+
+def refuse_other_inputs(name: str, tags: dict[str, str], features: list[str], task: str) -> None:
+    """A new version must take the inputs and do the task its registered model records."""
+    registered_features = tags.get(FEATURES_TAG)
+    if registered_features is not None and json.loads(registered_features) != features:
+        raise TrainingError(
+            f"registered model {name!r} expects features {json.loads(registered_features)}, "
+            f"but this dataset has {features}; choose another --model-name"
+        )
+    registered_task = tags.get(TASK_TAG)
+    if registered_task is not None and registered_task != task:
+        raise TrainingError(
+            f"registered model {name!r} is a {registered_task} model, not {task}; "
+            "choose another --model-name"
+        )
 
 
 def open_registry(uri: str | None = None, notice: Notice | None = None) -> Registry:

@@ -37,15 +37,20 @@ def quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
+def check_store(uri: str) -> None:
+    """Fail fast, with one line, if a tracking server is unreachable; MLflow is not imported."""
+    if uri.startswith(("http://", "https://")):
+        _check_reachable(uri)
+    elif uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
 def connect() -> str:
     """Point the MLflow client at the store and fail fast, with one line, if it is unreachable."""
     import mlflow
 
     uri = tracking_uri()
-    if uri.startswith(("http://", "https://")):
-        _check_reachable(uri)
-    elif uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    check_store(uri)
     quiet_mlflow()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
