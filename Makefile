@@ -1,4 +1,5 @@
-# The front door: every command a user or CI runs is a target here. `make help` lists them.
+# The front door: every command a user or CI runs is a target here. `make help` lists them,
+# grouped by the `##@` lines below, with the variables documented by the `##%` lines.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -9,134 +10,100 @@ PY := $(VENV)/bin/python
 TOOLS := .tools
 # Use a uv already on PATH; otherwise install the pinned one into .tools.
 UV := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/uv/bin/uv)
-STAMP := $(VENV)/.synced
 
-ARGS ?=
-PORT ?= 8000
-MODEL ?= iris-classifier
+# Each target installs only the dependency groups it needs, from the lock, into one .venv:
+# serving (and the lifecycle commands) the runtime alone, training adds the `train` group, tests
+# and lint add `dev`. A stamp per set; a bigger set marks the smaller ones as done too.
+SERVE_ENV := $(VENV)/.synced-serve
+TRAIN_ENV := $(VENV)/.synced-train
+DEV_ENV := $(VENV)/.synced-dev
+
+##% DATASET        dataset to train: iris, wine or diabetes [iris]
+DATASET ?= iris
+##% MODEL          registered model name [DATASET's: iris-classifier, wine-classifier, diabetes-regressor]
+MODEL ?= $(if $(filter diabetes,$(DATASET)),diabetes-regressor,$(DATASET)-classifier)
+##% ALIAS          alias to serve, promote or roll back [production]
 ALIAS ?= production
-PYTEST_ARGS ?=
-
-.PHONY: help
-help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-
-$(TOOLS)/uv/bin/uv:
-	python3 -m venv $(TOOLS)/uv
-	$(TOOLS)/uv/bin/pip install --quiet uv==$(UV_VERSION)
-
-# The venv is rebuilt from the lock whenever pyproject.toml or uv.lock changes.
-$(STAMP): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen
-	@touch $@
-
-.PHONY: setup
-setup: $(STAMP) ## Create .venv from the lock file (runs by itself when missing or stale)
-
-.PHONY: system-deps
-system-deps: ## Install the Debian tools the tests use (prometheus, wrk, hey, docker) when missing
-	scripts/install-system-deps.sh
-
-.PHONY: train
-train: $(STAMP) ## Train, export to ONNX, check parity, register in MLflow (ARGS="--dataset wine ...")
-	$(PY) -m training $(ARGS)
-
-MODEL_URI ?= models:/iris-classifier@production
-OUT ?= build/model
-
-.PHONY: export-model
-export-model: $(STAMP) ## Copy a registered model into a plain directory (MODEL_URI=..., OUT=build/model)
-	$(PY) -m training.export --model-uri "$(MODEL_URI)" --out "$(OUT)"
-
-.PHONY: serve
-serve: $(STAMP) ## Serve MODEL_URI (default models:/iris-classifier@production) on PORT (8000)
-	MODEL_URI="$(MODEL_URI)" PORT=$(PORT) $(PY) -m server
-
-.PHONY: bench-drift
-bench-drift: $(STAMP) ## Drift detection's cost per request at windows of 100 to 100,000 rows
-	$(PY) -m loadtest.drift_cost
-
+##% VERSION        version to promote, or to serve pinned (make serve VERSION=2)
 VERSION ?=
+##% MODEL_URI      what to serve: models:/<name>@<alias>, models:/<name>/<version> or a directory [from MODEL, ALIAS, VERSION]
+MODEL_URI ?= $(if $(VERSION),models:/$(MODEL)/$(VERSION),models:/$(MODEL)@$(ALIAS))
+##% HOST           address `make serve` listens on; 0.0.0.0 for every interface [127.0.0.1]
+HOST ?= 127.0.0.1
+##% PORT           port `make serve` listens on [8000]
+PORT ?= 8000
+##% FORCE          FORCE=1 promotes without the checks
 FORCE ?=
+##% N_ESTIMATORS   trees in the forest (make train) [100]
+N_ESTIMATORS ?=
+##% MAX_DEPTH      deepest a tree may grow (make train) [5]
+MAX_DEPTH ?=
+##% RANDOM_STATE   seed for the split and the forest (make train) [42]
+RANDOM_STATE ?=
+##% TEST_SIZE      held-out share of the rows (make train) [0.2]
+TEST_SIZE ?=
+##% ARGS           extra options for the command (make train ARGS=--help lists them)
+ARGS ?=
+##% PYTEST_ARGS    extra pytest options for the test targets
+PYTEST_ARGS ?=
 MLFLOW_PORT ?= 5000
 
+# The training options a variable sets; MODEL only when given, so each dataset keeps its name.
+TRAIN_FLAGS = --dataset "$(DATASET)" \
+	$(if $(filter command line environment,$(origin MODEL)),--model-name "$(MODEL)") \
+	$(if $(N_ESTIMATORS),--n-estimators "$(N_ESTIMATORS)") \
+	$(if $(MAX_DEPTH),--max-depth "$(MAX_DEPTH)") \
+	$(if $(RANDOM_STATE),--random-state "$(RANDOM_STATE)") \
+	$(if $(TEST_SIZE),--test-size "$(TEST_SIZE)")
+
+##@ Getting started
+
+.PHONY: help
+help: ## List the targets, by task, and the variables they take
+	@if [ -t 1 ] && [ -z "$${NO_COLOR:-}" ] && [ "$${TERM:-dumb}" != dumb ]; then color=1; else color=0; fi; \
+		awk -v color=$$color -f scripts/make-help.awk $(MAKEFILE_LIST)
+
+.PHONY: setup
+setup: $(DEV_ENV) ## Install everything from the lock: serving, training, test and lint tools
+
+.PHONY: train
+train: $(TRAIN_ENV) ## Train, export to ONNX, check parity, register in MLflow (DATASET=, MODEL=, N_ESTIMATORS=, ARGS=)
+	$(PY) -m training $(strip $(TRAIN_FLAGS)) $(ARGS)
+
+.PHONY: serve
+serve: $(SERVE_ENV) ## Serve a model on http://127.0.0.1:8000 (MODEL=, ALIAS=, VERSION=, MODEL_URI=, HOST=, PORT=)
+	@echo "serving $(MODEL_URI) on http://$(HOST):$(PORT) (API docs at /docs; Ctrl-C stops)"
+	MODEL_URI="$(MODEL_URI)" HOST="$(HOST)" PORT="$(PORT)" $(PY) -m server
+
+##@ Models
+
 .PHONY: models
-models: $(STAMP) ## List a model's versions, metrics and aliases (MODEL=iris-classifier)
+models: $(SERVE_ENV) ## List a model's versions with their parameters, metrics and aliases (MODEL=)
 	$(PY) -m training.lifecycle models --model "$(MODEL)"
 
 .PHONY: promote
-promote: $(STAMP) ## Point an alias at a version after checking it (VERSION=n, ALIAS=production, MODEL=..., FORCE=1)
+promote: $(SERVE_ENV) ## Point an alias at a version after comparing and checking it (VERSION=n, MODEL=, ALIAS=, FORCE=1)
 	@if [ -z "$(VERSION)" ]; then echo "error: VERSION is required: make promote VERSION=n" >&2; exit 2; fi
 	$(PY) -m training.lifecycle promote --model "$(MODEL)" --alias "$(ALIAS)" --version "$(VERSION)" $(if $(filter 1 yes true,$(FORCE)),--force)
 
 .PHONY: rollback
-rollback: $(STAMP) ## Point an alias back at its previous version (ALIAS=production, MODEL=...)
+rollback: $(SERVE_ENV) ## Point an alias back at its previous version (MODEL=, ALIAS=)
 	$(PY) -m training.lifecycle rollback --model "$(MODEL)" --alias "$(ALIAS)"
 
+OUT ?= build/model
+
+.PHONY: export-model
+export-model: $(TRAIN_ENV) ## Copy a registered model into a plain directory (MODEL_URI= or MODEL=/ALIAS=, OUT=build/model)
+	$(PY) -m training.export --model-uri "$(MODEL_URI)" --out "$(OUT)"
+
 .PHONY: mlflow
-mlflow: $(STAMP) ## MLflow server and UI on 127.0.0.1:5000 over the local store in .mlflow/ (MLFLOW_PORT=...)
+mlflow: $(TRAIN_ENV) ## MLflow server and UI on 127.0.0.1:5000 over the local store in .mlflow/ (MLFLOW_PORT=...)
 	mkdir -p .mlflow/artifacts
 	$(VENV)/bin/mlflow server --host 127.0.0.1 --port "$(MLFLOW_PORT)" \
 		--backend-store-uri "sqlite:///$(CURDIR)/.mlflow/mlflow.db" \
 		--serve-artifacts --artifacts-destination "$(CURDIR)/.mlflow/artifacts"
 
-.PHONY: lint
-lint: $(STAMP) ## Ruff (lint and format check) and mypy
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy
-
-.PHONY: format
-format: $(STAMP) ## Apply ruff's fixes and formatting
-	$(VENV)/bin/ruff check --fix .
-	$(VENV)/bin/ruff format .
-
-.PHONY: test
-test: system-deps lint ## The full test command: lint, then every test layer
-	$(PY) -m pytest $(PYTEST_ARGS)
-
-FUZZ_EXAMPLES ?= 300
-FUZZ_MAX_SECONDS ?= 600
-
-.PHONY: fuzz
-fuzz: $(STAMP) ## Longer schemathesis run against real servers (FUZZ_EXAMPLES=300 per operation, FUZZ_MAX_SECONDS=600)
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_MAX_SECONDS=$(FUZZ_MAX_SECONDS) \
-		$(PY) -m pytest tests/fuzz -m fuzz --timeout $$(( $(FUZZ_MAX_SECONDS) * 3 + 600 )) $(PYTEST_ARGS)
-
-SOAK_ARGS ?=
-
-.PHONY: soak
-soak: $(STAMP) ## Soak benchmark, minutes: 200,000 requests, server RSS sampled (SOAK_ARGS="--requests N --concurrency C")
-	MODEL_URI="$(MODEL_URI)" $(PY) loadtest/soak.py $(SOAK_ARGS)
-
-.PHONY: clean
-clean: ## Remove the venv, tools and the local MLflow store
-	rm -rf $(VENV) $(TOOLS) .mlflow .monitor .pytest_cache .mypy_cache .ruff_cache
-
-.PHONY: actionlint
-actionlint: $(STAMP) ## Lint the GitHub Actions workflows (actionlint, with shellcheck on run: scripts)
-	$(VENV)/bin/actionlint -shellcheck $(VENV)/bin/shellcheck
-
-# The cluster tests need a release already installed in a real cluster (the cluster workflow
-# installs one in kind); they are skipped in `make test`.
-CLUSTER_RELEASE ?= platform
-CLUSTER_NAMESPACE ?= platform
-KUBE_CONFIG ?= $(or $(KUBECONFIG),$(HOME)/.kube/config)
-
-.PHONY: cluster-test
-cluster-test: $(STAMP) ## Cluster tests against an installed release (KUBE_CONFIG=, CLUSTER_RELEASE=, CLUSTER_NAMESPACE=)
-	$(PY) -m pytest tests/cluster -m cluster --timeout 1800 \
-		--cluster-type existing --kube-config "$(KUBE_CONFIG)" --chart-path charts/platform \
-		--test-extra-info "release=$(CLUSTER_RELEASE),namespace=$(CLUSTER_NAMESPACE)" $(PYTEST_ARGS)
-
-# --- Helm chart (charts/platform), verified offline -------------------------------------------
-.PHONY: chart-tools
-chart-tools: ## Install the pinned helm, kubectl, checkov and CRD schemas into .tools (checksummed)
-	scripts/install-chart-tools.sh
-
-.PHONY: chart-test
-chart-test: system-deps chart-tools $(STAMP) ## Lint, render, validate, policy-scan and unit-test the chart and its alerts
-	$(PY) -m pytest -m chart tests/chart $(PYTEST_ARGS)
+##@ Serving
 
 # --- Local monitoring -----------------------------------------------------------------------
 PROMETHEUS_PORT ?= 9090
@@ -145,21 +112,17 @@ PROMETHEUS_PORT ?= 9090
 monitor: ## Local Prometheus on 127.0.0.1:PROMETHEUS_PORT (9090) scraping `make serve` on PORT, with the chart's alert rules
 	PORT=$(PORT) PROMETHEUS_PORT=$(PROMETHEUS_PORT) scripts/monitor.sh
 
-# Load tests and benchmarks (loadtest/). Results go to loadtest/results/ (git-ignored).
-# URL= drives a running server instead of starting one; ARGS= passes options (--help lists them).
-URL ?=
+.PHONY: up
+up: ## Run MLflow, the API, Prometheus and Grafana locally with Docker Compose
+	scripts/docker-engine.sh --compose
+	$(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) up -d --build
+	@echo "API http://127.0.0.1:8000  MLflow http://127.0.0.1:5000  Prometheus http://127.0.0.1:9090  Grafana http://127.0.0.1:3000"
 
-.PHONY: loadtest
-loadtest: $(STAMP) ## Load test /predict at concurrency 1,16,64,100 (URL=http://host:port, API_KEY=, ARGS="--duration 5")
-	$(PY) -m loadtest.run $(if $(URL),--url "$(URL)") $(ARGS)
+.PHONY: down
+down: ## Stop the local Compose stack
+	$(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) down
 
-.PHONY: bench
-bench: $(STAMP) ## Side by side: this server, constant JSON, mlflow models serve, in-process sklearn vs onnxruntime (ARGS="--repeats 3")
-	$(PY) -m loadtest.bench $(ARGS)
-
-.PHONY: bench-server
-bench-server: $(STAMP) ## This server's own figures against their targets, without MLflow's server (ARGS=...)
-	$(PY) -m loadtest.bench --server-only $(ARGS)
+##@ Container image
 
 # ---- Container image (docker/, Dockerfile, tests/image) ----------------------------------------
 # Here no image can be pulled, so the default base is a local debootstrap image built once per
@@ -178,7 +141,7 @@ COMPOSE_FILE := deploy/compose/compose.yaml
 COMPOSE_PROJECT := mlops-platform
 
 .PHONY: docker-engine
-docker-engine: ## Install Debian's Docker engine if missing and start dockerd if not running
+docker-engine: ## Install Debian's Docker engine if missing and start dockerd if not running (needs root then)
 	scripts/docker-engine.sh
 
 .PHONY: base-image
@@ -203,19 +166,128 @@ image: $(IMAGE_PREREQUISITES) ## Build the server image (IMAGE=, BASE_IMAGE=, FA
 	@docker image inspect -f '$(IMAGE): {{ .Size }} bytes' $(IMAGE)
 
 .PHONY: image-test
-image-test: $(STAMP) ## Build the image and test it with testinfra (non-root, read-only, /predict, SIGTERM)
+image-test: $(DEV_ENV) ## Build the image and test it with testinfra (non-root, read-only, /predict, SIGTERM)
 	$(PY) -m pytest -m image tests/image $(PYTEST_ARGS)
 
 .PHONY: image-sizes
 image-sizes: image ## Build an original-style image (full MLflow + scikit-learn) and compare sizes
 	UV=$(UV) scripts/image-sizes.sh $(IMAGE) $(BASE_IMAGE)
 
-.PHONY: up
-up: ## Run MLflow, the API, Prometheus and Grafana locally with Docker Compose
-	scripts/docker-engine.sh --compose
-	$(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) up -d --build
-	@echo "API http://127.0.0.1:8000  MLflow http://127.0.0.1:5000  Prometheus http://127.0.0.1:9090  Grafana http://127.0.0.1:3000"
+##@ Cluster (Helm chart)
 
-.PHONY: down
-down: ## Stop the local Compose stack
-	$(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) down
+# The cluster tests need a release already installed in a real cluster (the cluster workflow
+# installs one in kind); they are skipped in `make test`.
+CLUSTER_RELEASE ?= platform
+CLUSTER_NAMESPACE ?= platform
+KUBE_CONFIG ?= $(or $(KUBECONFIG),$(HOME)/.kube/config)
+
+.PHONY: cluster-test
+cluster-test: $(DEV_ENV) ## Cluster tests against an installed release (KUBE_CONFIG=, CLUSTER_RELEASE=, CLUSTER_NAMESPACE=)
+	$(PY) -m pytest tests/cluster -m cluster --timeout 1800 \
+		--cluster-type existing --kube-config "$(KUBE_CONFIG)" --chart-path charts/platform \
+		--test-extra-info "release=$(CLUSTER_RELEASE),namespace=$(CLUSTER_NAMESPACE)" $(PYTEST_ARGS)
+
+# --- Helm chart (charts/platform), verified offline -------------------------------------------
+.PHONY: chart-tools
+chart-tools: ## Install the pinned helm, kubectl, checkov and CRD schemas into .tools (checksummed)
+	scripts/install-chart-tools.sh
+
+.PHONY: chart-test
+chart-test: system-deps chart-tools $(DEV_ENV) ## Lint, render, validate, policy-scan and unit-test the chart and its alerts
+	$(PY) -m pytest -m chart tests/chart $(PYTEST_ARGS)
+
+##@ Tests and code quality
+
+.PHONY: system-deps
+system-deps: ## Install the Debian tools the tests use (prometheus, wrk, hey) when missing; needs root then
+	scripts/install-system-deps.sh
+
+.PHONY: lint
+lint: $(DEV_ENV) ## Ruff (lint and format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+.PHONY: format
+format: $(DEV_ENV) ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+.PHONY: test
+test: system-deps lint ## Lint, then every test layer (root only to install missing tools or start Docker)
+	@scripts/docker-engine.sh --check
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+FUZZ_EXAMPLES ?= 300
+FUZZ_MAX_SECONDS ?= 600
+
+.PHONY: fuzz
+fuzz: $(DEV_ENV) ## Longer schemathesis run against real servers (FUZZ_EXAMPLES=300 per operation, FUZZ_MAX_SECONDS=600)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_MAX_SECONDS=$(FUZZ_MAX_SECONDS) \
+		$(PY) -m pytest tests/fuzz -m fuzz --timeout $$(( $(FUZZ_MAX_SECONDS) * 3 + 600 )) $(PYTEST_ARGS)
+
+.PHONY: actionlint
+actionlint: $(DEV_ENV) ## Lint the GitHub Actions workflows (actionlint, with shellcheck on run: scripts)
+	$(VENV)/bin/actionlint -shellcheck $(VENV)/bin/shellcheck
+
+##@ Benchmarks
+
+.PHONY: bench-drift
+bench-drift: $(DEV_ENV) ## Drift detection's cost per request at windows of 100 to 100,000 rows
+	$(PY) -m loadtest.drift_cost
+
+SOAK_ARGS ?=
+
+.PHONY: soak
+soak: $(DEV_ENV) ## Soak benchmark, minutes: 200,000 requests, server RSS sampled (SOAK_ARGS="--requests N --concurrency C")
+	MODEL_URI="$(MODEL_URI)" $(PY) loadtest/soak.py $(SOAK_ARGS)
+
+# Load tests and benchmarks (loadtest/). Results go to loadtest/results/ (git-ignored).
+# URL= drives a running server instead of starting one; ARGS= passes options (--help lists them).
+URL ?=
+
+.PHONY: loadtest
+loadtest: $(DEV_ENV) ## Load test /predict at concurrency 1,16,64,100 (URL=http://host:port, API_KEY=, ARGS="--duration 5")
+	$(PY) -m loadtest.run $(if $(URL),--url "$(URL)") $(ARGS)
+
+.PHONY: bench
+bench: $(DEV_ENV) ## Side by side: this server, constant JSON, mlflow models serve, in-process sklearn vs onnxruntime (ARGS="--repeats 3")
+	$(PY) -m loadtest.bench $(ARGS)
+
+.PHONY: bench-server
+bench-server: $(DEV_ENV) ## This server's own figures against their targets, without MLflow's server (ARGS=...)
+	$(PY) -m loadtest.bench --server-only $(ARGS)
+
+##@ Housekeeping
+
+.PHONY: clean
+clean: ## Remove the virtual environment, tools and caches; keeps the model registry (.mlflow/)
+	rm -rf $(VENV) $(TOOLS) .monitor .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: clean-registry
+clean-registry: ## Delete the local model registry (.mlflow/): every registered model, version and run
+	@if [ ! -e .mlflow ]; then echo "no local registry in .mlflow/; nothing deleted"; exit 0; fi; \
+	if [ -t 0 ] && [ -z "$(filter 1 yes true,$(FORCE))" ]; then \
+		read -r -p "Delete the local registry .mlflow/ with every model, version and run? [y/N] " answer; \
+		case "$$answer" in y|Y|yes) ;; *) echo "nothing deleted"; exit 0;; esac; \
+	fi; \
+	rm -rf .mlflow; echo "deleted the local registry .mlflow/"
+
+# --- Environments --------------------------------------------------------------------------------
+$(TOOLS)/uv/bin/uv:
+	python3 -m venv $(TOOLS)/uv
+	$(TOOLS)/uv/bin/pip install --quiet uv==$(UV_VERSION)
+
+# --inexact: a smaller set never uninstalls what a bigger one added. The venv is synced again
+# whenever pyproject.toml or uv.lock changes.
+$(SERVE_ENV): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --inexact --no-default-groups
+	@touch $@
+
+$(TRAIN_ENV): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --inexact --no-default-groups --group train
+	@touch $@ $(SERVE_ENV)
+
+$(DEV_ENV): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --inexact --no-default-groups --group train --group dev
+	@touch $@ $(TRAIN_ENV) $(SERVE_ENV)
