@@ -19,6 +19,7 @@ from types import FrameType
 import uvicorn
 
 from server.app import create_app
+from server.listen import ListenError, check_can_listen
 from server.logs import configure_logging
 from server.model_manager import Serving
 from server.settings import Settings, SettingsError
@@ -81,7 +82,8 @@ class DrainingServer(uvicorn.Server):
 def main() -> int:
     try:
         settings = Settings.from_env()
-    except SettingsError as exc:
+        check_can_listen(settings.host, settings.port)
+    except (SettingsError, ListenError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.access_log)

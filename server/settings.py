@@ -18,7 +18,7 @@ class Settings:
     model_uri: str = "models:/iris-classifier@production"
     tracking_uri: str | None = None
     fallback_path: Path | None = None
-    host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    host: str = "127.0.0.1"  # the image and the chart set HOST=0.0.0.0
     port: int = 8000
     workers: int = 1
     log_level: str = "info"
@@ -71,6 +71,10 @@ class Settings:
         if traffic > 1.0:
             raise SettingsError(f"CHALLENGER_TRAFFIC must be between 0 and 1, got {traffic}")
         challenger_uri = env.get("CHALLENGER_URI", "").strip() or None
+        model_uri = text("MODEL_URI", default.model_uri)
+        for variable, uri in (("MODEL_URI", model_uri), ("CHALLENGER_URI", challenger_uri)):
+            if uri:
+                _check_model_uri(variable, uri)
         if mode != "off" and challenger_uri is None:
             raise SettingsError(f"CHALLENGER_MODE={mode} needs CHALLENGER_URI")
         fallback = env.get("MODEL_FALLBACK_PATH", "").strip()
@@ -86,7 +90,7 @@ class Settings:
                 "scale with more replicas (or processes behind a balancer) instead"
             )
         return cls(
-            model_uri=text("MODEL_URI", default.model_uri),
+            model_uri=model_uri,
             tracking_uri=env.get("MLFLOW_TRACKING_URI", "").strip() or None,
             fallback_path=Path(fallback) if fallback else None,
             host=text("HOST", default.host),
@@ -120,6 +124,34 @@ class Settings:
             ),
             access_log=_flag(env, "ACCESS_LOG", default.access_log),
         )
+
+
+def _check_model_uri(variable: str, uri: str) -> None:
+    """Refuse a registered model's bare name or a models:/ URI without alias or version."""
+    if uri.startswith("models:/"):
+        reference = uri.removeprefix("models:/").strip("/")
+        name, at, alias = reference.partition("@")
+        version = reference.partition("/")[2]
+        if (at and name and alias) or (not at and version.isdigit()):
+            return
+        name = name.partition("/")[0]
+        if not name:
+            raise SettingsError(
+                f"{variable}={uri!r} names no model: use models:/<name>@<alias> "
+                "or models:/<name>/<version>"
+            )
+        raise SettingsError(
+            f"{variable}={uri!r} names no alias or version; "
+            f"did you mean {variable}=models:/{name}@production?"
+        )
+    # A bare word (or name@alias) that is no directory here was meant for the registry.
+    if "/" in uri or Path(uri).exists():
+        return
+    name, _, alias = uri.partition("@")
+    raise SettingsError(
+        f"{variable}={uri!r} is neither a models:/ URI nor a directory; "
+        f"did you mean {variable}=models:/{name}@{alias or 'production'}?"
+    )
 
 
 def _flag(env: Mapping[str, str], name: str, fallback: bool) -> bool:
