@@ -96,7 +96,7 @@ def test_make_targets_list_and_refuse(registry: MlflowClient, mlflow_server: str
     assert lines[0] == f"{NAME} in {mlflow_server}"
     assert lines[2].split()[:5] == ["version", "created", "(UTC)", "aliases", "n_estimators"]
     assert [line.split()[0] for line in lines[3:6]] == ["3", "2", "1"]
-    accuracy = lines[2].split().index("accuracy") - 1  # "created (UTC)" is two words
+    accuracy = lines[2].split().index("accuracy")  # "created (UTC)" and its dates: two words
     assert all(line.split()[accuracy].startswith("0.") for line in lines[3:6])
 
     before = snapshot(registry, NAME)
