@@ -74,6 +74,7 @@ class RestRegistry:
         self.notice = notice or _to_stderr
         self.headers = {"User-Agent": "mlops-model-platform-lifecycle", **_auth_headers()}
         self.context = ssl_context() if base_url.startswith("https://") else None
+        self._locations: dict[tuple[str, str], str] = {}
 
     # -- HTTP ------------------------------------------------------------------------------------
     def request(
@@ -172,10 +173,13 @@ class RestRegistry:
         )
 
     def version_file(self, name: str, version: str, path: str) -> bytes:
-        answer = self.call(
-            "GET", "model-versions/get-download-uri", {"name": name, "version": version}
-        )
-        location = str(answer.get("artifact_uri", "")).rstrip("/")
+        location = self._locations.get((name, version))
+        if location is None:  # a version's files never move: ask once per version
+            answer = self.call(
+                "GET", "model-versions/get-download-uri", {"name": name, "version": version}
+            )
+            location = self._locations[name, version] = str(answer.get("artifact_uri", ""))
+        location = location.rstrip("/")
         if location.startswith("mlflow-artifacts:"):
             # mlflow-artifacts:/path or mlflow-artifacts://host:port/path: the path is what matters
             base = urllib.parse.urlparse(location).path.strip("/")
