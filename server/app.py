@@ -2,119 +2,134 @@
 
 import asyncio
 import contextlib
-import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from server.api import simple_routes
 from server.auth import ApiKeys
-from server.docs import docs_routes
-from server.errors import ServerError
+from server.dataplane import DataPlane
+from server.docs import docs_assets, docs_routes
+from server.errors import protocol_for_path
+from server.lifecycle import Models
 from server.limits import BodyDeadlines
 from server.metrics import Metrics
-from server.middleware import RequestMiddleware
-from server.model_manager import Serving
+from server.middleware import Dispatcher, RequestMiddleware
 from server.oip import oip_routes
-from server.registry import Registry, registry_for
+from server.registry import Credentials, Registry, registry_for
+from server.routes import Route, RouteTable
 from server.settings import Settings
-from server.web import JSONResponse
-
-log = logging.getLogger("server")
+from server.web import error_response
 
 
-def _error(request: Request, status: int, message: str) -> Response:
-    # The Open Inference Protocol's error object is {"error": ...}; the simple API's is {"detail"}.
-    key = "error" if request.url.path.startswith("/v2") else "detail"
-    headers = {"www-authenticate": 'Bearer realm="model-server"'} if status == 401 else None
-    if status == 503 and "concurrency" in message:
-        headers = {"retry-after": "1"}
-    if status == 408:  # the rest of a trickled body may still be on its way: do not read it
-        headers = {"connection": "close"}
-    return JSONResponse({key: message}, status_code=status, headers=headers)
-
-
-async def error_response(request: Request, exc: Exception) -> Response:
-    """The one mapping from exceptions to answers: Starlette's handlers and the direct routes."""
-    if isinstance(exc, ServerError):
-        return _error(request, exc.status_code, exc.detail)
-    if isinstance(exc, HTTPException):
-        response = _error(request, exc.status_code, str(exc.detail))
-        if exc.headers:  # Starlette's 405 carries the Allow header HTTP requires
-            response.headers.update(exc.headers)
-        return response
-    log.error(
-        "unhandled error",
-        exc_info=exc,
-        extra={
-            "path": request.url.path,
-            "request_id": request.scope.get("request_id", b"").decode(),
-        },
+async def _starlette_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own answers (404, 405 with Allow) in the protocol of the path asked for."""
+    return error_response(
+        protocol_for_path(request.url.path), exc, request.scope.get("request_id", b"")
     )
-    return _error(request, 500, "internal error; the server log has the details")
 
 
 class ModelServer(Starlette):
-    """Starlette with the request middleware outside its whole stack, error handling included.
+    """Starlette whose stack is the request middleware, the user's middleware, the dispatcher.
 
-    Outside, so that the request id, metrics and log cover every answer, 500s too, and so that
-    the hot routes it dispatches itself skip Starlette's layers (see `server.middleware`).
+    Middleware added the ordinary way (`middleware=[...]`, `add_middleware`) wraps every route,
+    the dispatched ones included; only requests that matched no route reach Starlette's router.
     """
 
-    def __init__(self, *, front: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._front = front
+    def __init__(self, *, table: RouteTable, settings: Settings, keys: ApiKeys,
+                 metrics: Metrics, **kwargs: object) -> None:  # fmt: skip
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.table = table
+        self.settings = settings
+        self.keys = keys
+        self.metrics = metrics
 
     def build_middleware_stack(self) -> ASGIApp:
-        return self._front(super().build_middleware_stack())
+        # No trailing-slash redirects: they would echo the client's Host header in Location.
+        self.router.redirect_slashes = False
+        fallback: ASGIApp = ExceptionMiddleware(
+            self.router, handlers={HTTPException: _starlette_error}
+        )
+        app: ASGIApp = Dispatcher(fallback, self.keys)
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return RequestMiddleware(
+            app,
+            self.table,
+            self.metrics,
+            self.settings.max_concurrency,
+            BodyDeadlines(self.settings.body_timeout_seconds),
+        )
 
 
 def create_app(
     settings: Settings, registry_factory: Callable[[], Registry] | None = None
 ) -> ModelServer:
-    """Build the app: routes, middleware, error mapping, and the model lifecycle task."""
+    """Build the app: the route table, middleware, and the model lifecycle and data plane tasks."""
     metrics = Metrics()
+    credentials = Credentials(settings.mlflow_username, settings.mlflow_password,
+                              settings.mlflow_token)  # fmt: skip
     factory = registry_factory or (
-        lambda: registry_for(settings.tracking_uri, settings.registry_timeout_seconds)
+        lambda: registry_for(settings.tracking_uri, settings.registry_timeout_seconds, credentials)
     )
-    serving = Serving(settings, factory, metrics)
+    plane = DataPlane(settings, metrics, lambda: models.not_ready_reason)
+    models = Models(settings, factory, metrics, plane.install)
     keys = ApiKeys(settings.api_keys)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(serving.run(), name="model-lifecycle")
+        tasks = [
+            asyncio.create_task(models.run(), name="model-lifecycle"),
+            asyncio.create_task(plane.run(), name="drift"),
+        ]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
-    simple = simple_routes(settings, serving, metrics, keys)
-    routes = [*simple, *oip_routes(settings, serving, keys), *docs_routes(settings, serving)]
-    direct = {("POST", "/predict"): next(r.endpoint for r in simple if r.path == "/predict")}
-    deadlines = BodyDeadlines(settings.body_timeout_seconds)
+    declared: list[Route] = []
 
-    def front(stack: ASGIApp) -> ASGIApp:
-        return RequestMiddleware(
-            stack, metrics, settings.max_concurrency, deadlines, direct, error_response
+    def table_routes() -> Sequence[Route]:
+        return declared
+
+    declared += [
+        *simple_routes(settings, models, plane, metrics),
+        *oip_routes(settings, models, plane),
+        *docs_routes(settings, plane, table_routes),
+    ]
+    table = RouteTable(declared)
+    middleware = []
+    if settings.cors_allow_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_allow_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                expose_headers=["X-Request-ID", "X-Model-Version"],
+            )
         )
-
     app = ModelServer(
-        front=front,
-        routes=routes,
-        exception_handlers={
-            ServerError: error_response,
-            HTTPException: error_response,
-            Exception: error_response,
-        },
+        table=table,
+        settings=settings,
+        keys=keys,
+        metrics=metrics,
+        routes=[*table.starlette_routes(), docs_assets()],
+        middleware=middleware,
         lifespan=lifespan,
     )
-    app.state.serving = serving
+    app.state.models = models
+    app.state.plane = plane
     app.state.metrics = metrics
     return app

@@ -15,7 +15,6 @@ from server.errors import InvalidInput, MalformedRequest, PayloadTooLarge
 from server.model import Model
 
 _NUMBER_TYPES = (float, int)
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def parse_json(body: bytes) -> Any:
@@ -48,9 +47,10 @@ def _row(features: Any, model: Model, where: str) -> list[Any]:
     if len(features) != len(row):
         unknown = next(name for name in features if name not in model.features)
         raise MalformedRequest(f"{where} has unknown feature {str(unknown)[:200]!r}")
+    limit = model.input_limit
     for value in row:
         kind = type(value)
-        if (kind is not float and kind is not int) or not -_FLOAT32_MAX <= value <= _FLOAT32_MAX:
+        if (kind is not float and kind is not int) or not -limit <= value <= limit:
             _explain(row, model, where)
     return row
 
@@ -59,9 +59,10 @@ def _explain(row: list[Any], model: Model, where: str) -> None:
     for name, value in zip(model.features, row, strict=True):
         if type(value) not in _NUMBER_TYPES:  # bool is excluded: type(True) is bool, not int
             raise InvalidInput(f"{where}: feature {name!r} must be a number, got {_kind(value)}")
-        if not -_FLOAT32_MAX <= value <= _FLOAT32_MAX:  # NaN fails every comparison
+        if not -model.input_limit <= value <= model.input_limit:  # NaN fails every comparison
             raise InvalidInput(
-                f"{where}: feature {name!r} must be a finite number within ±{_FLOAT32_MAX:.3g}; "
+                f"{where}: feature {name!r} must be a finite number within "
+                f"±{model.input_limit:.3g}; "
                 "NaN, infinities and out-of-range values are rejected"
             )
 
@@ -96,6 +97,10 @@ def oip_batch(payload: Any, model: Model, max_batch: int) -> np.ndarray:
     """The input tensor of an Open Inference Protocol request as a [N, n_features] batch."""
     if not isinstance(payload, dict):
         raise MalformedRequest("the inference request must be a JSON object")
+    if "id" in payload and not isinstance(payload["id"], str):
+        raise MalformedRequest('"id" must be a string')
+    if "parameters" in payload and not isinstance(payload["parameters"], dict):
+        raise MalformedRequest('"parameters" must be an object')
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise MalformedRequest(f'"inputs" must hold exactly one tensor, {model.input_name!r}')
@@ -106,7 +111,7 @@ def oip_batch(payload: Any, model: Model, max_batch: int) -> np.ndarray:
             f"{model.input_name!r}"
         )
     datatype = tensor.get("datatype")
-    if datatype not in OIP_DATATYPES:
+    if not isinstance(datatype, str) or datatype not in OIP_DATATYPES:
         raise MalformedRequest(f"datatype must be FP32 or FP64, got {str(datatype)[:50]!r}")
     shape = tensor.get("shape")
     if (
@@ -140,9 +145,9 @@ def oip_batch(payload: Any, model: Model, max_batch: int) -> np.ndarray:
 
 def requested_outputs(payload: dict[str, Any], model: Model) -> list[str]:
     """The output tensors asked for (all of them by default)."""
-    wanted = payload.get("outputs")
-    if wanted is None:
+    if "outputs" not in payload:
         return model.output_names
+    wanted = payload["outputs"]
     if not isinstance(wanted, list) or not all(isinstance(o, dict) for o in wanted):
         raise MalformedRequest('"outputs" must be a list of {"name": ...} objects')
     names = [o.get("name") for o in wanted]

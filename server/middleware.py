@@ -1,35 +1,35 @@
-"""The outermost layer of every request: request id, load shedding, body deadline, metrics, log.
+"""The outermost layer of every request, and the dispatcher at the bottom of the stack.
 
-It also dispatches the data plane's hot routes (`POST /predict`) straight to their endpoints.
-Starlette's exception, routing and response layers cost a one-row prediction about as much as
-the model does; a hot route needs none of them: its path is fixed, its endpoint returns a
-complete `JSONResponse`, and its errors are mapped here by the same function Starlette's
-exception handlers use. Every other route goes through Starlette as usual.
+`RequestMiddleware` wraps everything: it matches the request against the route table, gives it a
+request id, sheds it at MAX_CONCURRENCY (never a probe or a scrape), puts a deadline on its body,
+and records its metrics and log line. Below it sit any ordinary ASGI middleware (CORS, when
+configured), then `Dispatcher`, which checks the API key and calls the matched route's endpoint
+itself: Starlette's routing and exception layers cost a one-row prediction about as much as the
+model does, and a matched route needs neither. Requests that matched no route (404, 405 with
+`Allow`, the docs' static assets) go on to Starlette.
 """
 
 import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
 
+import orjson
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.auth import ApiKeys
+from server.errors import PROTOCOLS, SHED_MESSAGE, protocol_for_path
 from server.limits import BodyDeadlines
 from server.metrics import UNMATCHED_ROUTE, Metrics
+from server.routes import RouteTable
+from server.web import error_response
 
 log = logging.getLogger("server.access")
 _REQUEST_ID = b"x-request-id"
 _PRINTABLE = re.compile(rb"[\x21-\x7e]+")  # visible ASCII: safe to echo in a header and a log
 _MAX_REQUEST_ID = 128
-# Probes and scrapes are never shed: Kubernetes and Prometheus must see the truth under load.
-_NEVER_SHED = frozenset({"/health", "/ready", "/metrics", "/v2/health/live", "/v2/health/ready"})
-_SHED_BODY = b'{"detail":"the server is at its concurrency limit; retry shortly"}'
-
-Endpoint = Callable[[Request], Awaitable[Response]]
-ErrorResponse = Callable[[Request, Exception], Awaitable[Response]]
+_SHED_BODIES = {p.name: orjson.dumps(p.error(SHED_MESSAGE)) for p in PROTOCOLS}
 
 
 def _client_request_id(scope: Scope) -> bytes | None:
@@ -43,23 +43,21 @@ def _client_request_id(scope: Scope) -> bytes | None:
 
 
 class RequestMiddleware:
-    """Wraps the whole Starlette stack; `direct` maps (method, path) to endpoints it calls itself."""
+    """Request id, route matching, shedding, body deadline, metrics and the access log."""
 
     def __init__(
         self,
         app: ASGIApp,
+        table: RouteTable,
         metrics: Metrics,
         max_concurrency: int,
         deadlines: BodyDeadlines,
-        direct: Mapping[tuple[str, str], Endpoint],
-        error_response: ErrorResponse,
     ) -> None:
         self.app = app
+        self.table = table
         self.metrics = metrics
         self.max_concurrency = max_concurrency
         self.deadlines = deadlines
-        self.direct = dict(direct)
-        self.error_response = error_response
         self.in_flight = 0
         # Read once: the stack is built at start-up, after logging is configured.
         self.log_debug = log.isEnabledFor(logging.DEBUG)
@@ -75,64 +73,24 @@ class RequestMiddleware:
         # A made-up id only correlates log lines: no need for os.urandom and its system call.
         request_id = given if given is not None else b"%016x" % random.getrandbits(64)
         scope["request_id"] = request_id
+        method = scope["method"]
+        matched = self.table.match(method, scope["path"])
+        if matched is not None:
+            route, scope["path_params"] = matched
+            scope["route"] = route
+            scope["route_template"] = route.path
+            sheddable = route.sheddable
+        else:
+            sheddable = scope["path"] not in self.table.never_shed
 
-        if (
-            self.max_concurrency
-            and self.in_flight >= self.max_concurrency
-            and scope["path"] not in _NEVER_SHED
-        ):
+        if self.max_concurrency and self.in_flight >= self.max_concurrency and sheddable:
             self.metrics.shed.inc()
-            await _send_shed(send, request_id)
-            self.metrics.observe_request(
-                scope["method"], "shed", 503, time.perf_counter() - started
-            )
+            protocol = route.protocol if matched is not None else protocol_for_path(scope["path"])
+            await _send_shed(send, request_id, _SHED_BODIES[protocol.name])
+            self.metrics.observe_request(method, "shed", 503, time.perf_counter() - started)
             return
 
-        receive = self.deadlines.receive(receive)
-        endpoint = self.direct.get((scope["method"], scope["path"]))
-        self.in_flight += 1
-        status = 500
-        try:
-            if endpoint is None:
-                status = await self._call_routed(scope, receive, send, request_id)
-            else:  # inline rather than a method: one frame fewer on the hottest path
-                scope["route_template"] = scope["path"]
-                request = Request(scope, receive)
-                try:
-                    response = await endpoint(request)
-                except Exception as exc:  # mapped as Starlette's handlers would: 4xx, logged 500
-                    response = await self.error_response(request, exc)
-                status = response.status_code
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": status,
-                        "headers": [*response.raw_headers, (_REQUEST_ID, request_id)],
-                    }
-                )
-                await send({"type": "http.response.body", "body": response.body})
-        finally:
-            self.in_flight -= 1
-            seconds = time.perf_counter() - started
-            route = scope.get("route_template", UNMATCHED_ROUTE)
-            self.metrics.observe_request(scope["method"], route, status, seconds)
-            if status >= 500 or self.log_debug:
-                log.log(
-                    logging.ERROR if status >= 500 else logging.DEBUG,
-                    "request",
-                    extra={
-                        "request_id": request_id.decode(),
-                        "method": scope["method"],
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(seconds * 1000, 3),
-                    },
-                )
-
-    async def _call_routed(
-        self, scope: Scope, receive: Receive, send: Send, request_id: bytes
-    ) -> int:
-        status = 500
+        status = 0
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -141,27 +99,79 @@ class RequestMiddleware:
                 message["headers"] = [*message.get("headers", ()), (_REQUEST_ID, request_id)]
             await send(message)
 
+        self.in_flight += 1
         try:
-            await self.app(scope, receive, send_with_id)
-        except Exception:
-            # Starlette's ServerErrorMiddleware has logged it and answered 500 (unless the answer
-            # had started), then re-raised it for the server to log again; once is enough. A
-            # failure after the headers went out still counts as one.
+            await self.app(scope, self.deadlines.receive(receive), send_with_id)
+        except Exception as exc:
+            if not status:  # nothing was sent yet: answer 500 in the request's protocol
+                protocol = protocol_for_path(scope["path"])
+                response = error_response(protocol, exc, request_id, scope["path"])
+                await response(scope, receive, send_with_id)
+            else:  # a failure after the answer started still counts as one
+                log.error("failed after answering", exc_info=exc,
+                          extra={"request_id": request_id.decode()})  # fmt: skip
             status = 500
-        return status
+        finally:
+            self.in_flight -= 1
+            seconds = time.perf_counter() - started
+            route_label = scope.get("route_template", UNMATCHED_ROUTE)
+            self.metrics.observe_request(method, route_label, status or 500, seconds)
+            # 503 is expected (loading, draining, shedding): an error is a 500 or a silent failure.
+            failed = not status or (status >= 500 and status != 503)
+            if failed or self.log_debug:
+                log.log(
+                    logging.ERROR if failed else logging.DEBUG,
+                    "request",
+                    extra={
+                        "request_id": request_id.decode(),
+                        "method": method,
+                        "route": route_label,
+                        "status": status or 500,
+                        "duration_ms": round(seconds * 1000, 3),
+                    },
+                )
 
 
-async def _send_shed(send: Send, request_id: bytes) -> None:
+class Dispatcher:
+    """Calls the matched route's endpoint, after its API key check; the rest goes to `fallback`."""
+
+    def __init__(self, fallback: ASGIApp, keys: ApiKeys) -> None:
+        self.fallback = fallback
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = scope.get("route")
+        if route is None or scope["type"] != "http":
+            await self.fallback(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            if route.needs_key:
+                self.keys.check(request)
+            response = await route.endpoint(request)
+        except Exception as exc:  # mapped in the route's protocol: 4xx, or a logged 500
+            response = error_response(route.protocol, exc, scope["request_id"], scope["path"])
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": response.raw_headers,
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})
+
+
+async def _send_shed(send: Send, request_id: bytes, body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": 503,
             "headers": [
                 (b"content-type", b"application/json"),
-                (b"content-length", str(len(_SHED_BODY)).encode()),
+                (b"content-length", b"%d" % len(body)),
                 (b"retry-after", b"1"),
                 (_REQUEST_ID, request_id),
             ],
         }
     )
-    await send({"type": "http.response.body", "body": _SHED_BODY})
+    await send({"type": "http.response.body", "body": body})

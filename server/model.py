@@ -1,26 +1,33 @@
-"""A loaded ONNX model: validated against its metadata, warmed up, and run on batches.
+"""A served model: its contract (metadata), its runtime, where it came from; scored on batches.
 
-No HTTP here; the simple API and the Open Inference Protocol are thin front ends over this.
+No HTTP here; every front end is a thin layer over this. No framework either: the runtime
+interface (`server.runtime`) hides it.
 """
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import orjson
 
+from server.contract import (
+    ContractError,
+    ModelContract,
+    check_answers,
+    check_runtime,
+    largest_accepted,
+    parse_metadata,
+)
 from server.errors import ModelLoadError
-
-_ONNX_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}
+from server.runtime import Runtime, RuntimeKind, RuntimeLoadError, runtime_kind
 
 
 @dataclass(frozen=True)
 class ModelFiles:
     """What a model is made of, wherever it came from."""
 
-    onnx: bytes
+    model: bytes  # the model file (model.onnx)
     metadata: dict[str, Any]
     drift_reference: dict[str, Any] | None
 
@@ -36,7 +43,7 @@ class Origin:
 
 @dataclass(slots=True)
 class Predictions:
-    """One onnxruntime call's outputs for a batch; derived views are computed on demand."""
+    """One model call's outputs for a batch; derived views are computed on demand."""
 
     raw: list[np.ndarray]  # in the order of Model.output_names
     class_indices: np.ndarray | None  # classifiers: [N] int64
@@ -55,159 +62,103 @@ class Predictions:
         )
 
     @property
-    def confidences(self) -> np.ndarray:
-        """The probability of each row's predicted class."""
-        assert self.probabilities is not None
-        assert self.class_indices is not None
-        picked: np.ndarray = self.probabilities[
-            np.arange(len(self.class_indices)), self.class_indices
-        ]
-        return picked
+    def answers(self) -> np.ndarray:
+        """One answer per row: the class index, or the value."""
+        answers = self.class_indices if self.class_indices is not None else self.values
+        assert answers is not None
+        return answers
 
 
-@dataclass
 class Model:
-    name: str
-    version: str
-    task: str
-    features: list[str]
-    classes: list[str]
-    origin: Origin
-    metadata: dict[str, Any]
-    drift_reference: dict[str, Any] | None
-    session: ort.InferenceSession
-    input_name: str
-    input_dtype: type
-    output_names: list[str]
-    output_types: dict[str, str]
-    outputs: dict[str, str]
-    loaded_at: float = field(default_factory=time.time)
+    """A model ready to serve: contract, runtime and origin, with what the request path reads."""
 
-    @property
-    def n_features(self) -> int:
-        return len(self.features)
-
-    @property
-    def is_classifier(self) -> bool:
-        return self.task == "classification"
+    def __init__(
+        self,
+        contract: ModelContract,
+        runtime: Runtime,
+        kind: RuntimeKind,
+        origin: Origin,
+        input_dtype: type,
+        drift_reference: dict[str, Any] | None,
+    ) -> None:
+        self.contract = contract
+        self.runtime = runtime
+        self.framework = kind.framework
+        self.platform = kind.platform  # the runtime's name in the Open Inference Protocol
+        self.origin = origin
+        self.input_dtype = input_dtype
+        # The one bound on input values, for every front end and the OpenAPI document.
+        self.input_limit = largest_accepted(input_dtype)
+        self.drift_reference = drift_reference
+        self.loaded_at = time.time()
+        # Read on every request: plain attributes rather than properties.
+        self.name = contract.name
+        self.version = origin.version
+        self.task = contract.task
+        self.features = contract.features
+        self.classes = contract.classes
+        self.n_features = contract.n_features
+        self.is_classifier = contract.is_classifier
+        self.input_name = contract.input_name
+        self.output_names = contract.output_names
+        self.output_dtypes = {spec.name: spec.dtype for spec in runtime.outputs}
 
     def predict(self, rows: np.ndarray) -> Predictions:
-        """Run one onnxruntime call on a batch of shape [N, n_features] of the input's dtype."""
+        """Score a batch of shape [N, n_features] of the input's dtype in one runtime call."""
         started = time.perf_counter()
-        raw = self.session.run(self.output_names, {self.input_name: rows})
+        raw = self.runtime.run(self.output_names, self.input_name, rows)
         seconds = time.perf_counter() - started
         if self.is_classifier:  # output_names is [label, probabilities]
             return Predictions(raw, raw[0].reshape(-1), raw[1], None, seconds)
         return Predictions(raw, None, None, raw[0].reshape(-1).astype(np.float64), seconds)
 
+    def example_rows(self) -> np.ndarray:
+        """The logged input example (or a row of zeros) as a batch."""
+        example = self.contract.input_example or [[0.0] * self.n_features]
+        rows: np.ndarray = np.asarray(example, dtype=self.input_dtype).reshape(-1, self.n_features)
+        return rows
+
     def info(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "version": self.version,
-            "framework": "onnx",
+            "framework": self.framework,
             "task": self.task,
             "features": self.features,
             "classes": self.classes,
             "source": self.origin.source,
             "model_uri": self.origin.uri,
             "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at)),
-            "metrics": self.metadata.get("metrics", {}),
+            "metrics": self.contract.metrics,
         }
 
 
 def load_model(files: ModelFiles, origin: Origin) -> Model:
-    """Build a Model, refusing one whose ONNX graph disagrees with its metadata."""
-    meta = files.metadata
-    task = meta.get("task")
-    features = meta.get("features")
-    classes = meta.get("classes") or []
-    outputs = meta.get("outputs")
-    input_name = meta.get("input_name")
-    if task not in ("classification", "regression"):
-        raise ModelLoadError(f"metadata.task must be classification or regression, got {task!r}")
-    if not (isinstance(features, list) and features and all(isinstance(f, str) for f in features)):
-        raise ModelLoadError("metadata.features must be a non-empty list of names")
-    if len(set(features)) != len(features):
-        raise ModelLoadError("metadata.features has duplicate names")
-    if task == "classification" and not (isinstance(classes, list) and classes):
-        raise ModelLoadError("metadata.classes must list the classes of a classifier")
-    if not isinstance(outputs, dict) or not isinstance(input_name, str):
-        raise ModelLoadError("metadata must name the model's input and outputs")
-    needed = ("label", "probabilities") if task == "classification" else ("value",)
-    if any(role not in outputs for role in needed):
-        raise ModelLoadError(f"metadata.outputs must name {', '.join(needed)}")
-
-    options = ort.SessionOptions()
-    # One thread per session: a request is a few rows, and threads would only add hand-offs.
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
+    """Build a Model, refusing one whose model file disagrees with its metadata or cannot answer."""
     try:
-        session = ort.InferenceSession(files.onnx, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises untyped errors for a corrupt graph
-        raise ModelLoadError(f"onnxruntime cannot load the model: {exc}") from exc
-
-    inputs = {i.name: i for i in session.get_inputs()}
-    if input_name not in inputs or len(inputs) != 1:
-        raise ModelLoadError(f"the ONNX model's inputs {list(inputs)} are not [{input_name!r}]")
-    spec = inputs[input_name]
-    if spec.type not in _ONNX_TYPES:
-        raise ModelLoadError(f"input {input_name!r} has unsupported type {spec.type}")
-    width = spec.shape[-1] if spec.shape else None
-    if len(spec.shape) != 2 or (isinstance(width, int) and width != len(features)):
-        raise ModelLoadError(
-            f"input {input_name!r} has shape {spec.shape}; metadata lists {len(features)} features"
-        )
-    output_types = {o.name: o.type for o in session.get_outputs()}
-    missing = [name for role, name in outputs.items() if name not in output_types]
-    if missing:
-        raise ModelLoadError(f"the ONNX model has no output named {', '.join(missing)}")
-
-    model = Model(
-        name=str(meta.get("name") or "model"),
-        version=origin.version,
-        task=task,
-        features=list(features),
-        classes=[str(c) for c in classes],
-        origin=origin,
-        metadata=meta,
-        drift_reference=files.drift_reference,
-        session=session,
-        input_name=input_name,
-        input_dtype=_ONNX_TYPES[spec.type],
-        output_names=[outputs[role] for role in needed],
-        output_types={outputs[role]: output_types[outputs[role]] for role in needed},
-        outputs={role: outputs[role] for role in needed},
-    )
+        contract = parse_metadata(files.metadata)
+        kind = runtime_kind(files.metadata.get("framework"))
+        runtime = kind.load(files.model)
+        input_dtype = check_runtime(contract, runtime.inputs, runtime.outputs)
+    except (ContractError, RuntimeLoadError) as exc:
+        raise ModelLoadError(str(exc)) from exc
+    model = Model(contract, runtime, kind, origin, input_dtype, files.drift_reference)
     warm_up(model)
     return model
 
 
 def warm_up(model: Model) -> None:
-    """Score the logged input example (or zeros) so the first request pays no first-run cost."""
-    example = model.metadata.get("input_example") or [[0.0] * model.n_features]
+    """Score the logged input example so the first request pays no first-run cost."""
     try:
-        rows: np.ndarray = np.asarray(example, dtype=model.input_dtype).reshape(
-            -1, model.n_features
-        )
+        rows = model.example_rows()
         for _ in range(3):
             result = model.predict(rows)
     except Exception as exc:  # any failure here means the model cannot serve
         raise ModelLoadError(f"warm-up on the input example failed: {exc}") from exc
-    if model.is_classifier:
-        assert result.class_indices is not None
-        probabilities = result.probabilities
-        assert probabilities is not None
-        if probabilities.shape != (len(rows), len(model.classes)):
-            raise ModelLoadError(
-                f"probabilities have shape {probabilities.shape}; "
-                f"metadata lists {len(model.classes)} classes"
-            )
-        if result.class_indices.min() < 0 or result.class_indices.max() >= len(model.classes):
-            raise ModelLoadError("the model returned a label outside the metadata's classes")
-    elif result.values is None or result.values.shape != (len(rows),):
-        raise ModelLoadError("the regressor did not return one value per row")
+    try:
+        check_answers(model.contract, len(rows), result.raw)
+    except ContractError as exc:
+        raise ModelLoadError(str(exc)) from exc
 
 
 def parse_json_file(content: bytes, what: str) -> dict[str, Any]:

@@ -1,187 +1,202 @@
-"""The OpenAPI 3 document for every route, with the loaded model's features in its schemas."""
+"""The OpenAPI 3 document, generated from the route table and the served model's contract.
 
-import math
+Paths, methods, parameters, request bodies, answers, error statuses and security come from the
+routes (`server.routes`); error bodies from each route's protocol; the schemas of features and
+tensors from the model's contract (its feature names, its input type's range, its classes).
+"""
+
+import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from server import __version__
+from server.contract import largest_accepted
+from server.errors import PROTOCOLS
 from server.model import Model
+from server.routes import Route
 from server.settings import Settings
 
 _JSON = "application/json"
+_PARAMETER = re.compile(r"{(\w+)}")
+ERROR_TEXT = {
+    400: "Malformed JSON, or a request the protocol cannot take (a missing or unknown feature)",
+    401: "Missing or invalid API key",
+    404: "Unknown model or version",
+    408: "The body did not arrive within BODY_TIMEOUT_SECONDS",
+    413: "Body larger than MAX_BODY_BYTES or more rows than MAX_BATCH",
+    415: "Content-Type is not JSON, or the body is compressed",
+    422: "Wrong body shape, or values that are not finite numbers in the model's input range",
+    503: "No model loaded yet, shutting down, or over the concurrency limit",
+}
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _body(schema: dict[str, Any], description: str, example: Any = None) -> dict[str, Any]:
-    content: dict[str, Any] = {"schema": schema}
-    if example is not None:
-        content["example"] = example
-    return {"description": description, "content": {_JSON: content}}
+def _object(properties: dict[str, Any], required: Sequence[str] = ()) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    return schema
 
 
-def _errors(*codes: int, key: str = "detail") -> dict[str, Any]:
-    text = {
-        400: "Malformed JSON, or a missing or unknown feature",
-        401: "Missing or invalid API key",
-        404: "Unknown model or version",
-        408: "The body did not arrive within BODY_TIMEOUT_SECONDS",
-        413: "Body larger than MAX_BODY_BYTES or more rows than MAX_BATCH",
-        415: "Content-Type is not JSON",
-        422: "Wrong body shape, or values that are not finite numbers",
-        503: "No model loaded yet, shutting down, or over the concurrency limit",
-    }
-    schema = _ref("Error" if key == "detail" else "InferenceError")
-    return {str(c): _body(schema, text[c]) for c in codes}
-
-
-def _largest_accepted(dtype: type) -> float:
-    """The largest JSON number that is still finite once cast to `dtype`.
-
-    A double a little past float32's maximum rounds down to it rather than to infinity, so the
-    server accepts it; the schema says exactly that, so generated tests agree with the server.
-    """
-    info = np.finfo(dtype)
-    if info.bits == 64:
-        return float(info.max)
-    # Half a unit in the last place above the maximum rounds (to even) to infinity.
-    ulp = math.ldexp(1.0, info.maxexp - 1 - info.nmant)
-    return math.nextafter(float(info.max) + ulp / 2, 0.0)
+_STRING = {"type": "string"}
+_BOOLEAN = {"type": "boolean"}
+_STRINGS = {"type": "array", "items": _STRING}
 
 
 def _number_schema(model: Model | None) -> dict[str, Any]:
     """A feature value: finite, and within the range of the model's input type."""
-    limit = _largest_accepted(model.input_dtype if model else np.float32)
+    limit = largest_accepted(model.input_dtype if model else np.float32)
     return {"type": "number", "minimum": -limit, "maximum": limit}
+
+
+def _example_row(model: Model) -> list[float]:
+    return [float(v) for v in model.example_rows()[0]]
 
 
 def _features_schema(model: Model | None) -> dict[str, Any]:
     if model is None:
         return {"type": "object", "additionalProperties": _number_schema(model)}
-    example = model.metadata.get("input_example") or [[0.0] * model.n_features]
     return {
         "type": "object",
         "properties": {name: _number_schema(model) for name in model.features},
         "required": list(model.features),
         "additionalProperties": False,
-        "example": dict(zip(model.features, example[0], strict=False)),
+        "example": dict(zip(model.features, _example_row(model), strict=True)),
     }
 
 
-def openapi_document(model: Model | None, settings: Settings) -> dict[str, Any]:
-    """The document served at /openapi.json."""
-    prediction: dict[str, Any] = {
-        "type": "object",
-        "properties": {
-            "prediction": {"oneOf": [{"type": "string"}, {"type": "number"}]},
+def _error_schemas() -> dict[str, Any]:
+    """Each protocol's error body, from the protocol itself."""
+    schemas = {}
+    for protocol in PROTOCOLS:
+        keys = list(protocol.error("message"))
+        schemas[protocol.error_schema] = _object({key: _STRING for key in keys}, keys)
+    return schemas
+
+
+def component_schemas(model: Model | None, settings: Settings) -> dict[str, Any]:
+    """The schemas the routes refer to, with the model's features, classes and input range."""
+    prediction = _object(
+        {
+            "prediction": {"oneOf": [_STRING, {"type": "number"}]},
             "confidence": {"type": "number", "minimum": 0, "maximum": 1},
         },
-        "required": ["prediction"],
-    }
+        ["prediction"],
+    )
+    tensor = _object(
+        {
+            "name": _STRING,
+            "datatype": _STRING,
+            "shape": {"type": "array", "items": {"type": "integer"}},
+        },
+        ["name", "datatype", "shape"],
+    )
     schemas: dict[str, Any] = {
-        "Error": {
-            "type": "object",
-            "properties": {"detail": {"type": "string"}},
-            "required": ["detail"],
-        },
-        "InferenceError": {
-            "type": "object",
-            "properties": {"error": {"type": "string"}},
-            "required": ["error"],
-        },
+        **_error_schemas(),
+        "Health": {**_object({"status": _STRING}, ["status"]), "example": {"status": "healthy"}},
+        "Readiness": _object(
+            {"status": _STRING, "model_loaded": _BOOLEAN, "reason": _STRING},
+            ["status", "model_loaded"],
+        ),
+        "Metrics": _STRING,
         "Features": _features_schema(model),
         "PredictRequest": {
             "oneOf": [
                 {
-                    "type": "object",
-                    "properties": {"features": _ref("Features")},
-                    "required": ["features"],
+                    **_object({"features": _ref("Features")}, ["features"]),
                     "additionalProperties": False,
                 },
                 {
-                    "type": "object",
-                    "properties": {
-                        "instances": {
-                            "type": "array",
-                            "items": _ref("Features"),
-                            "minItems": 1,
-                            "maxItems": settings.max_batch,
-                        }
-                    },
-                    "required": ["instances"],
+                    **_object(
+                        {
+                            "instances": {
+                                "type": "array",
+                                "items": _ref("Features"),
+                                "minItems": 1,
+                                "maxItems": settings.max_batch,
+                            }
+                        },
+                        ["instances"],
+                    ),
                     "additionalProperties": False,
                 },
             ]
         },
-        "PredictResponse": {
-            "type": "object",
-            "properties": {
+        "PredictResponse": _object(
+            {
                 **prediction["properties"],
                 "predictions": {"type": "array", "items": prediction},
-                "model_version": {"type": "string"},
+                "model_version": _STRING,
                 "inference_time_ms": {"type": "number"},
             },
-            "required": ["model_version", "inference_time_ms"],
-        },
-        "ModelInfo": {
-            "type": "object",
-            "properties": {
-                "name": {"type": "string"},
-                "version": {"type": "string"},
-                "framework": {"type": "string"},
+            ["model_version", "inference_time_ms"],
+        ),
+        "ModelInfo": _object(
+            {
+                "name": _STRING,
+                "version": _STRING,
+                "framework": _STRING,
                 "task": {"type": "string", "enum": ["classification", "regression"]},
-                "features": {"type": "array", "items": {"type": "string"}},
-                "classes": {"type": "array", "items": {"type": "string"}},
+                "features": _STRINGS,
+                "classes": _STRINGS,
                 "source": {"type": "string", "enum": ["registry", "fallback", "local"]},
-                "model_uri": {"type": "string"},
+                "model_uri": _STRING,
                 "loaded_at": {"type": "string", "format": "date-time"},
-                "variant": {"type": "string"},
+                "variant": _STRING,
                 "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
                 "challenger": {"type": "object"},
             },
-            "required": ["name", "version", "framework", "task", "features", "source"],
-        },
-        "Drift": {
-            "type": "object",
-            "properties": {
-                "status": {"type": "string"},
+            ["name", "version", "framework", "task", "features", "source"],
+        ),
+        "Drift": _object(
+            {
+                "status": _STRING,
                 "window_size": {"type": "integer"},
                 "rows_in_window": {"type": "integer"},
-                "reference_version": {"type": "string"},
+                "reference_version": _STRING,
+                "thresholds": {"type": "object"},
                 "features": {"type": "object"},
                 "prediction": {"type": "object"},
-                "reason": {"type": "string"},
+                "reason": _STRING,
             },
-            "required": ["status"],
-        },
-        "MetadataTensor": {
-            "type": "object",
-            "properties": {
-                "name": {"type": "string"},
-                "datatype": {"type": "string"},
-                "shape": {"type": "array", "items": {"type": "integer"}},
+            ["status"],
+        ),
+        "ServerMetadata": _object(
+            {"name": _STRING, "version": _STRING, "extensions": _STRINGS},
+            ["name", "version", "extensions"],
+        ),
+        "ServerLive": _object({"live": _BOOLEAN}),
+        "ServerReady": _object({"ready": _BOOLEAN}),
+        "MetadataTensor": tensor,
+        "ModelMetadata": _object(
+            {
+                "name": _STRING,
+                "versions": _STRINGS,
+                "platform": _STRING,
+                "inputs": {"type": "array", "items": _ref("MetadataTensor")},
+                "outputs": {"type": "array", "items": _ref("MetadataTensor")},
+                "parameters": {"type": "object"},
             },
-            "required": ["name", "datatype", "shape"],
-        },
-        "InferenceRequest": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "string"},
+            ["name", "platform", "inputs", "outputs"],
+        ),
+        "ModelReady": _object({"name": _STRING, "ready": _BOOLEAN}, ["name", "ready"]),
+        "InferenceRequest": _object(
+            {
+                "id": _STRING,
                 "parameters": {"type": "object"},
                 "inputs": {
                     "type": "array",
                     "minItems": 1,
                     "maxItems": 1,
-                    "items": {
-                        "type": "object",
-                        "properties": {
+                    "items": _object(
+                        {
                             "name": (
-                                {"type": "string", "enum": [model.input_name]}
-                                if model
-                                else {"type": "string"}
+                                {"type": "string", "enum": [model.input_name]} if model else _STRING
                             ),
                             "shape": {
                                 "type": "array",
@@ -193,229 +208,116 @@ def openapi_document(model: Model | None, settings: Settings) -> dict[str, Any]:
                             "parameters": {"type": "object"},
                             "data": {"type": "array", "minItems": 1},
                         },
-                        "required": ["name", "shape", "datatype", "data"],
-                    },
+                        ["name", "shape", "datatype", "data"],
+                    ),
                 },
                 "outputs": {
                     "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {"name": {"type": "string"}},
-                        "required": ["name"],
-                    },
+                    "items": _object({"name": _STRING}, ["name"]),
                 },
             },
-            "required": ["inputs"],
-        },
-        "InferenceResponse": {
-            "type": "object",
-            "properties": {
-                "model_name": {"type": "string"},
-                "model_version": {"type": "string"},
-                "id": {"type": "string"},
+            ["inputs"],
+        ),
+        "InferenceResponse": _object(
+            {
+                "model_name": _STRING,
+                "model_version": _STRING,
+                "id": _STRING,
                 "parameters": {"type": "object"},
                 "outputs": {
                     "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "name": {"type": "string"},
+                    "items": _object(
+                        {
+                            "name": _STRING,
                             "shape": {"type": "array", "items": {"type": "integer"}},
-                            "datatype": {"type": "string"},
+                            "datatype": _STRING,
                             "data": {"type": "array"},
                         },
-                        "required": ["name", "shape", "datatype", "data"],
-                    },
+                        ["name", "shape", "datatype", "data"],
+                    ),
                 },
             },
-            "required": ["model_name", "outputs"],
-        },
+            ["model_name", "outputs"],
+        ),
     }
     if model is not None:
-        example_row = (model.metadata.get("input_example") or [[0.0] * model.n_features])[0]
+        row = _example_row(model)
         schemas["InferenceRequest"]["example"] = {
             "id": "42",
             "inputs": [
-                {
-                    "name": model.input_name,
-                    "shape": [1, model.n_features],
-                    "datatype": "FP32",
-                    "data": example_row,
-                }
+                {"name": model.input_name, "shape": [1, model.n_features], "datatype": "FP32",
+                 "data": row}
             ],
+        }  # fmt: skip
+        schemas["PredictRequest"]["example"] = {"features": schemas["Features"]["example"]}
+        answer: dict[str, Any] = {
+            "prediction": model.classes[0] if model.classes else 152.3,
+            "model_version": model.version,
+            "inference_time_ms": 0.012,
         }
+        if model.is_classifier:
+            answer["confidence"] = 0.98
+        schemas["PredictResponse"]["example"] = answer
+    return schemas
 
-    def get(summary: str, ok: dict[str, Any], *errors: int, key: str = "detail") -> dict[str, Any]:
-        return {"get": {"summary": summary, "responses": {"200": ok, **_errors(*errors, key=key)}}}
 
+def _operation(route: Route, security: list[dict[str, list[str]]]) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status, answer in sorted(route.answers.items()):
+        responses[str(status)] = {
+            "description": answer.description,
+            "content": {answer.media_type: {"schema": _ref(answer.schema)}},
+        }
+    errors = set(route.errors)
+    if route.needs_key:
+        errors.add(401)
+    if route.sheddable:
+        errors.add(503)
+    error_body = {_JSON: {"schema": _ref(route.protocol.error_schema)}}
+    for status in sorted(errors - set(route.answers)):
+        responses[str(status)] = {"description": ERROR_TEXT[status], "content": error_body}
+    operation: dict[str, Any] = {"summary": route.summary, "responses": responses}
+    if route.body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {_JSON: {"schema": _ref(route.body)}},
+        }
+    if route.needs_key:
+        operation["security"] = security
+    return operation
+
+
+def openapi_document(
+    routes: Sequence[Route], model: Model | None, settings: Settings
+) -> dict[str, Any]:
+    """The document served at /openapi.json."""
     # With keys configured the bearer token is required; without, the routes are open.
     security: list[dict[str, list[str]]] = [{"bearer": []}] if settings.api_keys else [{}]
-    name_param = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-    version_param = {
-        "name": "version",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string"},
-    }
-    infer_op = {
-        "summary": "Open Inference Protocol inference",
-        "requestBody": {"required": True, "content": {_JSON: {"schema": _ref("InferenceRequest")}}},
-        "responses": {
-            "200": _body(_ref("InferenceResponse"), "Output tensors"),
-            **_errors(400, 401, 404, 408, 413, 415, 503, key="error"),
-        },
-        "security": security,
-    }
-    model_metadata = {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string"},
-            "versions": {"type": "array", "items": {"type": "string"}},
-            "platform": {"type": "string"},
-            "inputs": {"type": "array", "items": _ref("MetadataTensor")},
-            "outputs": {"type": "array", "items": _ref("MetadataTensor")},
-            "parameters": {"type": "object"},
-        },
-        "required": ["name", "platform", "inputs", "outputs"],
-    }
-    example_features = schemas["Features"].get("example", {})
-    example_answer: dict[str, Any] = {
-        "prediction": model.classes[0] if model and model.classes else 152.3,
-        "model_version": model.version if model else "1",
-        "inference_time_ms": 0.012,
-    }
-    if model is not None and model.is_classifier:
-        example_answer["confidence"] = 0.98
-    status_schema = {"type": "object", "properties": {"status": {"type": "string"}}}
-    ready_schema = {
-        "type": "object",
-        "properties": {
-            "status": {"type": "string"},
-            "model_loaded": {"type": "boolean"},
-            "reason": {"type": "string"},
-        },
-        "required": ["status", "model_loaded"],
-    }
-    paths: dict[str, Any] = {
-        "/health": get(
-            "Liveness", _body(status_schema, "The process is up", {"status": "healthy"})
-        ),
-        "/ready": {
-            "get": {
-                "summary": "Readiness: a model is loaded and the server is not shutting down",
-                "responses": {
-                    "200": _body(ready_schema, "Ready", {"status": "ready", "model_loaded": True}),
-                    "503": _body(ready_schema, "Not ready, with the reason"),
-                },
-            }
-        },
-        "/predict": {
-            "post": {
-                "summary": "Predict one row (features) or a batch (instances)",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        _JSON: {
-                            "schema": _ref("PredictRequest"),
-                            **({"example": {"features": example_features}} if model else {}),
-                        }
-                    },
-                },
-                "responses": {
-                    "200": _body(
-                        _ref("PredictResponse"),
-                        "One result, or one per instance",
-                        example_answer,
-                    ),
-                    **_errors(400, 401, 408, 413, 415, 422, 503),
-                },
-                "security": security,
-            }
-        },
-        "/model/info": get("The model being served", _body(_ref("ModelInfo"), "Model"), 503),
-        "/drift": get("Drift of live traffic against training", _body(_ref("Drift"), "PSI"), 503),
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics",
-                "responses": {
-                    "200": {
-                        "description": "Prometheus text format",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-        "/v2": get(
-            "Server metadata",
-            _body(
-                {
-                    "type": "object",
-                    "properties": {
-                        "name": {"type": "string"},
-                        "version": {"type": "string"},
-                        "extensions": {"type": "array", "items": {"type": "string"}},
-                    },
-                    "required": ["name", "version", "extensions"],
-                },
-                "Server",
-            ),
-        ),
-        "/v2/health/live": get(
-            "Server live",
-            _body({"type": "object", "properties": {"live": {"type": "boolean"}}}, "Live"),
-        ),
-        "/v2/health/ready": {
-            "get": {
-                "summary": "Server ready",
-                "responses": {
-                    code: _body(
-                        {"type": "object", "properties": {"ready": {"type": "boolean"}}}, text
-                    )
-                    for code, text in (("200", "Ready"), ("503", "Not ready"))
-                },
-            }
-        },
-    }
-    for prefix, params in (
-        ("/v2/models/{name}", [name_param]),
-        ("/v2/models/{name}/versions/{version}", [name_param, version_param]),
-    ):
-        paths[prefix] = {
-            "parameters": params,
-            **get("Model metadata", _body(model_metadata, "Model"), 404, 503, key="error"),
-        }
-        paths[f"{prefix}/ready"] = {
-            "parameters": params,
-            **get(
-                "Model ready",
-                _body(
-                    {
-                        "type": "object",
-                        "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}},
-                        "required": ["name", "ready"],
-                    },
-                    "Ready",
-                ),
-                404,
-                503,
-                key="error",
-            ),
-        }
-        paths[f"{prefix}/infer"] = {"parameters": params, "post": infer_op}
+    paths: dict[str, Any] = {}
+    for route in routes:
+        if not route.in_schema:
+            continue
+        item = paths.setdefault(route.path, {})
+        names = _PARAMETER.findall(route.path)
+        if names:
+            item["parameters"] = [
+                {"name": name, "in": "path", "required": True, "schema": _STRING} for name in names
+            ]
+        item[route.method.lower()] = _operation(route, security)
+    served = f"{model.name} version {model.version}" if model else "no model yet"
     return {
         "openapi": "3.0.3",
         "info": {
             "title": "Model server",
             "version": __version__,
             "description": (
-                "Serves "
-                + (f"{model.name} version {model.version}" if model else "no model yet")
-                + ". Inference routes need `Authorization: Bearer <key>` when API keys are set."
+                f"Serves {served}. Inference routes need `Authorization: Bearer <key>` when API "
+                "keys are set."
             ),
         },
         "paths": paths,
         "components": {
-            "schemas": schemas,
+            "schemas": component_schemas(model, settings),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

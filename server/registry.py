@@ -8,7 +8,6 @@ A plain directory path is read as an exported model.
 
 import base64
 import json
-import os
 import sqlite3
 import urllib.error
 import urllib.parse
@@ -17,13 +16,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from server.contract import DRIFT_REFERENCE_FILE, EXTRA_FILES_DIR, METADATA_FILE
 from server.errors import ModelLoadError
 from server.model import ModelFiles, parse_json_file
+from server.runtime import RuntimeLoadError, runtime_kind
 
-MODEL_FILE = "model.onnx"
-METADATA_FILE = "metadata.json"
-DRIFT_REFERENCE_FILE = "drift_reference.json"
-EXTRA_FILES_DIR = "extra_files"  # where MLflow's onnx flavor keeps files logged beside the model
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to log in to an MLflow server: basic auth, or a bearer token."""
+
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+
+    def header(self) -> str | None:
+        if self.username and self.password:
+            pair = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+            return f"Basic {pair}"
+        if self.token:
+            return f"Bearer {self.token}"
+        return None
+
+
+def _model_file(metadata: dict[str, Any]) -> str:
+    """The model file's name for the framework the metadata names."""
+    try:
+        return runtime_kind(metadata.get("framework")).model_file
+    except RuntimeLoadError as exc:
+        raise ModelLoadError(str(exc)) from exc
 
 
 class RegistryUnavailable(ModelLoadError):
@@ -71,16 +92,19 @@ def read_model_dir(path: Path) -> ModelFiles:
                 return candidate
         return None
 
-    onnx_path, metadata_path = find(MODEL_FILE), find(METADATA_FILE)
-    if onnx_path is None or metadata_path is None:
-        raise ModelLoadError(
-            f"{path} is not a model directory: it needs model.onnx and metadata.json"
-        )
+    metadata_path = find(METADATA_FILE)
+    if metadata_path is None:
+        raise ModelLoadError(f"{path} is not a model directory: it has no {METADATA_FILE}")
     drift_path = find(DRIFT_REFERENCE_FILE)
     try:
+        metadata = parse_json_file(metadata_path.read_bytes(), str(metadata_path))
+        model_name = _model_file(metadata)
+        model_path = find(model_name)
+        if model_path is None:
+            raise ModelLoadError(f"{path} is not a model directory: it has no {model_name}")
         return ModelFiles(
-            onnx=onnx_path.read_bytes(),
-            metadata=parse_json_file(metadata_path.read_bytes(), str(metadata_path)),
+            model=model_path.read_bytes(),
+            metadata=metadata,
             drift_reference=(
                 parse_json_file(drift_path.read_bytes(), str(drift_path)) if drift_path else None
             ),
@@ -99,10 +123,12 @@ class Registry(Protocol):
         ...
 
 
-def registry_for(tracking_uri: str | None, timeout: float) -> Registry:
+def registry_for(
+    tracking_uri: str | None, timeout: float, credentials: Credentials | None = None
+) -> Registry:
     uri = tracking_uri or _default_local_store()
     if uri.startswith(("http://", "https://")):
-        return RestRegistry(uri, timeout)
+        return RestRegistry(uri, timeout, credentials or Credentials())
     if uri.startswith("sqlite:///"):
         return SqliteRegistry(Path(uri.removeprefix("sqlite:///")))
     raise ValueError(f"MLFLOW_TRACKING_URI must be http(s):// or sqlite:///, got {uri!r}")
@@ -165,18 +191,13 @@ class SqliteRegistry:
 class RestRegistry:
     """An MLflow tracking server, through its REST API and artifact proxy."""
 
-    def __init__(self, base_url: str, timeout: float) -> None:
+    def __init__(self, base_url: str, timeout: float, credentials: Credentials) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.headers = {"User-Agent": "mlops-model-server"}
-        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
-        password = os.environ.get("MLFLOW_TRACKING_PASSWORD")
-        token = os.environ.get("MLFLOW_TRACKING_TOKEN")
-        if user and password:
-            credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
-            self.headers["Authorization"] = f"Basic {credentials}"
-        elif token:
-            self.headers["Authorization"] = f"Bearer {token}"
+        authorization = credentials.header()
+        if authorization is not None:
+            self.headers["Authorization"] = authorization
 
     def _get(self, path: str, **params: str) -> bytes:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
@@ -244,4 +265,6 @@ class RestRegistry:
             )
         except ModelLoadError:
             drift = None  # drift detection is optional; serving is not
-        return ModelFiles(onnx=download(MODEL_FILE), metadata=metadata, drift_reference=drift)
+        return ModelFiles(
+            model=download(_model_file(metadata)), metadata=metadata, drift_reference=drift
+        )

@@ -20,7 +20,6 @@ class Settings:
     fallback_path: Path | None = None
     host: str = "127.0.0.1"  # the image and the chart set HOST=0.0.0.0
     port: int = 8000
-    workers: int = 1
     log_level: str = "info"
     max_body_bytes: int = 1024 * 1024
     max_batch: int = 1000
@@ -41,6 +40,12 @@ class Settings:
     # The whole request body must arrive within this; a client trickling bytes gets 408.
     body_timeout_seconds: float = 10.0
     access_log: bool = False
+    # Browser origins allowed to call the API (CORS); empty: no CORS headers at all.
+    cors_allow_origins: tuple[str, ...] = ()
+    # MLflow server credentials for the registry client (basic auth, or a bearer token).
+    mlflow_username: str | None = None
+    mlflow_password: str | None = None
+    mlflow_token: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -81,7 +86,7 @@ class Settings:
         log_level = text("LOG_LEVEL", default.log_level).lower()
         if log_level not in ("critical", "error", "warning", "info", "debug"):
             raise SettingsError("LOG_LEVEL must be one of debug, info, warning, error, critical")
-        workers = int(number("WORKERS", default.workers, int, 1))
+        workers = int(number("WORKERS", 1, int, 1))
         if workers != 1:
             # Each worker would hold its own metrics and model lifecycle, so /metrics would
             # answer for whichever process took the scrape; replicas keep every figure exact.
@@ -95,7 +100,6 @@ class Settings:
             fallback_path=Path(fallback) if fallback else None,
             host=text("HOST", default.host),
             port=int(number("PORT", default.port, int, 1)),
-            workers=workers,
             log_level=log_level,
             max_body_bytes=int(number("MAX_BODY_BYTES", default.max_body_bytes, int, 1)),
             max_batch=int(number("MAX_BATCH", default.max_batch, int, 1)),
@@ -123,6 +127,12 @@ class Settings:
                 "BODY_TIMEOUT_SECONDS", default.body_timeout_seconds, float, 0.0
             ),
             access_log=_flag(env, "ACCESS_LOG", default.access_log),
+            cors_allow_origins=tuple(
+                o.strip() for o in env.get("CORS_ALLOW_ORIGINS", "").split(",") if o.strip()
+            ),
+            mlflow_username=env.get("MLFLOW_TRACKING_USERNAME") or None,
+            mlflow_password=env.get("MLFLOW_TRACKING_PASSWORD") or None,
+            mlflow_token=env.get("MLFLOW_TRACKING_TOKEN") or None,
         )
 
 

@@ -1,13 +1,25 @@
 """HTTP plumbing shared by the front ends: JSON responses and bounded body reads."""
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.errors import ClientClosedRequest, PayloadTooLarge, UnsupportedMediaType
+from server.errors import (
+    INTERNAL_MESSAGE,
+    STATUS_HEADERS,
+    ClientClosedRequest,
+    PayloadTooLarge,
+    Protocol,
+    ServerError,
+    UnsupportedMediaType,
+)
+
+log = logging.getLogger("server")
 
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 _JSON_TYPE = b"application/json"
@@ -91,3 +103,29 @@ async def read_json_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def error_response(
+    protocol: Protocol, exc: Exception, request_id: bytes = b"", path: str = ""
+) -> JSONResponse:
+    """The one mapping from exceptions to answers, in the protocol's error shape.
+
+    Our own errors carry their status and a message safe to show; Starlette's HTTPException
+    (404, 405 with its Allow header) keeps its status; anything else is logged and answered 500.
+    """
+    headers: Mapping[str, str] | None = None
+    if isinstance(exc, ServerError):
+        status, message = exc.status_code, exc.detail
+    elif isinstance(exc, HTTPException):
+        status, message, headers = exc.status_code, str(exc.detail), exc.headers
+    else:
+        log.error(
+            "unhandled error",
+            exc_info=exc,
+            extra={"request_id": request_id.decode(), "path": path[:200]},
+        )
+        status, message = 500, INTERNAL_MESSAGE
+    extra = STATUS_HEADERS.get(status)
+    if extra:
+        headers = {**extra, **(headers or {})}
+    return JSONResponse(protocol.error(message), status_code=status, headers=headers)

@@ -16,8 +16,6 @@ if TYPE_CHECKING:
     from training.onnx_export import ExportedModel
     from training.registration import LoggedRun, Registered
 
-METADATA_SCHEMA_VERSION = 1
-
 
 def run(config: TrainConfig) -> "Registered":
     """Train, evaluate, export, check parity, and register, naming each stage as it starts."""
@@ -87,10 +85,10 @@ def _log_run(
     metrics: dict[str, float],
     exported: "ExportedModel",
 ) -> _Logged:
-    import numpy as np
     import pandas as pd
 
     from training import drift_reference, onnx_export
+    from training.package import serving_metadata
     from training.registration import log_run
     from training.tracking import connect
 
@@ -104,19 +102,9 @@ def _log_run(
             strict=True,
         )
     )
-    metadata = {
-        "schema_version": METADATA_SCHEMA_VERSION,
-        "name": name,
-        "task": dataset.task,
-        "framework": "onnx",
-        "dataset": dataset.name,
-        "features": dataset.features,
-        "classes": dataset.classes,
-        "input_name": exported.input_name,
-        "outputs": exported.outputs,
-        "input_example": np.asarray(example, dtype=np.float64).tolist(),
-        "metrics": metrics,
-    }
+    metadata = serving_metadata(
+        name=name, dataset=dataset, exported=exported, example=example, metrics=metrics
+    )
     params = {
         "dataset": dataset.name,
         "n_estimators": config.n_estimators,

@@ -11,11 +11,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from server.contract import DRIFT_REFERENCE_FILE, EXTRA_FILES_DIR, METADATA_FILE, MODEL_FILE
 from training.errors import TrainingError, one_line
-from training.registration import DRIFT_REFERENCE_FILE, METADATA_FILE
 from training.tracking import connect
-
-MODEL_FILE = "model.onnx"
 
 
 def _resolve_version(model_uri: str) -> tuple[str, str]:
@@ -53,8 +51,8 @@ def export_model(model_uri: str, out: Path) -> Path:
         )
         sources = {
             MODEL_FILE: local / MODEL_FILE,
-            METADATA_FILE: local / "extra_files" / METADATA_FILE,
-            DRIFT_REFERENCE_FILE: local / "extra_files" / DRIFT_REFERENCE_FILE,
+            METADATA_FILE: local / EXTRA_FILES_DIR / METADATA_FILE,
+            DRIFT_REFERENCE_FILE: local / EXTRA_FILES_DIR / DRIFT_REFERENCE_FILE,
         }
         missing = [str(path.relative_to(local)) for path in sources.values() if not path.is_file()]
         if missing:

@@ -1,103 +1,88 @@
 """What a registered version must pass before an alias may point at it.
 
-It must be a serving model (model.onnx and metadata.json in the version's artifacts), onnxruntime
-must load it and answer its own input example, and it must take the same inputs and give the same
-kind of answer as the version it replaces, so that clients of the alias notice nothing but the
-new predictions.
+It must be a serving model that the server would load: its metadata must keep the contract
+(`server.contract`), its model file must agree with the metadata, and it must answer its own input
+example with the outputs the contract promises; the check is the server's own loader, so promotion
+and serving can never disagree. It must also take the same inputs and give the same kind of
+answer as the version it replaces, so that clients of the alias notice nothing but the new
+predictions. The files are read through the registry (training.registry), without MLflow.
 """
 
-import json
-from typing import Any
-
-import numpy as np
-
-from training.errors import TrainingError, one_line
-from training.registry import (
+from server.contract import (
     EXTRA_FILES_DIR,
     METADATA_FILE,
-    MODEL_FILE,
-    NotFound,
-    Registry,
+    ContractError,
+    ModelContract,
+    parse_metadata,
 )
+from server.errors import ModelLoadError
+from server.model import ModelFiles, Origin, load_model, parse_json_file
+from server.runtime import RuntimeLoadError, runtime_kind
+from training.errors import TrainingError, one_line
+from training.registry import NotFound, Registry
 
 
-def read_file(registry: Registry, name: str, version: str, path: str, label: str) -> bytes:
+def _refused(label: str, reason: object) -> TrainingError:
+    return TrainingError(f"{label} would not be served: {one_line(reason)}")
+
+
+def _read(registry: Registry, name: str, version: str, path: str, label: str) -> bytes:
     try:
         return registry.version_file(name, version, path)
     except NotFound:
-        raise TrainingError(f"{label} is not a serving model: it has no {path}") from None
+        raise _refused(label, f"it has no {path}") from None
 
 
-def read_metadata(registry: Registry, name: str, version: str, label: str) -> dict[str, Any]:
-    raw = read_file(registry, name, version, f"{EXTRA_FILES_DIR}/{METADATA_FILE}", label)
-    return parse_metadata(raw, label)
-
-
-def parse_metadata(raw: bytes, label: str) -> dict[str, Any]:
-    """A version's metadata.json, with the keys serving needs."""
+def _metadata(registry: Registry, name: str, version: str, label: str) -> dict[str, object]:
+    raw = _read(registry, name, version, f"{EXTRA_FILES_DIR}/{METADATA_FILE}", label)
     try:
-        metadata = json.loads(raw)
-    except ValueError as exc:
-        raise TrainingError(f"{label} has an unreadable {METADATA_FILE}: {exc}") from exc
-    if not isinstance(metadata, dict):
-        raise TrainingError(f"{label} has an unreadable {METADATA_FILE}: not a JSON object")
-    for key in ("features", "task", "input_name", "outputs"):
-        if key not in metadata:
-            raise TrainingError(f"{label} has no {key!r} in its {METADATA_FILE}")
-    return metadata
+        return parse_json_file(raw, METADATA_FILE)
+    except ModelLoadError as exc:
+        raise _refused(label, exc) from exc
 
 
-def check_runs(onnx: bytes, metadata: dict[str, Any], label: str) -> None:
-    """onnxruntime loads the model and answers the input example with the promised outputs."""
-    import onnxruntime as ort
-
+def fetch_files(registry: Registry, name: str, version: str, label: str) -> ModelFiles:
+    """The files the server would load for a version: its metadata and the model file it names."""
+    metadata = _metadata(registry, name, version, label)
     try:
-        session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime's errors have no common public type
-        raise TrainingError(
-            f"{label}: onnxruntime cannot load {MODEL_FILE}: {one_line(exc)}"
-        ) from exc
-    inputs = session.get_inputs()
-    if [i.name for i in inputs] != [metadata["input_name"]]:
-        raise TrainingError(
-            f"{label}: {MODEL_FILE} takes {[i.name for i in inputs]}, "
-            f"but its metadata says {metadata['input_name']!r}"
-        )
-    width = inputs[0].shape[-1]
-    if width != len(metadata["features"]):
-        raise TrainingError(
-            f"{label}: {MODEL_FILE} takes {width} features, "
-            f"but its metadata lists {len(metadata['features'])}"
-        )
-    missing = set(metadata["outputs"].values()) - {o.name for o in session.get_outputs()}
-    if missing:
-        raise TrainingError(f"{label}: {MODEL_FILE} has no output {', '.join(sorted(missing))}")
-    example = np.asarray(
-        metadata.get("input_example") or [[0.0] * len(metadata["features"])], dtype=np.float32
+        model_file = runtime_kind(str(metadata.get("framework") or "") or None).model_file
+    except RuntimeLoadError as exc:
+        raise _refused(label, exc) from exc
+    return ModelFiles(
+        model=_read(registry, name, version, model_file, label),
+        metadata=metadata,
+        drift_reference=None,  # optional for serving; not part of what promotion checks
     )
+
+
+def load_checked(files: ModelFiles, label: str) -> ModelContract:
+    """The version's contract, if the server would load and serve it; TrainingError otherwise."""
     try:
-        session.run(None, {metadata["input_name"]: example})
-    except Exception as exc:
-        raise TrainingError(
-            f"{label}: onnxruntime cannot run {MODEL_FILE} on its input example: {one_line(exc)}"
-        ) from exc
+        model = load_model(files, Origin(label, "registry", label))
+    except ModelLoadError as exc:
+        raise _refused(label, exc) from exc
+    return model.contract
 
 
-def check_replaces(candidate: dict[str, Any], current: dict[str, Any], label: str) -> None:
+def check_replaces(candidate: ModelContract, current: ModelContract, label: str) -> None:
     """Refuse a version whose inputs or kind of answer differ from the one it replaces."""
-    for key, what in (("features", "features"), ("task", "task"), ("classes", "classes")):
-        if candidate.get(key) != current.get(key):
+    for what in ("features", "task", "classes"):
+        mine, theirs = getattr(candidate, what), getattr(current, what)
+        if mine != theirs:
             raise TrainingError(
-                f"{label} has {what} {candidate.get(key)}, but the version it would replace has "
-                f"{current.get(key)}"
+                f"{label} has {what} {mine}, but the version it would replace has {theirs}"
             )
 
 
 def check_promotable(registry: Registry, name: str, version: str, replaces: str | None) -> None:
     """Raise TrainingError unless `version` may take over from version `replaces`."""
     label = f"{name} version {version}"
-    metadata = read_metadata(registry, name, version, label)
-    check_runs(read_file(registry, name, version, MODEL_FILE, label), metadata, label)
+    candidate = load_checked(fetch_files(registry, name, version, label), label)
     if replaces is not None and replaces != version:
-        current = read_metadata(registry, name, replaces, f"{name} version {replaces}")
-        check_replaces(metadata, current, label)
+        current_label = f"{name} version {replaces}"
+        try:
+            # Its inputs are what matters here; it is already serving.
+            current = parse_metadata(_metadata(registry, name, replaces, current_label))
+        except ContractError as exc:
+            raise _refused(current_label, exc) from exc
+        check_replaces(candidate, current, label)

@@ -12,17 +12,9 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from training.registry import (
-    DRIFT_REFERENCE_FILE,
-    FEATURES_TAG,
-    METADATA_FILE,
-    PRODUCTION_ALIAS,
-    TASK_TAG,
-    refuse_other_inputs,
-)
+from server.contract import DRIFT_REFERENCE_FILE, METADATA_FILE
+from training.registry import FEATURES_TAG, PRODUCTION_ALIAS, TASK_TAG, refuse_other_inputs
 from training.tracking import artifact_root
-
-__all__ = ["DRIFT_REFERENCE_FILE", "METADATA_FILE", "PRODUCTION_ALIAS", "Registered"]
 
 
 def _pinned(*packages: str) -> list[str]:

@@ -24,10 +24,6 @@ PRODUCTION_ALIAS = "production"
 HISTORY_TAG = "alias_history"
 FEATURES_TAG = "features"
 TASK_TAG = "task"
-MODEL_FILE = "model.onnx"
-METADATA_FILE = "metadata.json"
-DRIFT_REFERENCE_FILE = "drift_reference.json"
-EXTRA_FILES_DIR = "extra_files"  # where MLflow's onnx flavor keeps files logged beside the model
 
 
 class RegistryError(Exception):

@@ -45,12 +45,26 @@ def check_store(uri: str) -> None:
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
 
+def through_the_server_only() -> None:
+    """Keep every artifact transfer on the tracking server's proxy.
+
+    A server whose artifacts live in S3 (or another cloud store) tells MLflow's client that it
+    may fetch and upload files straight from the bucket with presigned URLs; the client would
+    then need a route to the bucket, and its chunked downloads hang on small files. Training and
+    the lifecycle commands talk only to MLflow. Setting either variable yourself overrides this.
+    """
+    os.environ.setdefault("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "false")
+
+
 def connect() -> str:
     """Point the MLflow client at the store and fail fast, with one line, if it is unreachable."""
     import mlflow
 
     uri = tracking_uri()
     check_store(uri)
+    if uri.startswith(("http://", "https://")):
+        through_the_server_only()
     quiet_mlflow()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)

@@ -30,6 +30,7 @@ SCENARIOS: dict[str, tuple[tuple[str, ...], bool]] = {
     "staging": (("values-staging.yaml",), False),
     "production": (("values-production.yaml",), True),
     "all-features": (("ci/all-features-values.yaml",), False),
+    "aws": (("ci/aws-values.yaml",), False),
 }
 
 Manifest = dict[str, Any]

@@ -384,7 +384,9 @@ def test_values_cannot_carry_secret_material() -> None:
 
     walk(schema)
     secretish = {n for n in names if re.search(r"(?i)password|token|secret|credential", n)}
-    assert secretish == {"existingSecret", "imagePullSecrets"}
+    # The External Secrets values name Secrets, their keys and the store: no material either.
+    references = {"externalSecrets", "secretStore", "secretStoreRef", "secrets", "secretKey"}
+    assert secretish == {"existingSecret", "imagePullSecrets"} | references
     for sets in (["cloudflared.token=abc"], ["monitoring.grafana.adminPassword=abc"]):
         result = helm(*template_args(sets=sets))
         assert result.returncode != 0

@@ -48,6 +48,9 @@ SCHEMA_ERRORS = [
     (["monitoring.mode=prometheus"], "at '/monitoring/mode'"),
     (["api.challenger.traffic=2"], "at '/api/challenger/traffic': maximum: got 2, want 1"),
     (["api.model.uri=iris"], "at '/api/model/uri'"),
+    (["mlflow.artifacts.s3.prefix=/mlflow/"], "at '/mlflow/artifacts/s3/prefix'"),
+    (["mlflow.artifacts.s3.bucket=My_Bucket"], "at '/mlflow/artifacts/s3/bucket'"),
+    (["externalSecrets.secretStore.service=Vault"], "at '/externalSecrets/secretStore/service'"),
 ]
 # Checks that need several values together fail the render with `fail`. `helm lint` reports
 # those only as INFO (lint mode makes `fail` non-fatal), so they are checked on `helm template`,
@@ -55,6 +58,8 @@ SCHEMA_ERRORS = [
 RENDER_ERRORS = [
     (["api.challenger.mode=split"], "api.challenger.uri is required"),
     (["mlflow.artifacts.type=s3"], "mlflow.artifacts.s3.bucket is required"),
+    (["mlflow.artifacts.s3.existingSecret=keys"], "but mlflow.artifacts.type is not s3"),
+    (["externalSecrets.enabled=true"], "externalSecrets.secrets is empty"),
     (["mlflow.auth.enabled=true"], "mlflow.auth.existingSecret"),
     (["cloudflared.enabled=true"], "cloudflared.existingSecret (key token) is required"),
     (["monitoring.grafana.existingSecret="], "monitoring.grafana.existingSecret"),

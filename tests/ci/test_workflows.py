@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW_DIR = REPO_ROOT / ".github" / "workflows"
 WORKFLOWS = sorted(WORKFLOW_DIR.glob("*.yml"))
 DEPLOY_ACTION = "./.github/actions/helm-deploy"
-EXPECTED = {"ci.yml", "cluster.yml", "build.yml", "deploy.yml"}
+EXPECTED = {"ci.yml", "cluster.yml", "build.yml", "deploy.yml", "audit.yml", "arm64.yml"}
 # owner/repo[/path]@<40 hex> # v<version>
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 VERSION_COMMENT = re.compile(r"uses:\s*\S+@[0-9a-f]{40}\s+#\s*v\d+(\.\d+)*\s*$")
@@ -87,7 +87,11 @@ def test_permissions_are_granted_per_job(workflow: Path) -> None:
         assert "permissions" in job, f"{workflow.name}:{job_id} has no permissions block"
         granted = job["permissions"]
         writes = {scope for scope, level in granted.items() if level == "write"}
-        assert writes <= {"packages"}, f"{workflow.name}:{job_id} writes {writes}"
+        assert writes <= {"packages", "id-token"}, f"{workflow.name}:{job_id} writes {writes}"
+        # An OIDC token only where it is traded for an AWS role.
+        if "id-token" in writes:
+            uses = [step.get("uses", "") for step in job["steps"]]
+            assert any(u.startswith("aws-actions/configure-aws-credentials@") for u in uses)
 
 
 def test_no_two_deploys_of_one_environment_overlap() -> None:
@@ -117,3 +121,34 @@ def test_the_deploy_action_rolls_back_by_itself() -> None:
     assert "--atomic" in run
     assert "--wait" in run
     assert "helm rollback" in run
+
+
+def test_the_audit_runs_on_mondays_and_on_demand() -> None:
+    audit = _load(WORKFLOW_DIR / "audit.yml")
+    triggers = audit.get("on") or audit.get(True)  # type: ignore[call-overload]  # YAML 1.1: `on` is true
+    assert triggers["schedule"] == [{"cron": "0 6 * * 1"}]
+    assert "workflow_dispatch" in triggers
+    assert set(audit["jobs"]) == {"dependencies", "image", "chart", "aws"}
+    for job_id, job in audit["jobs"].items():
+        runs = "\n".join(step.get("run", "") for step in job["steps"])
+        assert "GITHUB_STEP_SUMMARY" in runs, f"{job_id} writes no summary section"
+
+
+def test_the_aws_part_needs_a_role_and_says_when_it_skips() -> None:
+    job = _load(WORKFLOW_DIR / "audit.yml")["jobs"]["aws"]
+    first = job["steps"][0]
+    assert "::notice" in first["run"]
+    assert "AUDIT_AWS_ROLE_ARN" in first["run"]
+    for step in job["steps"][1:]:
+        assert "steps.role.outputs.configured == 'true'" in step["if"], step
+    credentials = next(s for s in job["steps"] if "configure-aws-credentials" in s.get("uses", ""))
+    assert credentials["with"]["role-to-assume"] == "${{ vars.AUDIT_AWS_ROLE_ARN }}"
+    assert "aws-access-key-id" not in credentials["with"]  # OIDC, no long-lived keys
+
+
+def test_scanners_are_pinned_by_version() -> None:
+    audit = (WORKFLOW_DIR / "audit.yml").read_text()
+    assert re.search(r"version: v\d+\.\d+\.\d+", audit), "Trivy's version is not pinned"
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    for tool in ("PIP_AUDIT_VERSION", "PROWLER_VERSION"):
+        assert re.search(rf"^{tool} := \d+\.\d+\.\d+$", makefile, re.MULTILINE), tool

@@ -3,6 +3,7 @@
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -98,9 +99,9 @@ from server.app import create_app
 from server.settings import Settings
 settings = Settings(model_uri="models:/iris-classifier@production", tracking_uri={trained_store.tracking_uri!r})
 app = create_app(settings)
-serving = app.state.serving
-asyncio.run(serving.champion._sync_with_registry())
-assert serving.champion.model is not None, serving.champion.status
+models = app.state.models
+asyncio.run(models.champion._sync_with_registry())
+assert models.champion.model is not None, models.champion.status
 print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'sklearn', 'pandas', 'mlflow', 'skl2onnx'}}))
 """
     result = subprocess.run(
@@ -113,3 +114,28 @@ print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'sklearn', 'pandas', '
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_registry_without_the_pinned_version_is_not_ready_despite_a_fallback(
+    trained_store: TrainedStore, tmp_path: Path
+) -> None:
+    """The baked-in model covers an unreachable registry, not a version nobody registered."""
+    env = {
+        "MLFLOW_TRACKING_URI": trained_store.tracking_uri,
+        "MODEL_URI": "models:/iris-classifier/99",
+        "MODEL_FALLBACK_PATH": str(trained_store.exported["iris-classifier"]),
+        "MODEL_RETRY_SECONDS": "0.2",
+    }
+    with model_server(env, tmp_path, wait="/health") as server:
+        deadline = time.monotonic() + 30
+        ready = wait_for(server.url + "/ready", status=503)
+        while ready.json()["reason"] == "loading" and time.monotonic() < deadline:
+            time.sleep(0.1)
+            ready = wait_for(server.url + "/ready", status=503)
+        assert ready.json()["model_loaded"] is False
+        assert "no such version" in ready.json()["reason"]
+        time.sleep(1)  # several retries later: still not the fallback
+        assert wait_for(server.url + "/ready", status=503).json()["model_loaded"] is False
+        assert httpx.get(server.url + "/model/info").status_code == 503
+        assert 'source="fallback"' not in httpx.get(server.url + "/metrics").text
+        assert "serving the fallback model" not in server.log()

@@ -53,4 +53,13 @@ def test_training_installs_the_train_group_without_test_tools() -> None:
 
 @pytest.mark.parametrize("target", ["lint", "test", "setup"])
 def test_tests_and_lint_bring_their_tools(target: str) -> None:
-    assert packages(sync_command(target)) >= TEST_TOOLS | TRAINING
+    assert sync_command(target) == "--frozen --inexact --all-groups"
+    assert packages(sync_command(target)) >= TEST_TOOLS | TRAINING | {"boto3"}
+
+
+def test_the_aws_commands_bring_the_aws_group_only() -> None:
+    options = sync_command("audit-aws")
+    assert options == "--frozen --inexact --no-default-groups --group aws"
+    installed = packages(options)
+    assert "boto3" in installed
+    assert installed.isdisjoint(TEST_TOOLS | TRAINING)

@@ -11,7 +11,10 @@ SECTIONS = [
     "Container image",
     "Cluster (Helm chart)",
     "Tests and code quality",
+    "Documentation",
     "Benchmarks",
+    "AWS",
+    "arm64",
     "Housekeeping",
 ]
 

@@ -10,7 +10,6 @@ import pytest
 from server.coalescing import Coalescer
 from server.model import Model, Origin, Predictions, load_model
 from server.registry import read_model_dir
-from tests.conftest import TrainedStore
 
 
 class Pick(NamedTuple):
@@ -28,8 +27,8 @@ class Recorder:
         return pick.model.predict(rows)
 
 
-def iris(store: TrainedStore, version: str = "1") -> Model:
-    path: Path = store.exported["iris-classifier"]
+def iris(model_dirs: dict[str, Path], version: str = "1") -> Model:
+    path: Path = model_dirs["iris"]
     return load_model(read_model_dir(path), Origin(str(path), "local", version))
 
 
@@ -39,9 +38,9 @@ def rows(n: int, seed: int) -> np.ndarray:
 
 
 def test_concurrent_requests_share_one_call_and_get_their_own_rows(
-    trained_store: TrainedStore,
+    model_dirs: dict[str, Path],
 ) -> None:
-    model = iris(trained_store)
+    model = iris(model_dirs)
     score = Recorder()
     coalescer = Coalescer(score, max_rows=1000)
     requests = [rows(n, seed) for seed, n in enumerate([1, 3, 1, 7, 2])]
@@ -63,8 +62,8 @@ def test_concurrent_requests_share_one_call_and_get_their_own_rows(
         assert [r.shape for r in result.raw] == [r.shape for r in alone.raw]
 
 
-def test_a_lone_request_is_scored_on_the_next_loop_turn(trained_store: TrainedStore) -> None:
-    model = iris(trained_store)
+def test_a_lone_request_is_scored_on_the_next_loop_turn(model_dirs: dict[str, Path]) -> None:
+    model = iris(model_dirs)
     score = Recorder()
     coalescer = Coalescer(score, max_rows=1000)
 
@@ -77,8 +76,8 @@ def test_a_lone_request_is_scored_on_the_next_loop_turn(trained_store: TrainedSt
     assert [len(b) for b in score.batches] == [2, 2, 2]
 
 
-def test_requests_for_different_models_get_separate_calls(trained_store: TrainedStore) -> None:
-    champion, challenger = iris(trained_store, "1"), iris(trained_store, "2")
+def test_requests_for_different_models_get_separate_calls(model_dirs: dict[str, Path]) -> None:
+    champion, challenger = iris(model_dirs, "1"), iris(model_dirs, "2")
     score = Recorder()
     coalescer = Coalescer(score, max_rows=1000)
     picks = [Pick(champion), Pick(challenger), Pick(champion), Pick(challenger), Pick(champion)]
@@ -92,9 +91,9 @@ def test_requests_for_different_models_get_separate_calls(trained_store: Trained
 
 
 def test_a_call_never_exceeds_the_row_cap_unless_one_request_does(
-    trained_store: TrainedStore,
+    model_dirs: dict[str, Path],
 ) -> None:
-    model = iris(trained_store)
+    model = iris(model_dirs)
     score = Recorder()
     coalescer = Coalescer(score, max_rows=10)
     sizes = [4, 4, 4, 25, 1]
@@ -107,8 +106,8 @@ def test_a_call_never_exceeds_the_row_cap_unless_one_request_does(
     assert [len(r.raw[0]) for r in results] == sizes
 
 
-def test_a_failed_call_fails_every_request_in_it(trained_store: TrainedStore) -> None:
-    model = iris(trained_store)
+def test_a_failed_call_fails_every_request_in_it(model_dirs: dict[str, Path]) -> None:
+    model = iris(model_dirs)
 
     def broken(pick: Pick, batch: np.ndarray) -> Predictions:
         raise RuntimeError("onnxruntime fell over")
@@ -124,8 +123,8 @@ def test_a_failed_call_fails_every_request_in_it(trained_store: TrainedStore) ->
     assert coalescer.calls == 1
 
 
-def test_a_request_cancelled_while_waiting_is_not_scored(trained_store: TrainedStore) -> None:
-    model = iris(trained_store)
+def test_a_request_cancelled_while_waiting_is_not_scored(model_dirs: dict[str, Path]) -> None:
+    model = iris(model_dirs)
     score = Recorder()
     coalescer = Coalescer(score, max_rows=1000)
 
@@ -143,9 +142,9 @@ def test_a_request_cancelled_while_waiting_is_not_scored(trained_store: TrainedS
 
 
 def test_a_failure_after_scoring_reaches_every_request_instead_of_hanging(
-    trained_store: TrainedStore,
+    model_dirs: dict[str, Path],
 ) -> None:
-    model = iris(trained_store)
+    model = iris(model_dirs)
 
     def unsliceable(pick: Pick, batch: np.ndarray) -> Predictions:
         return Predictions.__new__(Predictions)  # no attributes: splitting it raises

@@ -7,13 +7,12 @@ from server.errors import InvalidInput, MalformedRequest, PayloadTooLarge
 from server.inputs import oip_batch, parse_json, requested_outputs, simple_batch
 from server.model import Model, Origin, load_model
 from server.registry import read_model_dir
-from tests.conftest import TrainedStore
 from tests.samples import SETOSA as ROW
 
 
 @pytest.fixture(scope="module")
-def model(trained_store: TrainedStore) -> Model:
-    path: Path = trained_store.exported["iris-classifier"]
+def model(model_dirs: dict[str, Path]) -> Model:
+    path: Path = model_dirs["iris"]
     return load_model(read_model_dir(path), Origin(str(path), "local", "1"))
 
 
@@ -111,3 +110,34 @@ def test_oip_outputs(model: Model) -> None:
     assert requested_outputs({"outputs": [{"name": "label"}]}, model) == ["label"]
     with pytest.raises(MalformedRequest):
         requested_outputs({"outputs": [{"name": "nope"}]}, model)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"outputs": None}, '"outputs" must be a list'),
+        ({"id": 42}, '"id" must be a string'),
+        ({"parameters": []}, '"parameters" must be an object'),
+    ],
+)
+def test_optional_oip_fields_have_their_documented_types(
+    model: Model, change: dict[str, object], message: str
+) -> None:
+    payload = {
+        "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}],
+        **change,
+    }
+
+    def parse() -> None:
+        oip_batch(payload, model, 10)
+        requested_outputs(payload, model)
+
+    with pytest.raises(MalformedRequest, match=message):
+        parse()
+
+
+@pytest.mark.parametrize("datatype", [{}, [], None, 5, "BYTES"])
+def test_any_datatype_value_is_a_400_never_a_crash(model: Model, datatype: object) -> None:
+    tensor = {"name": "input", "shape": [1, 4], "datatype": datatype, "data": [1, 2, 3, 4]}
+    with pytest.raises(MalformedRequest, match="datatype must be FP32 or FP64"):
+        oip_batch({"inputs": [tensor]}, model, 10)

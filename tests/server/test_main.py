@@ -11,13 +11,13 @@ from server.__main__ import DrainingServer
 
 
 def draining_server(delay: float) -> tuple[DrainingServer, SimpleNamespace]:
-    serving = SimpleNamespace(draining=False)
+    models = SimpleNamespace(draining=False)
 
     async def app(scope: object, receive: object, send: object) -> None:
         raise AssertionError("not called")
 
-    server = DrainingServer(uvicorn.Config(app), serving, delay)  # type: ignore[arg-type]
-    return server, serving
+    server = DrainingServer(uvicorn.Config(app), models, delay)  # type: ignore[arg-type]
+    return server, models
 
 
 def test_sigterm_drains_first_then_stops_after_the_delay() -> None:

@@ -8,14 +8,13 @@ import pytest
 from server.errors import ModelLoadError
 from server.model import ModelFiles, Origin, load_model
 from server.registry import read_model_dir
-from tests.conftest import TrainedStore
 
 ORIGIN = Origin("test", "local", "7")
 
 
 @pytest.fixture(scope="module")
-def iris_files(trained_store: TrainedStore) -> ModelFiles:
-    return read_model_dir(trained_store.exported["iris-classifier"])
+def iris_files(model_dirs: dict[str, Path]) -> ModelFiles:
+    return read_model_dir(model_dirs["iris"])
 
 
 def test_loads_and_predicts(iris_files: ModelFiles) -> None:
@@ -25,13 +24,13 @@ def test_loads_and_predicts(iris_files: ModelFiles) -> None:
     result = model.predict(np.array([[5.1, 3.5, 1.4, 0.2], [7.7, 3.0, 6.1, 2.3]], dtype=np.float32))
     assert result.class_indices is not None
     assert result.class_indices.tolist() == [0, 2]
-    assert result.confidences is not None
-    assert all(0.5 < c <= 1 for c in result.confidences)
+    assert result.probabilities is not None
+    assert all(0.5 < max(row) <= 1 + 1e-6 for row in result.probabilities)
     assert result.seconds > 0
 
 
-def test_regressor(trained_store: TrainedStore) -> None:
-    files = read_model_dir(trained_store.exported["diabetes-regressor"])
+def test_regressor(model_dirs: dict[str, Path]) -> None:
+    files = read_model_dir(model_dirs["diabetes"])
     model = load_model(files, ORIGIN)
     assert model.task == "regression"
     rows = np.asarray(files.metadata["input_example"], dtype=np.float32)
@@ -49,7 +48,11 @@ def test_regressor(trained_store: TrainedStore) -> None:
         ({"features": ["a", "a", "b", "c"]}, "duplicate"),
         ({"classes": []}, "classes"),
         ({"classes": ["a", "b"]}, "probabilities have shape"),
-        ({"features": ["a", "b", "c"]}, "shape"),
+        ({"features": ["a", "b", "c"], "input_example": None}, "shape"),
+        ({"features": ["a", "b", "c"]}, "input_example must be a list of rows of 3 numbers"),
+        ({"input_dtype": "float64"}, "metadata says float64"),
+        ({"input_dtype": "int8"}, "input_dtype must be one of"),
+        ({"outputs": {"label": "label", "probabilities": "label"}}, "one output for two roles"),
         ({"input_name": "x"}, "inputs"),
         ({"outputs": {"label": "label"}}, "probabilities"),
         ({"outputs": {"label": "nope", "probabilities": "probabilities"}}, "no output named nope"),
@@ -65,15 +68,24 @@ def test_metadata_that_disagrees_with_the_graph_is_refused(
 
 def test_corrupt_onnx_is_refused(iris_files: ModelFiles) -> None:
     with pytest.raises(ModelLoadError, match="onnxruntime cannot load"):
-        load_model(replace(iris_files, onnx=iris_files.onnx[: len(iris_files.onnx) // 2]), ORIGIN)
+        load_model(
+            replace(iris_files, model=iris_files.model[: len(iris_files.model) // 2]), ORIGIN
+        )
 
 
-def test_missing_files_are_refused(tmp_path: Path, trained_store: TrainedStore) -> None:
-    with pytest.raises(ModelLoadError, match=r"model\.onnx and metadata\.json"):
+def test_an_unknown_framework_is_refused(iris_files: ModelFiles) -> None:
+    files = replace(iris_files, metadata={**iris_files.metadata, "framework": "pmml"})
+    with pytest.raises(ModelLoadError, match="framework 'pmml' is not served here"):
+        load_model(files, ORIGIN)
+
+
+def test_missing_files_are_refused(tmp_path: Path, model_dirs: dict[str, Path]) -> None:
+    with pytest.raises(ModelLoadError, match=r"it has no metadata\.json"):
         read_model_dir(tmp_path)
-    (tmp_path / "model.onnx").write_bytes(
-        (trained_store.exported["iris-classifier"] / "model.onnx").read_bytes()
-    )
+    (tmp_path / "metadata.json").write_text((model_dirs["iris"] / "metadata.json").read_text())
+    with pytest.raises(ModelLoadError, match=r"it has no model\.onnx"):
+        read_model_dir(tmp_path)
+    (tmp_path / "model.onnx").write_bytes((model_dirs["iris"] / "model.onnx").read_bytes())
     (tmp_path / "metadata.json").write_text("[1, 2]")
     with pytest.raises(ModelLoadError, match="JSON object"):
         read_model_dir(tmp_path)
@@ -83,9 +95,9 @@ def test_missing_files_are_refused(tmp_path: Path, trained_store: TrainedStore) 
 
 
 def test_reads_an_mlflow_model_directory_layout(
-    tmp_path: Path, trained_store: TrainedStore
+    tmp_path: Path, model_dirs: dict[str, Path]
 ) -> None:
-    source = trained_store.exported["iris-classifier"]
+    source = model_dirs["iris"]
     (tmp_path / "extra_files").mkdir()
     (tmp_path / "model.onnx").write_bytes((source / "model.onnx").read_bytes())
     metadata = json.loads((source / "metadata.json").read_text())

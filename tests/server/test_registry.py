@@ -2,7 +2,6 @@ from pathlib import Path
 
 import pytest
 
-from server.errors import ModelLoadError
 from server.registry import (
     ModelReference,
     RegistryUnavailable,
@@ -11,7 +10,6 @@ from server.registry import (
     parse_model_uri,
     registry_for,
 )
-from tests.conftest import TrainedStore
 from tests.processes import free_port
 
 
@@ -32,30 +30,6 @@ def test_registry_for_chooses_by_scheme(tmp_path: Path) -> None:
     assert isinstance(registry_for(f"sqlite:///{tmp_path}/mlflow.db", 1), SqliteRegistry)
     with pytest.raises(ValueError, match="MLFLOW_TRACKING_URI"):
         registry_for("postgresql://db/mlflow", 1)
-
-
-def test_local_store_resolves_and_fetches(trained_store: TrainedStore) -> None:
-    registry = registry_for(trained_store.tracking_uri, 5)
-    version = registry.resolve(parse_model_uri("models:/wine-classifier@production"))
-    assert version == "1"
-    files = registry.fetch("wine-classifier", version)
-    assert files.metadata["name"] == "wine-classifier"
-    assert (
-        files.onnx[:2]
-        == (trained_store.exported["wine-classifier"] / "model.onnx").read_bytes()[:2]
-    )
-    assert files.drift_reference is not None
-
-
-def test_local_store_errors(trained_store: TrainedStore, tmp_path: Path) -> None:
-    registry = registry_for(trained_store.tracking_uri, 5)
-    with pytest.raises(ModelLoadError, match="no such model or alias"):
-        registry.resolve(parse_model_uri("models:/iris-classifier@staging"))
-    with pytest.raises(ModelLoadError, match="no such version"):
-        registry.fetch("iris-classifier", "99")
-    missing = registry_for(f"sqlite:///{tmp_path}/none.db", 5)
-    with pytest.raises(RegistryUnavailable, match="make train"):
-        missing.resolve(parse_model_uri("models:/iris-classifier@production"))
 
 
 def test_unreachable_server_is_unavailable_not_missing() -> None:

@@ -42,7 +42,7 @@ def test_reads_every_variable(tmp_path: Path) -> None:
     assert settings.model_uri == "models:/wine-classifier/3"
     assert settings.tracking_uri == "http://mlflow:5000"
     assert settings.fallback_path == Path("/opt/model")
-    assert (settings.port, settings.workers, settings.log_level) == (9000, 1, "debug")
+    assert (settings.port, settings.log_level) == (9000, "debug")
     assert (settings.max_body_bytes, settings.max_batch, settings.max_concurrency) == (100, 10, 64)
     assert settings.poll_seconds == 0.0
     assert settings.challenger_mode == "split"

@@ -10,9 +10,27 @@
 {{- concat $hosts .Values.allowedHosts | join "," -}}
 {{- end -}}
 
+{{/* The service account the pod runs as: the chart's, a named existing one, or the namespace default. */}}
+{{- define "mlflow.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- .Values.serviceAccount.name | default (include "mlflow.fullname" .) -}}
+{{- else -}}
+{{- .Values.serviceAccount.name | default "default" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* s3://<bucket>[/<prefix>]: where the server puts the artifacts it proxies. */}}
+{{- define "mlflow.s3Destination" -}}
+{{- $s3 := .Values.artifacts.s3 -}}
+{{- printf "s3://%s" $s3.bucket -}}{{- with $s3.prefix -}}/{{ . }}{{- end -}}
+{{- end -}}
+
 {{- define "mlflow.validate" -}}
 {{- if and (eq .Values.artifacts.type "s3") (not .Values.artifacts.s3.bucket) -}}
 {{- fail "mlflow.artifacts.s3.bucket is required when mlflow.artifacts.type is s3" -}}
+{{- end -}}
+{{- if and (ne .Values.artifacts.type "s3") .Values.artifacts.s3.existingSecret -}}
+{{- fail "mlflow.artifacts.s3.existingSecret is set but mlflow.artifacts.type is not s3" -}}
 {{- end -}}
 {{- if and .Values.auth.enabled (not .Values.auth.existingSecret) -}}
 {{- fail "mlflow.auth.existingSecret (keys username, password) is required when mlflow.auth.enabled is true" -}}
