@@ -224,6 +224,12 @@ format: $(DEV_ENV) ## Apply ruff's fixes and formatting
 .PHONY: test
 test: system-deps lint ## Lint, then every test layer (root only to install missing tools or start Docker)
 	@scripts/docker-engine.sh --check
+	@if scripts/arm64-emulation.sh --check >/dev/null 2>&1; then \
+		echo "arm64: emulation is ready; the arm64 tests will use it"; \
+	else \
+		echo "arm64: emulation is not set up; the arm64 tests will install qemu-user-static," \
+			"binfmt-support and debootstrap and enable the qemu-aarch64 handler, which needs root"; \
+	fi
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.makefile.make import REPO_ROOT
+from tests.makefile.make import REPO_ROOT, dry_run
 
 BASICS = ("bash", "env", "id", "sort", "cat", "grep", "setsid", "sleep", "date", "tail", "seq")
 IS_ROOT = os.geteuid() == 0
@@ -120,3 +120,12 @@ def test_docker_that_answers_needs_no_root(tmp_path: Path) -> None:
     assert "apt-get" not in result.stdout
     check = run_script("docker-engine.sh", bin_dir, "--check")
     assert check.stdout == "docker: the engine answers; the image tests will use it\n"
+
+
+def test_make_test_reports_what_needs_root_before_the_tests_run() -> None:
+    lines = dry_run("test")
+    pytest_at = next(i for i, line in enumerate(lines) if "-m pytest" in line)
+    before = "\n".join(lines[:pytest_at])
+    assert "scripts/install-system-deps.sh" in before
+    assert "scripts/docker-engine.sh --check" in before
+    assert "scripts/arm64-emulation.sh --check" in before
