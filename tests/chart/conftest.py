@@ -20,6 +20,11 @@ OPERATOR_APIS = (
     "monitoring.coreos.com/v1/PrometheusRule",
 )
 NAMESPACE = "platform"
+# The image repositories a user must give (where they push the API and MLflow images).
+IMAGE_SETS = (
+    "api.image.repository=ghcr.io/owner/mlops-model-platform",
+    "mlflow.image.repository=ghcr.io/owner/mlops-model-platform/mlflow",
+)
 
 # name -> (values files relative to the chart, cluster serves the Prometheus Operator CRDs)
 SCENARIOS: dict[str, tuple[tuple[str, ...], bool]] = {
@@ -53,7 +58,7 @@ def template_args(
     args = ["template", "platform", str(CHART), "--namespace", NAMESPACE]
     for f in values:
         args += ["-f", str(CHART / f)]
-    for s in sets:
+    for s in (*IMAGE_SETS, *sets):
         args += ["--set", s]
     if operator:
         for api in OPERATOR_APIS:

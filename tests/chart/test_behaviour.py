@@ -54,7 +54,9 @@ def workloads(objs: list[Manifest]) -> list[tuple[str, Manifest]]:
 def test_production_pins_the_model_version_and_the_image() -> None:
     objs = render(PROD, operator=True)
     config = api_config(objs)
-    assert config["MODEL_URI"] == "models:/iris-classifier/3"
+    assert (
+        config["MODEL_URI"] == "models:/iris-classifier/1"
+    )  # the first version on a fresh cluster
     assert config["MODEL_POLL_SECONDS"] == "0"
     prod_values = yaml.safe_load((CHART / "values-production.yaml").read_text())
     assert prod_values["api"]["image"]["tag"], "production must pin the image tag itself"
@@ -62,7 +64,7 @@ def test_production_pins_the_model_version_and_the_image() -> None:
     assert image == f"{API_IMAGE}:{prod_values['api']['image']['tag']}"
     template = pod_template(objs)
     assert template["metadata"]["annotations"]["platform.mlops/model-uri"] == (
-        "models:/iris-classifier/3"
+        "models:/iris-classifier/1"
     )
 
 
@@ -80,7 +82,7 @@ def test_a_digest_wins_over_the_tag() -> None:
 
 def test_changing_the_model_version_changes_the_pod_template() -> None:
     """So that `helm rollback` to the previous revision also restores the previous model."""
-    v3 = pod_template(render(PROD, operator=True))
+    v3 = pod_template(render(PROD, operator=True))  # pins version 1
     v4 = pod_template(render(PROD, ["api.model.uri=models:/iris-classifier/4"], operator=True))
     assert v3 != v4
     assert (
@@ -245,7 +247,7 @@ def test_helm_test_pod_calls_ready_and_predict() -> None:
     assert '"/ready"' in script
     assert '"/predict"' in script
     assert "sys.exit" in script
-    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     assert env["BASE_URL"] == "http://platform-api:8000"
     assert env["EXPECTED_PREDICTION"] == "setosa"
 
@@ -263,7 +265,10 @@ def test_mlflow_single_replica_sqlite_on_a_pvc() -> None:
     assert "--serve-artifacts" in args
     assert "--artifacts-destination=/mlflow/artifacts" in args
     assert find(objs, "PersistentVolumeClaim", "platform-mlflow")
-    assert container(deployment, "mlflow")["image"] == "ghcr.io/mlflow/mlflow:v3.17.2"
+    # the platform's MLflow image (the official one lacks auth, database and S3 support)
+    assert container(deployment, "mlflow")["image"] == (
+        "ghcr.io/owner/mlops-model-platform/mlflow:3.17.2"
+    )
     # The API reaches MLflow by its Service name.
     assert api_config(objs)["MLFLOW_TRACKING_URI"] == "http://platform-mlflow:5000"
     assert find(objs, "Service", "platform-mlflow")["spec"]["ports"][0]["port"] == 5000
@@ -287,6 +292,7 @@ def test_mlflow_external_database_s3_and_auth_from_existing_secrets() -> None:
         "AWS_SECRET_ACCESS_KEY": "platform-mlflow-s3",
         "MLFLOW_AUTH_ADMIN_USERNAME": "platform-mlflow-admin",
         "MLFLOW_AUTH_ADMIN_PASSWORD": "platform-mlflow-admin",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "platform-mlflow-admin",
     }
     api = container(find(objs, "Deployment", "platform-api"), "api")
     api_refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in api["env"] if "valueFrom" in e}
@@ -443,17 +449,21 @@ def test_standalone_mode_objects(scenario: str) -> None:
         find(objs, "ConfigMap", "platform-prometheus")["data"]["prometheus.yml"]
     )
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
-    assert {"model-platform-api", "model-platform-cloudflared"} <= set(jobs)
+    assert {"model-platform-api", "model-platform-mlflow", "model-platform-cloudflared"} <= set(
+        jobs
+    )
     assert config["rule_files"] == ["/etc/prometheus/rules/*.yaml"]
     provisioning = find(objs, "ConfigMap", "platform-grafana")["data"]
     datasource = yaml.safe_load(provisioning["datasources.yaml"])["datasources"][0]
     assert datasource["url"] == "http://platform-prometheus:9090"
     env = {e["name"] for e in container(grafana, "grafana")["env"]}
     assert {"GF_SECURITY_ADMIN_USER", "GF_SECURITY_ADMIN_PASSWORD"} <= env
-    role = find(objs, "Role", "platform-prometheus")
-    assert role["rules"] == [
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
-    ]
+    # Discovery is by DNS: no Kubernetes API access, so no token and no RBAC.
+    assert not {"Role", "RoleBinding", "ServiceAccount"} & {
+        o["kind"] for o in objs if "prometheus" in o["metadata"]["name"]
+    }
+    prometheus = find(objs, "Deployment", "platform-prometheus")
+    assert prometheus["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
 
 
 def test_one_source_for_rules_and_dashboards() -> None:

@@ -217,4 +217,5 @@ def test_namespace_label_is_kept_by_both_scrape_modes() -> None:
     api_job = next(j for j in prom["scrape_configs"] if j["job_name"] == "model-platform-api")
     targets = {r.get("target_label") for r in api_job["relabel_configs"]}
     assert {"namespace", "pod"} <= targets
-    assert api_job["kubernetes_sd_configs"][0]["namespaces"] == {"own_namespace": True}
+    # every API pod of this release's namespace, through the headless Service
+    assert api_job["dns_sd_configs"][0]["names"] == ["platform-api-pods.platform.svc"]

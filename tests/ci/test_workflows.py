@@ -118,7 +118,7 @@ def test_the_deploy_action_rolls_back_by_itself() -> None:
     action = yaml.safe_load((REPO_ROOT / DEPLOY_ACTION / "action.yml").read_text())
     run = "\n".join(step.get("run", "") for step in action["runs"]["steps"])
     assert "helm upgrade --install" in run
-    assert "--atomic" in run
+    assert "--rollback-on-failure" in run  # Helm 4's --atomic
     assert "--wait" in run
     assert "helm rollback" in run
 

@@ -49,7 +49,7 @@ def test_upgrade_to_a_pinned_model_version_rolls_the_api_pods(
     release.helm(
         "upgrade", release.name, release.chart_path, "--reuse-values",
         "--set", f"api.model.uri=models:/{model}/{target}",
-        "--atomic", "--wait", "--timeout", "10m",
+        "--rollback-on-failure", "--wait", "--timeout", "10m",  # Helm 4 (the pinned v4.1.4)
     )  # fmt: skip
 
     _wait_for_replaced_api_pods(release, old_pods)

@@ -19,13 +19,28 @@ app.kubernetes.io/name: {{ $component }}
 app.kubernetes.io/instance: {{ .ctx.Release.Name }}
 {{- end -}}
 
+{{/*
+Labels of every object. app.kubernetes.io/version is the version of the image the component runs:
+the chart's `image` (api, mlflow, cloudflared) or the component's own (`prometheus.image`,
+`grafana.image` in the monitoring chart); objects with no image of their own (rules, dashboards)
+carry the chart's appVersion.
+*/}}
 {{- define "platform.labels" -}}
 {{- $component := .component | default .ctx.Chart.Name -}}
+{{- $image := .ctx.Values.image -}}
+{{- $own := index .ctx.Values $component -}}
+{{- if and (kindIs "map" $own) (hasKey $own "image") -}}
+{{- $image = $own.image -}}
+{{- end -}}
+{{- $version := .ctx.Chart.AppVersion -}}
+{{- if $image -}}
+{{- $version = include "platform.imageVersion" (dict "image" $image "default" .ctx.Chart.AppVersion) -}}
+{{- end -}}
 helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "platform.selectorLabels" . }}
 app.kubernetes.io/component: {{ $component }}
 app.kubernetes.io/part-of: platform
-app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/version: {{ $version | quote }}
 app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 {{- with .ctx.Values.global.commonLabels }}
 {{ toYaml . }}
@@ -46,6 +61,16 @@ Takes (dict "image" .Values.image "default" "<tag when empty>").
 {{- else -}}
 {{- fail (printf "image %s must be pinned by a tag other than latest or by a digest" .image.repository) -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+The version an image runs, as a label value: its tag without a leading "v" (`v3.5.0` -> `3.5.0`),
+else the default. Label values allow 63 characters of [A-Za-z0-9_.-].
+Takes (dict "image" .Values.image "default" "<version when the tag is empty>").
+*/}}
+{{- define "platform.imageVersion" -}}
+{{- $version := .image.tag | default .default | toString | trimPrefix "v" -}}
+{{- regexReplaceAll "[^A-Za-z0-9_.-]" $version "_" | trunc 63 | trimSuffix "-" | trimSuffix "_" | trimSuffix "." -}}
 {{- end -}}
 
 {{/* imagePullSecrets key, or nothing: use as `with include ... }}{{ . | nindent N }}`. */}}

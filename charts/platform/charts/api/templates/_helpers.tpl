@@ -10,6 +10,9 @@
 
 {{/* Fails the render on settings the server would reject at start-up. */}}
 {{- define "api.validate" -}}
+{{- if not .Values.image.repository -}}
+{{- fail "api.image.repository is required: the repository you push the API image to (the build workflow pushes ghcr.io/<owner>/<repo>; see docs/kubernetes.md)" -}}
+{{- end -}}
 {{- if and (ne .Values.challenger.mode "off") (not .Values.challenger.uri) -}}
 {{- fail "api.challenger.uri is required when api.challenger.mode is split or shadow" -}}
 {{- end -}}

@@ -26,6 +26,9 @@
 {{- end -}}
 
 {{- define "mlflow.validate" -}}
+{{- if not .Values.image.repository -}}
+{{- fail "mlflow.image.repository is required: the platform's MLflow image (deploy/compose/mlflow.Dockerfile; the build workflow pushes ghcr.io/<owner>/<repo>/mlflow; see docs/kubernetes.md)" -}}
+{{- end -}}
 {{- if and (eq .Values.artifacts.type "s3") (not .Values.artifacts.s3.bucket) -}}
 {{- fail "mlflow.artifacts.s3.bucket is required when mlflow.artifacts.type is s3" -}}
 {{- end -}}

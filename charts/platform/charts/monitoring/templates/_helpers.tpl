@@ -13,6 +13,7 @@ true
 {{/* The job label every rule and dashboard selects the API by, in both modes. */}}
 {{- define "monitoring.apiJob" -}}model-platform-api{{- end -}}
 {{- define "monitoring.cloudflaredJob" -}}model-platform-cloudflared{{- end -}}
+{{- define "monitoring.mlflowJob" -}}model-platform-mlflow{{- end -}}
 
 {{/* Dashboards ConfigMap data: every JSON file under files/dashboards. */}}
 {{- define "monitoring.dashboardsData" -}}
