@@ -70,7 +70,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     TMPDIR=/tmp \
     HOST=0.0.0.0 \
     PORT=8000 \
-    MODEL_FALLBACK_PATH=/opt/model
+    MODEL_FALLBACK_PATH=/opt/model \
+    PREDICTION_STORE_URI=sqlite:////tmp/predictions.db
 
 WORKDIR /app
 USER 10001:10001

@@ -92,6 +92,25 @@ promote: $(SERVE_ENV) ## Point an alias at a version after comparing and checkin
 rollback: $(SERVE_ENV) ## Point an alias back at its previous version (MODEL=, ALIAS=)
 	$(PY) -m training.lifecycle rollback --model "$(MODEL)" --alias "$(ALIAS)"
 
+# --- The closed loop: feedback, retraining from production, promotion by evidence ---------------
+PREDICTION_STORE_URI ?=
+METRICS_URL ?=
+
+.PHONY: retrain
+retrain: $(TRAIN_ENV) ## Train a new version on labelled production predictions; alias challenger (MODEL=, ARGS="--original-share 0.3 ...")
+	$(if $(PREDICTION_STORE_URI),PREDICTION_STORE_URI="$(PREDICTION_STORE_URI)") \
+		$(PY) -m training.retrain --model "$(MODEL)" $(ARGS)
+
+.PHONY: judge
+judge: $(TRAIN_ENV) ## Promote the challenger if the evidence says so, roll back a bad champion (METRICS_URL=..., FORCE=1)
+	$(if $(PREDICTION_STORE_URI),PREDICTION_STORE_URI="$(PREDICTION_STORE_URI)") \
+		$(PY) -m training.judge --model "$(MODEL)" $(if $(METRICS_URL),--metrics-url "$(METRICS_URL)") \
+		$(if $(filter 1 yes true,$(FORCE)),--force) $(ARGS)
+
+.PHONY: loop-demo
+loop-demo: $(DEV_ENV) ## The whole loop on loopback: drift, retrain, shadow, judge, promote, rollback; prints a timeline, saves a PNG
+	$(PY) -m demo.loop $(ARGS)
+
 OUT ?= build/model
 
 .PHONY: export-model
@@ -224,7 +243,7 @@ rehearse: chart-tools base-image $(DEV_ENV) ## Run what the chart renders for EN
 ##@ Tests and code quality
 
 .PHONY: system-deps
-system-deps: ## Install the Debian tools the tests use (prometheus, wrk, hey) when missing; needs root then
+system-deps: ## Install the Debian tools the tests use (prometheus, wrk, hey, postgresql) when missing; needs root then
 	scripts/install-system-deps.sh
 
 .PHONY: lint
@@ -298,6 +317,10 @@ bench: $(DEV_ENV) ## Side by side: this server, constant JSON, mlflow models ser
 .PHONY: bench-server
 bench-server: $(DEV_ENV) ## This server's own figures against their targets, without MLflow's server (ARGS=...)
 	$(PY) -m loadtest.bench --server-only $(ARGS)
+
+.PHONY: bench-recording
+bench-recording: $(DEV_ENV) ## /predict throughput with prediction recording off and on (wrk, c16; ARGS="--duration 10")
+	$(PY) -m loadtest.recording_cost $(ARGS)
 
 ##@ AWS
 
@@ -400,7 +423,7 @@ arm64-docs: $(DEV_ENV) ## Write the latest arm64 result tables into docs/archite
 ##@ Housekeeping
 
 .PHONY: clean
-clean: ## Remove the virtual environment, tools and caches; keeps the model registry (.mlflow/)
+clean: ## Remove the virtual environment, tools and caches; keeps the registry (.mlflow/) and recorded predictions (.loop/)
 	rm -rf $(VENV) $(TOOLS) .monitor .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: clean-registry
@@ -411,6 +434,15 @@ clean-registry: ## Delete the local model registry (.mlflow/): every registered 
 		case "$$answer" in y|Y|yes) ;; *) echo "nothing deleted"; exit 0;; esac; \
 	fi; \
 	rm -rf .mlflow; echo "deleted the local registry .mlflow/"
+
+.PHONY: clean-predictions
+clean-predictions: ## Delete the local prediction store (.loop/): recorded predictions and their feedback
+	@if [ ! -e .loop ]; then echo "no local prediction store in .loop/; nothing deleted"; exit 0; fi; \
+	if [ -t 0 ] && [ -z "$(filter 1 yes true,$(FORCE))" ]; then \
+		read -r -p "Delete the local prediction store .loop/ with every recorded prediction and label? [y/N] " answer; \
+		case "$$answer" in y|Y|yes) ;; *) echo "nothing deleted"; exit 0;; esac; \
+	fi; \
+	rm -rf .loop; echo "deleted the local prediction store .loop/"
 
 # --- Environments --------------------------------------------------------------------------------
 $(TOOLS)/uv/bin/uv:

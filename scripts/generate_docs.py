@@ -38,9 +38,14 @@ def metrics_page() -> str:
     """Every exported metric: type, labels and help, read from the metric objects themselves."""
     from prometheus_client.metrics import MetricWrapperBase
 
+    from server.feedback import QualityMetrics
     from server.metrics import EXPORTED_METRICS, Metrics, RequestStats
+    from server.recording import RecorderMetrics
 
     metrics = Metrics()
+    # The loop's metrics are registered by the recorder and live quality, as the app does.
+    RecorderMetrics(metrics)
+    QualityMetrics(metrics)
     found: dict[str, tuple[str, tuple[str, ...], str]] = {}
     for value in vars(metrics).values():
         if isinstance(value, MetricWrapperBase):
@@ -51,7 +56,13 @@ def metrics_page() -> str:
                 name = family.name + ("_total" if family.type == "counter" else "")
                 found[name] = (str(family.type), RequestStats.LABELS, family.documentation)
     for collector in list(metrics.registry._collector_to_names):
-        if isinstance(collector, (MetricWrapperBase, RequestStats)):
+        if isinstance(collector, MetricWrapperBase):
+            name = collector._name + ("_total" if collector._type == "counter" else "")
+            found.setdefault(
+                name, (str(collector._type), tuple(collector._labelnames), collector._documentation)
+            )
+            continue
+        if isinstance(collector, RequestStats):
             continue
         for family in collector.collect():
             name = family.name + ("_total" if family.type == "counter" else "")

@@ -15,6 +15,11 @@ missing_tools=()
 for tool in "${!package_of[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing_tools+=("$tool")
 done
+# PostgreSQL (the closed-loop tests start one): Debian keeps initdb off PATH, in its version's bin.
+if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  package_of[initdb]=postgresql
+  missing_tools+=(initdb)
+fi
 [ ${#missing_tools[@]} -eq 0 ] && exit 0
 
 mapfile -t tools < <(printf '%s\n' "${missing_tools[@]}" | sort -u)

@@ -17,14 +17,14 @@ BEGIN {
     line = substr($0, 5)
     name = line; sub(/ .*/, "", name)
     text = line; sub(/^[^ ]+ +/, "", text)
-    variables[++nvariables] = sprintf("  %s%-15s%s %s", cyan, name, reset, text)
+    variables[++nvariables] = sprintf("  %s%-17s%s %s", cyan, name, reset, text)
     next
 }
 /^[a-zA-Z0-9_-]+:.*## / {
     target = $0; sub(/:.*/, "", target)
     text = $0; sub(/^[^#]*## /, "", text)
     if (!(section in seen)) { seen[section] = 1; order[++sections] = section }
-    entries[section] = entries[section] sprintf("  %s%-15s%s %s\n", cyan, target, reset, text)
+    entries[section] = entries[section] sprintf("  %s%-17s%s %s\n", cyan, target, reset, text)
 }
 END {
     print "Usage: make <target> [NAME=value ...]"

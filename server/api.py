@@ -74,7 +74,7 @@ def simple_routes(
         choice = plane.pick(request.scope["client_request_id"] if plane.split else None)
         model = choice.model
         rows, single = simple_batch(parse_json(body), model, max_batch)
-        result = await plane.coalescer.score(choice, rows)
+        result = await plane.coalescer.score(choice, rows, request.scope["request_id"])
         return JSONResponse(
             simple_response(model, result, single),
             raw_headers=((b"x-model-version", model.version.encode()),),

@@ -18,14 +18,17 @@ from server.auth import ApiKeys
 from server.dataplane import DataPlane
 from server.docs import docs_assets, docs_routes
 from server.errors import protocol_for_path
+from server.feedback import LiveQuality, StoreReader, feedback_routes
 from server.lifecycle import Models
 from server.limits import BodyDeadlines
 from server.metrics import Metrics
 from server.middleware import Dispatcher, RequestMiddleware
 from server.oip import oip_routes
+from server.recording import Recorder
 from server.registry import Credentials, Registry, registry_for
 from server.routes import Route, RouteTable
 from server.settings import Settings
+from server.store import PredictionStore
 from server.web import error_response
 
 
@@ -82,6 +85,7 @@ def create_app(
     plane = DataPlane(settings, metrics, lambda: models.not_ready_reason)
     models = Models(settings, factory, metrics, plane.install)
     keys = ApiKeys(settings.api_keys)
+    live = loop_for(settings, plane, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -89,6 +93,10 @@ def create_app(
             asyncio.create_task(models.run(), name="model-lifecycle"),
             asyncio.create_task(plane.run(), name="drift"),
         ]
+        if live is not None:
+            assert plane.recorder is not None
+            plane.recorder.start()
+            tasks.append(asyncio.create_task(live.run(), name="live-quality"))
         try:
             yield
         finally:
@@ -97,6 +105,11 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if live is not None:
+                # After uvicorn has finished every request: what they recorded is written now.
+                assert plane.recorder is not None
+                await asyncio.to_thread(plane.recorder.close, settings.shutdown_grace_seconds)
+                live.reader.close()
 
     declared: list[Route] = []
 
@@ -106,6 +119,7 @@ def create_app(
     declared += [
         *simple_routes(settings, models, plane, metrics),
         *oip_routes(settings, models, plane),
+        *feedback_routes(settings, plane, live),
         *docs_routes(settings, plane, table_routes),
     ]
     table = RouteTable(declared)
@@ -132,4 +146,22 @@ def create_app(
     app.state.models = models
     app.state.plane = plane
     app.state.metrics = metrics
+    app.state.live_quality = live
     return app
+
+
+def loop_for(settings: Settings, plane: DataPlane, metrics: Metrics) -> LiveQuality | None:
+    """The recorder (hooked into the data plane) and live quality, unless recording is off."""
+    if not settings.record_predictions:
+        return None
+    store = PredictionStore(settings.prediction_store_uri)
+    plane.recorder = Recorder(
+        store,
+        metrics,
+        sample_rate=settings.record_sample_rate,
+        buffer_rows=settings.record_buffer_rows,
+        batch_rows=settings.record_batch_rows,
+        flush_seconds=settings.record_flush_seconds,
+        retention_seconds=settings.record_retention_days * 86400,
+    )
+    return LiveQuality(settings, plane, StoreReader(store), metrics)

@@ -9,7 +9,7 @@ company: a lone request is scored on the next turn of the loop, a few microsecon
 """
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
 import numpy as np
@@ -29,18 +29,27 @@ class _Waiting(NamedTuple, Generic[ChoiceT]):
     choice: ChoiceT
     rows: np.ndarray
     answer: "asyncio.Future[Predictions]"
+    key: bytes
+
+
+# The score function gets, with the batch, each request's id and row count, in order.
+Keys = Sequence[tuple[bytes, int]]
 
 
 class Coalescer(Generic[ChoiceT]):
     """Joins concurrent `score` calls for the same model into one call of at most `max_rows`."""
 
-    def __init__(self, score: Callable[[ChoiceT, np.ndarray], Predictions], max_rows: int) -> None:
+    def __init__(
+        self, score: Callable[[ChoiceT, np.ndarray, Keys], Predictions], max_rows: int
+    ) -> None:
         self._score = score
         self._max_rows = max_rows
         self._waiting: list[_Waiting[ChoiceT]] = []
         self.calls = 0  # model calls made, for tests and benchmarks
 
-    def score(self, choice: ChoiceT, rows: np.ndarray) -> "asyncio.Future[Predictions]":
+    def score(
+        self, choice: ChoiceT, rows: np.ndarray, key: bytes = b""
+    ) -> "asyncio.Future[Predictions]":
         """The predictions for `rows`, once the flush has run; await it.
 
         A plain function returning the future, not a coroutine: one frame fewer to suspend and
@@ -50,7 +59,7 @@ class Coalescer(Generic[ChoiceT]):
         answer: asyncio.Future[Predictions] = loop.create_future()
         if not self._waiting:
             loop.call_soon(self._flush)
-        self._waiting.append(_Waiting(choice, rows, answer))
+        self._waiting.append(_Waiting(choice, rows, answer, key))
         return answer
 
     def _flush(self) -> None:
@@ -91,9 +100,13 @@ class Coalescer(Generic[ChoiceT]):
         self.calls += 1
         try:
             if len(group) == 1:
-                group[0].answer.set_result(self._score(group[0].choice, group[0].rows))
+                only = group[0]
+                only.answer.set_result(
+                    self._score(only.choice, only.rows, ((only.key, len(only.rows)),))
+                )
                 return
-            result = self._score(group[0].choice, np.concatenate([w.rows for w in group]))
+            keys = [(w.key, len(w.rows)) for w in group]
+            result = self._score(group[0].choice, np.concatenate([w.rows for w in group]), keys)
             start = 0
             for entry in group:
                 stop = start + len(entry.rows)

@@ -15,11 +15,12 @@ from typing import NamedTuple
 import numpy as np
 from prometheus_client import Counter, Histogram
 
-from server.coalescing import Coalescer
+from server.coalescing import Coalescer, Keys
 from server.drift import DriftMonitor
 from server.errors import ModelNotReady, NotFound
 from server.metrics import Metrics
 from server.model import Model, Predictions
+from server.recording import Recorder
 from server.settings import Settings
 
 log = logging.getLogger("server.models")
@@ -70,6 +71,8 @@ class DataPlane:
         )
         self.shadow = has_challenger and settings.challenger_mode == "shadow"
         self._threshold = int(settings.challenger_traffic * 0xFFFFFFFF)
+        # Set by the app when predictions are recorded (server.recording).
+        self.recorder: Recorder | None = None
         # The request path scores through this: requests that are ready together share a call.
         self.coalescer: Coalescer[Choice] = Coalescer(self.score, settings.max_batch)
         # Counters exist at zero from the start: rate() and increase() cannot see a series'
@@ -77,6 +80,7 @@ class DataPlane:
         if self.shadow:
             metrics.shadow_agreement.labels("agree")
             metrics.shadow_agreement.labels("disagree")
+            metrics.shadow_failures.inc(0)
         self._forget_drift()
 
     def install(self, variant: str, model: Model | None) -> None:
@@ -148,8 +152,11 @@ class DataPlane:
         loaded = [c for c in (self.champion, self.challenger) if c is not None]
         return [c.model.version for c in loaded if c.model.name == name]
 
-    def score(self, choice: Choice, rows: np.ndarray) -> Predictions:
-        """Predict, count, and feed drift detection and the shadow."""
+    def score(self, choice: Choice, rows: np.ndarray, keys: Keys = ()) -> Predictions:
+        """Predict, count, and feed drift detection, the shadow and the recorder.
+
+        `keys` are the request ids and row counts of the requests in `rows`, for the recorder.
+        """
         result = choice.model.predict(rows)
         bound = choice.metrics
         bound.inference.observe(result.seconds)
@@ -172,20 +179,42 @@ class DataPlane:
         if choice.is_champion and champion is not None and choice.model is champion.model:
             if self.drift is not None:
                 self.drift.record(rows, answers)
-            if self.shadow:
-                asyncio.get_running_loop().call_soon(self.shadow_score, rows, answers)
+            if self.shadow:  # the shadow records the champion's answers with its own
+                asyncio.get_running_loop().call_soon(
+                    self.shadow_score, rows, answers, keys, choice.model
+                )
+                return result
+        if self.recorder is not None and keys:
+            variant = CHAMPION if choice.is_champion else CHALLENGER
+            self.recorder.record(choice.model, variant, rows, answers, keys)
         return result
 
-    def shadow_score(self, rows: np.ndarray, champion_answer: np.ndarray) -> None:
-        """Score the challenger on the same rows; called off the response path."""
+    def shadow_score(
+        self,
+        rows: np.ndarray,
+        champion_answer: np.ndarray,
+        keys: Keys = (),
+        champion: Model | None = None,
+    ) -> None:
+        """Score the challenger on the same rows and record both; called off the response path."""
+        challenger, answer = self._shadow_answer(rows, champion_answer)
+        if self.recorder is not None and keys and champion is not None:
+            self.recorder.record(
+                champion, CHAMPION, rows, champion_answer, keys, challenger, answer
+            )
+
+    def _shadow_answer(
+        self, rows: np.ndarray, champion_answer: np.ndarray
+    ) -> tuple[Model | None, np.ndarray | None]:
         choice = self.challenger
         if choice is None:
-            return
+            return None, None
         try:
             result = choice.model.predict(rows)
         except Exception:  # the shadow must never affect serving
+            self.metrics.shadow_failures.inc()
             log.exception("shadow scoring failed", extra={"version": choice.model.version})
-            return
+            return None, None
         choice.metrics.inference.observe(result.seconds)
         answer = result.answers
         if choice.model.is_classifier:
@@ -196,6 +225,7 @@ class DataPlane:
             self.metrics.shadow_agreement.labels("agree").inc(agree)
         if len(rows) - agree:
             self.metrics.shadow_agreement.labels("disagree").inc(len(rows) - agree)
+        return choice.model, answer
 
     async def run(self) -> None:
         """Recompute the drift figures every DRIFT_INTERVAL_SECONDS, off the request path."""

@@ -143,6 +143,11 @@ class Metrics:
             ("outcome",),
             registry=r,
         )
+        self.shadow_failures = Counter(
+            "model_shadow_failures_total",
+            "Shadow scoring calls of the challenger that raised (the response was not affected).",
+            registry=r,
+        )
         self.feature_drift = Gauge(
             "model_feature_drift_psi",
             "Population Stability Index of each feature over the drift window.",
@@ -180,6 +185,19 @@ EXPORTED_METRICS = (
     "model_feature_drift_psi",
     "model_prediction_drift_psi",
     "requests_shed_total",
+    "model_shadow_failures_total",
+    "model_live_quality",
+    "model_live_quality_lower",
+    "model_live_quality_upper",
+    "model_live_labels",
+    "model_heldout_quality",
+    "model_quality_margin",
+    "model_quality_min_labels",
+    "feedback_rows_total",
+    "predictions_recorded_total",
+    "predictions_record_dropped_total",
+    "prediction_store_errors_total",
+    "prediction_record_buffer_rows",
     "process_resident_memory_bytes",
     "process_cpu_seconds_total",
 )

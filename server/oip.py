@@ -99,7 +99,7 @@ def oip_routes(settings: Settings, models: Models, plane: DataPlane) -> list[Rou
         payload = parse_json(body)
         rows = oip_batch(payload, model, max_batch)
         names = requested_outputs(payload, model)
-        result = await plane.coalescer.score(choice, rows)
+        result = await plane.coalescer.score(choice, rows, request.scope["request_id"])
         raw = dict(zip(model.output_names, result.raw, strict=True))
         outputs = []
         for name in names:

@@ -14,6 +14,7 @@ import numpy as np
 from server import __version__
 from server.contract import largest_accepted
 from server.errors import PROTOCOLS
+from server.feedback import openapi_schemas as feedback_schemas
 from server.model import Model
 from server.routes import Route
 from server.settings import Settings
@@ -258,6 +259,7 @@ def component_schemas(model: Model | None, settings: Settings) -> dict[str, Any]
         if model.is_classifier:
             answer["confidence"] = 0.98
         schemas["PredictResponse"]["example"] = answer
+    schemas.update(feedback_schemas())
     return schemas
 
 

@@ -46,6 +46,19 @@ class Settings:
     mlflow_username: str | None = None
     mlflow_password: str | None = None
     mlflow_token: str | None = None
+    # The closed loop: predictions recorded to a store shared by replicas, feedback, live quality.
+    record_predictions: bool = True
+    prediction_store_uri: str = field(default_factory=lambda: default_prediction_store())
+    record_sample_rate: float = 1.0
+    record_buffer_rows: int = 50_000
+    record_batch_rows: int = 1000
+    record_flush_seconds: float = 1.0
+    record_retention_days: float = 30.0
+    feedback_max_rows: int = 1000
+    quality_window_seconds: float = 3600.0
+    quality_interval_seconds: float = 30.0
+    quality_margin: float = 0.05
+    quality_min_labels: int = 100
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -94,6 +107,16 @@ class Settings:
                 f"WORKERS={workers}: the server runs one worker per process; "
                 "scale with more replicas (or processes behind a balancer) instead"
             )
+        sample_rate = number("RECORD_SAMPLE_RATE", default.record_sample_rate, float, 0.0)
+        if sample_rate > 1.0:
+            raise SettingsError(f"RECORD_SAMPLE_RATE must be between 0 and 1, got {sample_rate}")
+        margin = number("QUALITY_MARGIN", default.quality_margin, float, 0.0)
+        if margin >= 1.0:
+            raise SettingsError(f"QUALITY_MARGIN must be below 1 (a share), got {margin}")
+        store_uri = text("PREDICTION_STORE_URI", default.prediction_store_uri)
+        if not store_uri.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            # Never echo the value: it may carry a password.
+            raise SettingsError("PREDICTION_STORE_URI must be sqlite:///path or postgresql://...")
         return cls(
             model_uri=model_uri,
             tracking_uri=env.get("MLFLOW_TRACKING_URI", "").strip() or None,
@@ -133,6 +156,30 @@ class Settings:
             mlflow_username=env.get("MLFLOW_TRACKING_USERNAME") or None,
             mlflow_password=env.get("MLFLOW_TRACKING_PASSWORD") or None,
             mlflow_token=env.get("MLFLOW_TRACKING_TOKEN") or None,
+            record_predictions=_flag(env, "RECORD_PREDICTIONS", default.record_predictions),
+            prediction_store_uri=store_uri,
+            record_sample_rate=sample_rate,
+            record_buffer_rows=int(
+                number("RECORD_BUFFER_ROWS", default.record_buffer_rows, int, 1)
+            ),
+            record_batch_rows=int(number("RECORD_BATCH_ROWS", default.record_batch_rows, int, 1)),
+            record_flush_seconds=number(
+                "RECORD_FLUSH_SECONDS", default.record_flush_seconds, float, 0.01
+            ),
+            record_retention_days=number(
+                "RECORD_RETENTION_DAYS", default.record_retention_days, float, 0.001
+            ),
+            feedback_max_rows=int(number("FEEDBACK_MAX_ROWS", default.feedback_max_rows, int, 1)),
+            quality_window_seconds=number(
+                "QUALITY_WINDOW_SECONDS", default.quality_window_seconds, float, 1.0
+            ),
+            quality_interval_seconds=number(
+                "QUALITY_INTERVAL_SECONDS", default.quality_interval_seconds, float, 0.1
+            ),
+            quality_margin=margin,
+            quality_min_labels=int(
+                number("QUALITY_MIN_LABELS", default.quality_min_labels, int, 1)
+            ),
         )
 
 
@@ -162,6 +209,11 @@ def _check_model_uri(variable: str, uri: str) -> None:
         f"{variable}={uri!r} is neither a models:/ URI nor a directory; "
         f"did you mean {variable}=models:/{name}@{alias or 'production'}?"
     )
+
+
+def default_prediction_store() -> str:
+    """The embedded store beside the repository's other local data, as `make serve` uses it."""
+    return f"sqlite:///{Path(__file__).resolve().parent.parent / '.loop' / 'predictions.db'}"
 
 
 def _flag(env: Mapping[str, str], name: str, fallback: bool) -> bool:

@@ -71,6 +71,8 @@ def model_server(
         "PORT": str(port),
         "MODEL_RETRY_SECONDS": "0.2",
         "SHUTDOWN_DELAY_SECONDS": "0",  # tests that need the drain delay set it
+        # Recorded predictions stay with the test, out of the repository's own store.
+        "PREDICTION_STORE_URI": f"sqlite:///{log_dir / f'predictions-{port}.db'}",
         **env,
     }
     with log_path.open("wb") as log:

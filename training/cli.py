@@ -29,16 +29,38 @@ def run(config: TrainConfig) -> "Registered":
     # scikit-learn, skl2onnx and MLflow take seconds to import: each is imported by the stage
     # that needs it, after the options are checked, so the wait is shown where it happens.
     with progress.stage(f"loading the {config.dataset} dataset"):
+        from training import estimator
         from training.datasets import load_dataset
 
         dataset = load_dataset(config.dataset)
+        split = estimator.split_dataset(dataset, config)
     _refuse_other_inputs_early(uri, name, dataset.features, dataset.task)
+    registered = fit_and_register(dataset, split, config, name, uri, progress=progress)
+    for line in next_steps(uri, registered, dataset.task):
+        progress.line(line)
+    return registered
 
+
+def fit_and_register(
+    dataset: "Dataset",
+    split: "Split",
+    config: TrainConfig,
+    name: str,
+    uri: str,
+    *,
+    provenance: dict[str, str] | None = None,
+    progress: Progress | None = None,
+) -> "Registered":
+    """Fit on the split, evaluate, export, check parity, register: `make train`'s pipeline.
+
+    Each stage is named as it starts. `provenance` (where the data came from) is logged with the
+    run's parameters and kept in the model's metadata.
+    """
+    progress = progress or Progress()
     depth = f"max depth {config.max_depth}" if config.max_depth else "no depth limit"
     with progress.stage(f"fitting a random forest ({config.n_estimators} trees, {depth})") as stage:
         from training import estimator
 
-        split = estimator.split_dataset(dataset, config)
         model = estimator.fit(dataset, split, config)
         stage.detail = f"{len(split.X_train)} training rows"
     with progress.stage(f"evaluating on {len(split.X_test)} held-out rows") as stage:
@@ -53,7 +75,7 @@ def run(config: TrainConfig) -> "Registered":
         stage.detail = f"all agree, largest gap {gap:.2g}"
 
     with progress.stage("logging the run to MLflow"):
-        logged = _log_run(uri, name, config, dataset, split, model, metrics, exported)
+        logged = _log_run(uri, name, config, dataset, split, model, metrics, exported, provenance)
     with progress.stage(f"registering {name}") as stage:
         from training.registration import register_version
 
@@ -64,8 +86,6 @@ def run(config: TrainConfig) -> "Registered":
         f"registered {registered.name} version {registered.version}{aliases} "
         f"(run {registered.run_id}) in {progress.elapsed:.1f}s"
     )
-    for line in next_steps(uri, registered, metrics, dataset.task):
-        progress.line(line)
     return registered
 
 
@@ -84,6 +104,7 @@ def _log_run(
     model: "Estimator",
     metrics: dict[str, float],
     exported: "ExportedModel",
+    provenance: dict[str, str] | None,
 ) -> _Logged:
     import pandas as pd
 
@@ -105,12 +126,15 @@ def _log_run(
     metadata = serving_metadata(
         name=name, dataset=dataset, exported=exported, example=example, metrics=metrics
     )
+    if provenance:
+        metadata["training_data"] = provenance
     params = {
         "dataset": dataset.name,
         "n_estimators": config.n_estimators,
         "max_depth": config.max_depth,
         "test_size": config.test_size,
         "random_state": config.random_state,
+        **(provenance or {}),
     }
     run = log_run(
         uri=uri,
@@ -138,9 +162,7 @@ def _refuse_other_inputs_early(uri: str, name: str, features: list[str], task: s
     refuse_other_inputs(name, model.tags, features, task)
 
 
-def next_steps(
-    uri: str, registered: "Registered", metrics: dict[str, float], task: str
-) -> list[str]:
+def next_steps(uri: str, registered: "Registered", task: str) -> list[str]:
     """What to run next: serve the first version, or promote a later one."""
     from training.lifecycle import DEFAULT_MODEL, main_metric
     from training.registry import PRODUCTION_ALIAS, RegistryError, open_registry
@@ -155,9 +177,11 @@ def next_steps(
     try:
         registry = open_registry(uri)
         production = registry.model(registered.name).aliases.get(PRODUCTION_ALIAS)
-        found = {v.version: v.run_id for v in registry.versions(registered.name)}
-        run_id = found.get(production or "")
-        serving = registry.run(run_id).metrics if run_id else {}
+        runs = {v.version: v.run_id for v in registry.versions(registered.name)}
+        metrics, serving = (
+            registry.run(run_id).metrics if (run_id := runs.get(version or "")) else {}
+            for version in (registered.version, production)
+        )
     except (RegistryError, TrainingError):
         return [f"{promote} (promotion compares it with the version production serves)"]
     if production is None:

@@ -261,11 +261,13 @@ def promote(
     alias: str = PRODUCTION_ALIAS,
     *,
     force: bool = False,
+    check_metrics: bool = True,
 ) -> Promotion:
     """Point `alias` at `version`, recording where it pointed before.
 
-    Unless `force`, refuse (Refused) a version that is worse on the task's main metric than the
-    one it replaces, or that the server could not load in its place. Safe to run concurrently.
+    Unless `force`, refuse (Refused) a version that the server could not load in place of the
+    current one, or (unless `check_metrics` is off, for a caller with evidence of its own) that
+    is worse on the task's main metric. Safe to run concurrently.
     """
     version = _validate(str(version), alias)
     comparison: Comparison | None = None
@@ -283,7 +285,9 @@ def promote(
             return Promotion(name, alias, version, current, False, force, comparison)
         comparison = compare(registry, model, versions, version, alias)
         if not force:
-            _refuse_unless_promotable(registry, name, version, current, comparison)
+            _refuse_unless_promotable(
+                registry, name, version, current, comparison if check_metrics else None
+            )
         purpose = f"promote version {version} of {name} to {alias}"
         with registry.update(name, purpose) as update:
             if update.model.aliases.get(alias) != current:
@@ -301,14 +305,19 @@ def promote(
 
 
 def _refuse_unless_promotable(
-    registry: Registry, name: str, version: str, current: str | None, comparison: Comparison
+    registry: Registry,
+    name: str,
+    version: str,
+    current: str | None,
+    comparison: Comparison | None,
 ) -> None:
     from training import model_check
 
     try:
         # Whether it can replace the current version at all, then whether it is any good.
         model_check.check_promotable(registry, name, version, current)
-        _check_metrics(comparison, name)
+        if comparison is not None:
+            _check_metrics(comparison, name)
     except TrainingError as exc:
         message = f"refused: {exc}; nothing changed (FORCE=1 to promote anyway)"
         raise Refused(message, comparison) from exc

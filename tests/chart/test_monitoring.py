@@ -31,6 +31,8 @@ REQUIRED_ALERTS = {
     "ModelReloadFailing",
     "ModelFeatureDrift",
     "ModelPredictionDrift",
+    "ModelLiveAccuracyBelowHeldOut",
+    "ModelLiveErrorAboveHeldOut",
 }
 
 PROMQL_WORDS = {

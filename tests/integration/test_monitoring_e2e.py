@@ -3,7 +3,7 @@
 A real `mlflow server` holds iris, trained by `python -m training`: version 1 in production and
 version 2 (the same model, registered again) as challenger, scored in shadow. The API server follows both aliases; Prometheus scrapes it every second, started
 by scripts/monitor.sh (what `make monitor` runs) with the chart's rule file. Traffic covers normal
-and batched predictions, the Open Inference Protocol, every client error, requests shed at the
+and batched predictions, labelled predictions with feedback, the Open Inference Protocol, every client error, requests shed at the
 concurrency limit, a promotion (production moves to version 2), a refused version (production
 moves to a version without an ONNX model) and drifted rows. Then every PromQL expression of every
 dashboard panel must parse and return data, every alert rule must parse and evaluate cleanly, and
@@ -261,6 +261,22 @@ def predictions(api: Api, rows: list[dict[str, float]]) -> None:
     assert response.status_code == 200, response.text
 
 
+def feedback(api: Api, rows: list[dict[str, float]]) -> None:
+    """Labelled predictions (the CSV's first 50 rows are setosa) and one unknown id."""
+    for i, row in enumerate(rows[:30]):
+        response = api.http.post(
+            "/predict", json={"features": row}, headers={"X-Request-ID": f"labelled-{i}"}
+        )
+        assert response.status_code == 200
+    items = [{"request_id": f"labelled-{i}", "label": "setosa"} for i in range(30)]
+    eventually(
+        lambda: api.post("/feedback", {"feedback": items}).json().get("accepted") == 30,
+        "feedback to find the recorded predictions",
+    )
+    assert api.post("/feedback", {"request_id": "never-made", "label": "setosa"}).status_code == 404
+    eventually(lambda: "model_live_labels{" in api.get("/metrics").text, "live quality")
+
+
 def client_errors(api: Api, row: dict[str, float]) -> None:
     cases: dict[int, Callable[[], httpx.Response]] = {
         400: lambda: api.post("/predict", b'{"features": '),
@@ -324,6 +340,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "DRIFT_WINDOW": str(DRIFT_WINDOW),
             "MAX_BATCH": str(MAX_BATCH),
             "MAX_CONCURRENCY": str(MAX_CONCURRENCY),
+            "RECORD_FLUSH_SECONDS": "0.1",
+            "QUALITY_INTERVAL_SECONDS": "1",
         }
         rules = rules_for_the_test(root)
         with model_server(env, root) as server:
@@ -343,6 +361,7 @@ def drive(stack: Stack, mlflow: MlflowServer, first: dict[str, Any]) -> Stack:
     eventually(lambda: stack.query(f'up{{job="{JOB}"}} == 1')["data"]["result"], "a scrape")
     rows = iris_rows(api.get("/model/info").json()["features"])
     predictions(api, rows)
+    feedback(api, rows)
     client_errors(api, rows[0])
     # rate() sees a new series only from its second sample: shed twice, a scrape apart.
     shed_one(api, rows[0])

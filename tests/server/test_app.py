@@ -6,6 +6,7 @@ a body that validates against the documented schema.
 """
 
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,10 @@ from tests.server.conftest import serve
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 PARAMS = {"{name}": "iris-classifier", "{version}": "1"}
+FEEDBACK_FOR = "documented-request"
 BODIES: dict[str, Any] = {
     "PredictRequest": {"features": SETOSA},
+    "FeedbackRequest": {"request_id": FEEDBACK_FOR, "label": "setosa"},
     "InferenceRequest": {
         "inputs": [
             {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}
@@ -36,9 +39,24 @@ BODIES: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-def app(model_dirs: dict[str, Path]) -> Iterator[TestClient]:
-    settings = Settings(model_uri=str(model_dirs["iris"]), api_keys=frozenset({KEY}))
+def app(
+    model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    store = tmp_path_factory.mktemp("app-store") / "predictions.db"
+    settings = Settings(
+        model_uri=str(model_dirs["iris"]),
+        api_keys=frozenset({KEY}),
+        prediction_store_uri=f"sqlite:///{store}",
+        record_flush_seconds=0.02,
+    )
     with serve(settings) as client:
+        # The prediction FeedbackRequest refers to, recorded before any test sends feedback.
+        headers = {**AUTH, "X-Request-ID": FEEDBACK_FOR}
+        assert client.post("/predict", json=BODIES["PredictRequest"], headers=headers).is_success
+        deadline = time.monotonic() + 10
+        while client.post("/feedback", json=BODIES["FeedbackRequest"], headers=AUTH).is_error:
+            assert time.monotonic() < deadline, "the prediction was not recorded"
+            time.sleep(0.02)
         yield client
 
 
@@ -92,7 +110,7 @@ def test_every_documented_route_is_served_and_every_served_route_documented(
         if method != "parameters"
     }
     assert served == documented
-    assert len(served) == 15
+    assert len(served) == 17  # 15 for inference and metadata, /feedback and /quality
 
 
 def test_every_route_answers_a_good_request_as_documented(
@@ -129,6 +147,8 @@ def bad_requests(route: Route) -> Iterator[tuple[str, dict[str, Any]]]:
 def _with_value(route: Route, value: Any) -> Any:
     if route.body == "PredictRequest":
         return {"features": {**SETOSA, "sepal length (cm)": value}}
+    if route.body == "FeedbackRequest":  # a number for a prediction that was a class
+        return {"request_id": FEEDBACK_FOR, "value": value}
     body = orjson.loads(orjson.dumps(BODIES["InferenceRequest"]))
     body["inputs"][0]["data"][0] = value
     return body

@@ -2,7 +2,7 @@
 
 import asyncio
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -21,9 +21,11 @@ class Recorder:
 
     def __init__(self) -> None:
         self.batches: list[np.ndarray] = []
+        self.keys: list[Any] = []
 
-    def __call__(self, pick: Pick, rows: np.ndarray) -> Predictions:
+    def __call__(self, pick: Pick, rows: np.ndarray, keys: object = ()) -> Predictions:
         self.batches.append(rows)
+        self.keys.append(keys)
         return pick.model.predict(rows)
 
 
@@ -109,7 +111,7 @@ def test_a_call_never_exceeds_the_row_cap_unless_one_request_does(
 def test_a_failed_call_fails_every_request_in_it(model_dirs: dict[str, Path]) -> None:
     model = iris(model_dirs)
 
-    def broken(pick: Pick, batch: np.ndarray) -> Predictions:
+    def broken(pick: Pick, batch: np.ndarray, keys: object) -> Predictions:
         raise RuntimeError("onnxruntime fell over")
 
     coalescer = Coalescer(broken, max_rows=1000)
@@ -146,7 +148,7 @@ def test_a_failure_after_scoring_reaches_every_request_instead_of_hanging(
 ) -> None:
     model = iris(model_dirs)
 
-    def unsliceable(pick: Pick, batch: np.ndarray) -> Predictions:
+    def unsliceable(pick: Pick, batch: np.ndarray, keys: object) -> Predictions:
         return Predictions.__new__(Predictions)  # no attributes: splitting it raises
 
     coalescer = Coalescer(unsliceable, max_rows=1000)
@@ -157,3 +159,16 @@ def test_a_failure_after_scoring_reaches_every_request_instead_of_hanging(
 
     results = asyncio.run(asyncio.wait_for(crowd(), 10))
     assert all(isinstance(r, AttributeError) for r in results)
+
+
+def test_each_request_id_travels_with_its_rows(model_dirs: dict[str, Path]) -> None:
+    model = iris(model_dirs)
+    score = Recorder()
+    coalescer = Coalescer(score, max_rows=1000)
+
+    async def crowd() -> list[Predictions]:
+        calls = [coalescer.score(Pick(model), rows(n, n), b"id-%d" % n) for n in (1, 3, 2)]
+        return await asyncio.gather(*calls)
+
+    asyncio.run(crowd())
+    assert [list(k) for k in score.keys] == [[(b"id-1", 1), (b"id-3", 3), (b"id-2", 2)]]

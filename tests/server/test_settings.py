@@ -68,3 +68,43 @@ def test_reads_every_variable(tmp_path: Path) -> None:
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(env)
+
+
+def test_loop_settings_are_parsed_and_checked() -> None:
+    settings = Settings.from_env(
+        {
+            "RECORD_PREDICTIONS": "false",
+            "PREDICTION_STORE_URI": "postgresql://loop:secret@db:5432/predictions",
+            "RECORD_SAMPLE_RATE": "0.25",
+            "RECORD_BUFFER_ROWS": "1000",
+            "QUALITY_MARGIN": "0.1",
+            "QUALITY_MIN_LABELS": "30",
+        }
+    )
+    assert settings.record_predictions is False
+    assert settings.prediction_store_uri == "postgresql://loop:secret@db:5432/predictions"
+    assert settings.record_sample_rate == 0.25
+    assert settings.record_buffer_rows == 1000
+    assert (settings.quality_margin, settings.quality_min_labels) == (0.1, 30)
+    assert Settings().prediction_store_uri.endswith("/.loop/predictions.db")
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"RECORD_SAMPLE_RATE": "1.5"}, "RECORD_SAMPLE_RATE must be between 0 and 1"),
+        ({"RECORD_BUFFER_ROWS": "0"}, "RECORD_BUFFER_ROWS must be at least 1"),
+        ({"RECORD_PREDICTIONS": "maybe"}, "RECORD_PREDICTIONS must be true or false"),
+        ({"QUALITY_MARGIN": "1"}, "QUALITY_MARGIN must be below 1"),
+    ],
+)
+def test_bad_loop_settings_are_refused(env: dict[str, str], says: str) -> None:
+    with pytest.raises(SettingsError, match=says):
+        Settings.from_env(env)
+
+
+def test_a_bad_store_uri_is_refused_without_echoing_it() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"PREDICTION_STORE_URI": "mysql://root:hunter2@db/x"})
+    assert "PREDICTION_STORE_URI must be" in str(refused.value)
+    assert "hunter2" not in str(refused.value)

@@ -16,4 +16,13 @@
 {{- if and (ne .Values.challenger.mode "off") (not .Values.challenger.uri) -}}
 {{- fail "api.challenger.uri is required when api.challenger.mode is split or shadow" -}}
 {{- end -}}
+{{- if and .Values.feedback.enabled (not .Values.feedback.store.existingSecret) -}}
+{{- fail "api.feedback.store.existingSecret is required when api.feedback.enabled: replicas must share one prediction store" -}}
+{{- end -}}
+{{- if and .Values.judge.enabled (not .Values.feedback.enabled) -}}
+{{- fail "api.judge.enabled needs api.feedback.enabled: the judge reads the recorded predictions" -}}
+{{- end -}}
+{{- if and .Values.judge.enabled (not .Values.judge.image.repository) -}}
+{{- fail "api.judge.image.repository is required when api.judge.enabled (an image with the training environment)" -}}
+{{- end -}}
 {{- end -}}
