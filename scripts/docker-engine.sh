@@ -4,6 +4,9 @@
 # engine already runs (a CI runner), it only adds debootstrap and the Debian keyring.
 # With --compose, also installs Debian's docker-compose when no Compose command works.
 # Idempotent and quiet when the engine already answers. Exit status 0 means `docker info` works.
+# Installing and starting need root: the script says so before doing either, uses sudo when not
+# root, and fails at once (saying what to run) when it has neither; an engine that already answers
+# needs no root. With --check it only reports, in one line, what the image tests will do.
 set -euo pipefail
 
 LOG=${DOCKERD_LOG:-/tmp/dockerd.log}
@@ -11,11 +14,48 @@ WAIT_SECONDS=${DOCKERD_WAIT_SECONDS:-60}
 DEBIAN_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 
 WITH_COMPOSE=0
+CHECK=0
 [ "${1:-}" = --compose ] && WITH_COMPOSE=1
+[ "${1:-}" = --check ] && CHECK=1
 
 log() { echo "docker-engine: $*" >&2; }
 
 engine_answers() { docker info >/dev/null 2>&1; }
+
+# The engine runs, but its socket refuses this user (not in the docker group).
+engine_refuses_us() {
+  local out
+  out=$(docker info 2>&1 || true)
+  [[ $out == *"permission denied"* ]]
+}
+
+# Root, or sudo that will not stop to ask (a CI runner's), or that may ask (a terminal).
+sudo=""
+can_be_root() {
+  if [ "$(id -u)" -eq 0 ]; then return 0; fi
+  command -v sudo >/dev/null 2>&1 || return 1
+  if sudo -n true 2>/dev/null || [ -t 0 ]; then
+    sudo="sudo"
+    return 0
+  fi
+  return 1
+}
+
+if [ "$CHECK" = 1 ]; then
+  if engine_answers; then
+    echo "docker: the engine answers; the image tests will use it"
+  elif engine_refuses_us; then
+    echo "docker: the engine runs but this user may not use it (add it to the docker group);" \
+      "the image tests will be skipped"
+  elif can_be_root; then
+    echo "docker: no engine answers; the image tests will install Debian's docker.io if" \
+      "missing and start dockerd, which needs root (${sudo:-running as root})"
+  else
+    echo "docker: no engine answers and starting one needs root; the image tests will be" \
+      "skipped (IMAGE_TESTS_REQUIRE_DOCKER=1 fails them): run \`sudo make docker-engine\` first"
+  fi
+  exit 0
+fi
 
 install_packages() {
   local missing=()
@@ -29,10 +69,8 @@ install_packages() {
     missing+=(docker-compose)
   fi
   [ ${#missing[@]} -eq 0 ] && return 0
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-  log "installing Debian packages: ${missing[*]}"
+  log "installing Debian packages with apt-get, which needs root (${sudo:-running as root}): ${missing[*]}"
   local started=$SECONDS
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
@@ -43,9 +81,10 @@ install_packages() {
 # Starts dockerd detached from this shell (it must outlive `make`), then waits for it to answer.
 start_dockerd() {
   local driver=$1 started=$SECONDS
-  log "starting dockerd with storage driver $driver (log: $LOG)"
+  log "starting dockerd with storage driver $driver, which needs root (${sudo:-running as root}; log: $LOG)"
   echo "=== $(date -Is) dockerd --storage-driver $driver" >>"$LOG"
-  setsid dockerd --storage-driver "$driver" >>"$LOG" 2>&1 </dev/null &
+  # shellcheck disable=SC2086  # $sudo is empty or one word
+  setsid $sudo dockerd --storage-driver "$driver" >>"$LOG" 2>&1 </dev/null &
   local pid=$!
   while ((SECONDS - started < WAIT_SECONDS)); do
     if engine_answers; then
@@ -67,7 +106,25 @@ tools_present() {
   [ "$WITH_COMPOSE" = 0 ] && command -v debootstrap >/dev/null 2>&1 && [ -f "$DEBIAN_KEYRING" ]
 }
 
-tools_present && engine_answers && exit 0
+if engine_answers; then
+  tools_present && exit 0
+  # debootstrap only builds the local base image (make base-image): without root, leave it be.
+  if can_be_root; then
+    install_packages
+  else
+    log "debootstrap or the Debian keyring is missing; building the local base image will need root"
+  fi
+  exit 0
+fi
+if engine_refuses_us; then
+  log "the Docker engine runs but this user may not use it: add it to the docker group"
+  exit 1
+fi
+if ! can_be_root; then
+  log "no Docker engine answers, and installing or starting one needs root:" \
+    "run \`sudo make docker-engine\` (or start Docker yourself)"
+  exit 1
+fi
 install_packages
 engine_answers && exit 0
 if pgrep -x dockerd >/dev/null 2>&1; then

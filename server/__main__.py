@@ -21,6 +21,7 @@ import uvicorn
 from server.app import create_app
 from server.connections import ConnectionGuard, connection_cap, descriptor_limit
 from server.lifecycle import Models
+from server.listen import ListenError, check_can_listen
 from server.logs import configure_logging
 from server.settings import Settings, SettingsError
 
@@ -100,7 +101,8 @@ def log_start(settings: Settings) -> None:
 def main() -> int:
     try:
         settings = Settings.from_env()
-    except SettingsError as exc:
+        check_can_listen(settings.host, settings.port)
+    except (SettingsError, ListenError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.access_log)

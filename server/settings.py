@@ -21,7 +21,7 @@ class Settings:
     model_uri: str = "models:/iris-classifier@production"
     tracking_uri: str | None = None
     fallback_path: Path | None = None
-    host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    host: str = "127.0.0.1"  # the image and the chart set HOST=0.0.0.0
     port: int = 8000
     # The Open Inference Protocol over gRPC listens here, beside HTTP; 0 (the default): off.
     grpc_port: int = 0
@@ -119,6 +119,10 @@ class Settings:
         if mode not in ("off", "split", "shadow"):
             raise SettingsError(f"CHALLENGER_MODE must be off, split or shadow, got {mode!r}")
         challenger_uri = env.get("CHALLENGER_URI", "").strip() or None
+        model_uri = text("MODEL_URI", default.model_uri)
+        for variable, uri in (("MODEL_URI", model_uri), ("CHALLENGER_URI", challenger_uri)):
+            if uri:
+                _check_model_uri(variable, uri)
         if mode != "off" and challenger_uri is None:
             raise SettingsError(f"CHALLENGER_MODE={mode} needs CHALLENGER_URI")
         fallback = env.get("MODEL_FALLBACK_PATH", "").strip()
@@ -156,7 +160,7 @@ class Settings:
         keys_path = env.get("API_KEYS_FILE", "").strip()
         keys_file = Path(keys_path) if keys_path else None
         return cls(
-            model_uri=text("MODEL_URI", default.model_uri),
+            model_uri=model_uri,
             tracking_uri=env.get("MLFLOW_TRACKING_URI", "").strip() or None,
             fallback_path=Path(fallback) if fallback else None,
             host=text("HOST", default.host),
@@ -217,6 +221,34 @@ class Settings:
             quality_margin=number("QUALITY_MARGIN", default.quality_margin),
             quality_min_labels=integer("QUALITY_MIN_LABELS", default.quality_min_labels),
         )
+
+
+def _check_model_uri(variable: str, uri: str) -> None:
+    """Refuse a registered model's bare name or a models:/ URI without alias or version."""
+    if uri.startswith("models:/"):
+        reference = uri.removeprefix("models:/").strip("/")
+        name, at, alias = reference.partition("@")
+        version = reference.partition("/")[2]
+        if (at and name and alias) or (not at and version.isdigit()):
+            return
+        name = name.partition("/")[0]
+        if not name:
+            raise SettingsError(
+                f"{variable}={uri!r} names no model: use models:/<name>@<alias> "
+                "or models:/<name>/<version>"
+            )
+        raise SettingsError(
+            f"{variable}={uri!r} names no alias or version; "
+            f"did you mean {variable}=models:/{name}@production?"
+        )
+    # A bare word (or name@alias) that is no directory here was meant for the registry.
+    if "/" in uri or Path(uri).exists():
+        return
+    name, _, alias = uri.partition("@")
+    raise SettingsError(
+        f"{variable}={uri!r} is neither a models:/ URI nor a directory; "
+        f"did you mean {variable}=models:/{name}@{alias or 'production'}?"
+    )
 
 
 def default_prediction_store() -> str:

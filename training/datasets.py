@@ -24,8 +24,7 @@ class Dataset:
 
     @property
     def default_model_name(self) -> str:
-        suffix = "classifier" if self.task == "classification" else "regressor"
-        return f"{self.name}-{suffix}"
+        return default_model_name(self.name)
 
 
 # Loader names in sklearn.datasets, imported only when a dataset is loaded: importing scikit-learn
@@ -37,6 +36,12 @@ _LOADERS: dict[str, tuple[str, Task]] = {
 }
 
 DATASET_NAMES = tuple(_LOADERS)
+
+
+def default_model_name(dataset: str) -> str:
+    """The registered model a dataset trains by default: <dataset>-classifier or -regressor."""
+    suffix = "classifier" if _LOADERS[dataset][1] == "classification" else "regressor"
+    return f"{dataset}-{suffix}"
 
 
 def load_dataset(name: str) -> Dataset:

@@ -32,6 +32,7 @@ import numpy as np
 from server import quality
 from training.errors import TrainingError, one_line
 from training.lifecycle import DEFAULT_MODEL
+from training.registry import open_registry
 from training.retrain import check_store_uri
 from training.server_metrics import ServingFigures, scrape
 
@@ -289,7 +290,10 @@ class Judge:
         now = time.time()
         note = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(now))} {summary}"
         self.client.set_model_version_tag(name, challenger, PROMOTION_TAG, note)
-        moved = lifecycle.promote(self.client, name, challenger, force=options.force)
+        # The paired live evidence above decides; held-out metrics from other data do not.
+        moved = lifecycle.promote(
+            open_registry(), name, challenger, force=options.force, check_metrics=False
+        ).message
         watch = {
             "version": challenger,
             "previous": champion,
@@ -299,7 +303,7 @@ class Judge:
         }
         self.client.set_registered_model_tag(name, WATCH_TAG, json.dumps(watch))
         # The predecessor scores in shadow during the watch: the rollback test is paired too.
-        lifecycle.promote(self.client, name, champion, "challenger", force=True)
+        lifecycle.promote(open_registry(), name, champion, "challenger", force=True)
         return Decision(
             "promoted",
             f"{moved}: {summary}; watching it for {options.watch_minutes:g} min "
@@ -333,7 +337,7 @@ class Judge:
         if reason is not None:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             self.client.set_model_version_tag(name, champion, ROLLBACK_TAG, f"{stamp} {reason}")
-            moved = lifecycle.rollback(self.client, name)
+            moved = lifecycle.rollback(open_registry(), name).message
             self.client.delete_registered_model_tag(name, WATCH_TAG)
             return Decision("rolled_back", f"{moved}: {reason}")
         # describe() puts the shadow side first; here that is the predecessor.

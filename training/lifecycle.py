@@ -2,68 +2,147 @@
 
 The alias history lives in the registry itself, as the registered-model tag `alias_history`
 (JSON: alias -> the versions it pointed at before each promotion, oldest first), so any machine
-that can reach the registry can roll back. Promotion checks the candidate first (see
-training.model_check) unless forced; rollback does not, because every version in the history
-once served behind that alias and a rollback is what you reach for when something is wrong.
+that can reach the registry can roll back. Promotion compares the candidate's held-out metrics
+with the current version's and checks that the server could load it (training.model_check),
+unless forced; rollback does not, because every version in the history once served behind that
+alias and a rollback is what you reach for when something is wrong.
+
+Promotions and rollbacks are safe to run at the same time: each reads and writes the alias and
+its history under exclusive access (Registry.update), and a promotion whose checks ran against a
+version that has since been replaced checks again. No MLflow import: see training.registry.
 """
 
 import argparse
 import json
+import re
 import sys
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from training.errors import TrainingError, one_line
-from training.registration import PRODUCTION_ALIAS
-from training.tracking import connect, redacted
+from training.registry import (
+    HISTORY_TAG,
+    PRODUCTION_ALIAS,
+    TASK_TAG,
+    ModelVersion,
+    NotFound,
+    RegisteredModel,
+    Registry,
+    RegistryError,
+    open_registry,
+)
+from training.registry_lock import is_lock_name
 
-if TYPE_CHECKING:
-    from mlflow.entities.model_registry import RegisteredModel
-    from mlflow.tracking import MlflowClient
-
-HISTORY_TAG = "alias_history"
 HISTORY_LIMIT = 50  # entries kept per alias: enough to walk back through, small enough for a tag
 DEFAULT_MODEL = "iris-classifier"
+ATTEMPTS = 5  # promotions checked again because the alias moved meanwhile, before giving up
+# The task's main metric and whether higher is better: what promotion refuses to make worse.
+MAIN_METRICS = {"classification": ("accuracy", True), "regression": ("rmse", False)}
+MAIN_PARAMS = ("n_estimators", "max_depth", "test_size", "random_state")
+SPLIT_PARAMS = ("dataset", "test_size", "random_state")  # equal: the same held-out rows
+_ALIAS = re.compile(r"^[\w-]{1,255}$")
 
 
 @dataclass(frozen=True)
-class VersionRow:
+class VersionSummary:
+    """One version as `make models` and `make promote` show it."""
+
     version: str
-    created: datetime
-    aliases: list[str]
-    metrics: dict[str, float]
+    created: datetime | None = None
+    aliases: list[str] = field(default_factory=list)
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
-def _client() -> "MlflowClient":
-    from mlflow.tracking import MlflowClient
+@dataclass(frozen=True)
+class Comparison:
+    """A candidate's metrics beside those of the version it would replace."""
 
-    return MlflowClient()
+    alias: str
+    metric: str | None  # the task's main metric; None when the task is unknown
+    higher_is_better: bool
+    candidate: VersionSummary
+    current: VersionSummary | None
+
+    @property
+    def verdict(self) -> str:
+        """better, equal, worse, unknown (a value is missing), or new (nothing to replace)."""
+        if self.current is None:
+            return "new"
+        if self.metric is None:
+            return "unknown"
+        ours = self.candidate.metrics.get(self.metric)
+        theirs = self.current.metrics.get(self.metric)
+        if ours is None or theirs is None or ours != ours or theirs != theirs:  # missing or NaN
+            return "unknown"
+        if ours == theirs:
+            return "equal"
+        return "better" if (ours > theirs) == self.higher_is_better else "worse"
+
+    @property
+    def same_split(self) -> bool:
+        """Whether both versions were evaluated on the same held-out rows."""
+        if self.current is None:
+            return True
+        return all(self.candidate.params.get(p) == self.current.params.get(p) for p in SPLIT_PARAMS)
 
 
-def _registered_model(client: "MlflowClient", name: str) -> "RegisteredModel":
-    from mlflow.exceptions import MlflowException
+@dataclass(frozen=True)
+class Promotion:
+    name: str
+    alias: str
+    version: str
+    previous: str | None
+    changed: bool
+    forced: bool
+    comparison: Comparison | None
 
+    @property
+    def message(self) -> str:
+        if not self.changed:
+            return (
+                f"{self.alias} of {self.name} already points at version {self.version}; "
+                "nothing changed"
+            )
+        before = f"version {self.previous}" if self.previous is not None else "nothing"
+        forced = " (checks skipped: FORCE)" if self.forced else ""
+        return f"{self.alias} of {self.name}: {before} -> version {self.version}{forced}"
+
+
+@dataclass(frozen=True)
+class Rollback:
+    name: str
+    alias: str
+    version: str
+    previous: str | None
+    skipped: list[str]
+
+    @property
+    def message(self) -> str:
+        note = f" (skipped deleted version {', '.join(self.skipped)})" if self.skipped else ""
+        before = f"version {self.previous}" if self.previous is not None else "nothing"
+        return f"rolled back {self.alias} of {self.name}: {before} -> version {self.version}{note}"
+
+
+class Refused(TrainingError):
+    """Promotion refused; `comparison` holds the metrics that were compared, when they were."""
+
+    def __init__(self, message: str, comparison: Comparison | None) -> None:
+        super().__init__(message)
+        self.comparison = comparison
+
+
+def _registered_model(registry: Registry, name: str) -> RegisteredModel:
     try:
-        return client.get_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-            raise
-    known = sorted(m.name for m in client.search_registered_models())
+        return registry.model(name)
+    except NotFound:
+        pass
+    known = [n for n in registry.model_names() if not is_lock_name(n)]
     hint = f"registered: {', '.join(known)}" if known else "the registry is empty; run make train"
-    raise TrainingError(f"no registered model {name!r} ({hint})")
+    raise TrainingError(f"no registered model {name!r} ({hint})") from None
 
 
-def _versions(client: "MlflowClient", name: str) -> list[str]:
-    found = client.search_model_versions(f"name='{name}'")
-    return sorted((str(v.version) for v in found), key=int)
-
-
-def _aliases(model: "RegisteredModel") -> dict[str, str]:
-    return {alias: str(version) for alias, version in model.aliases.items()}
-
-
-def read_history(model: "RegisteredModel") -> dict[str, list[str]]:
+def read_history(model: RegisteredModel) -> dict[str, list[str]]:
     raw = model.tags.get(HISTORY_TAG)
     if not raw:
         return {}
@@ -76,143 +155,203 @@ def read_history(model: "RegisteredModel") -> dict[str, list[str]]:
         ) from exc
 
 
-def _write_history(client: "MlflowClient", name: str, history: dict[str, list[str]]) -> None:
+def _history_tag(history: dict[str, list[str]]) -> str:
     trimmed = {alias: versions[-HISTORY_LIMIT:] for alias, versions in history.items() if versions}
-    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(trimmed, sort_keys=True))
+    return json.dumps(trimmed, sort_keys=True)
 
 
-def _restore_history_tag(client: "MlflowClient", name: str, raw: str | None) -> None:
-    if raw is None:
-        client.delete_registered_model_tag(name, HISTORY_TAG)
-    else:
-        client.set_registered_model_tag(name, HISTORY_TAG, raw)
+def main_metric(task: str | None) -> tuple[str | None, bool]:
+    """The metric promotion compares for a task, and whether higher is better."""
+    return MAIN_METRICS.get(task or "", (None, True))
 
 
-def list_versions(client: "MlflowClient", name: str) -> list[VersionRow]:
-    """Every version of the model, newest first, with its training metrics and aliases."""
-    model = _registered_model(client, name)
+def _task(model: RegisteredModel, metrics: dict[str, float]) -> str | None:
+    task = model.tags.get(TASK_TAG)
+    if task in MAIN_METRICS:
+        return task
+    return next((t for t, (metric, _) in MAIN_METRICS.items() if metric in metrics), None)
+
+
+def list_versions(registry: Registry, name: str) -> tuple[RegisteredModel, list[VersionSummary]]:
+    """The model and every version, newest first, with its parameters, metrics and aliases."""
+    model = _registered_model(registry, name)
     by_version: dict[str, list[str]] = {}
-    for alias, version in sorted(_aliases(model).items()):
+    for alias, version in sorted(model.aliases.items()):
         by_version.setdefault(version, []).append(alias)
     rows = []
-    for found in client.search_model_versions(f"name='{name}'"):
-        version = str(found.version)
-        metrics = client.get_run(found.run_id).data.metrics if found.run_id else {}
+    for found in registry.versions(name):
+        run = registry.run(found.run_id) if found.run_id else None
         rows.append(
-            VersionRow(
-                version=version,
-                created=datetime.fromtimestamp(found.creation_timestamp / 1000, tz=UTC),
-                aliases=by_version.get(version, []),
-                metrics=dict(sorted(metrics.items())),
+            VersionSummary(
+                version=found.version,
+                created=found.created,
+                aliases=by_version.get(found.version, []),
+                params=dict(run.params) if run else {},
+                metrics=dict(sorted(run.metrics.items())) if run else {},
             )
         )
-    return sorted(rows, key=lambda row: int(row.version), reverse=True)
+    return model, sorted(rows, key=lambda row: int(row.version), reverse=True)
 
 
-def format_versions(
-    name: str, uri: str, rows: list[VersionRow], history: dict[str, list[str]]
-) -> str:
-    lines = [
-        f"{name} in {redacted(uri)}",
-        f"  {'version':<8} {'created (UTC)':<20} {'aliases':<22} metrics",
-    ]
-    for row in rows:
-        metrics = " ".join(f"{key}={value:.4f}" for key, value in row.metrics.items())
-        created = row.created.strftime("%Y-%m-%d %H:%M:%S")
-        lines.append(
-            f"  {row.version:<8} {created:<20} {','.join(row.aliases) or '-':<22} {metrics}"
+def _summary(registry: Registry, model: RegisteredModel, found: ModelVersion) -> VersionSummary:
+    run = registry.run(found.run_id) if found.run_id else None
+    return VersionSummary(
+        version=found.version,
+        created=found.created,
+        aliases=sorted(a for a, v in model.aliases.items() if v == found.version),
+        params=dict(run.params) if run else {},
+        metrics=dict(sorted(run.metrics.items())) if run else {},
+    )
+
+
+def compare(
+    registry: Registry,
+    model: RegisteredModel,
+    versions: list[ModelVersion],
+    version: str,
+    alias: str = PRODUCTION_ALIAS,
+) -> Comparison:
+    """The candidate's metrics beside those of the version `alias` points at now."""
+    by_number = {v.version: v for v in versions}
+    candidate = _summary(registry, model, by_number[version])
+    current_version = model.aliases.get(alias)
+    current = (
+        _summary(registry, model, by_number[current_version])
+        if current_version in by_number
+        else None
+    )
+    metric, higher = main_metric(_task(model, candidate.metrics))
+    return Comparison(alias, metric, higher, candidate, current)
+
+
+def _check_metrics(comparison: Comparison, name: str) -> None:
+    verdict, metric = comparison.verdict, comparison.metric
+    current = comparison.current
+    if verdict in ("new", "better", "equal") or current is None:
+        return
+    label = f"{name} version {comparison.candidate.version}"
+    if verdict == "unknown":
+        what = metric or "a main metric (unknown task)"
+        raise TrainingError(
+            f"cannot compare {label} with version {current.version} on {what}: a value is missing"
         )
-    for alias, versions in sorted(history.items()):
-        if versions:
-            lines.append(f"  {alias} before: {' -> '.join(versions)} (make rollback ALIAS={alias})")
-    return "\n".join(lines)
+    assert metric is not None
+    ours, theirs = comparison.candidate.metrics[metric], current.metrics[metric]
+    direction = "lower" if comparison.higher_is_better else "higher"
+    raise TrainingError(
+        f"{label} has {direction} {metric} ({ours:.4f}) than version {current.version} "
+        f"({theirs:.4f}), which {comparison.alias} points at"
+    )
+
+
+def _validate(version: str, alias: str) -> str:
+    if not version.isdigit() or int(version) < 1:
+        raise TrainingError(f"VERSION must be a version number like 3, got {version!r}")
+    if not _ALIAS.match(alias) or alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
+        raise TrainingError(
+            f"ALIAS must be letters, digits, _ or - (not latest or v<number>), got {alias!r}"
+        )
+    return str(int(version))
 
 
 def promote(
-    client: "MlflowClient",
+    registry: Registry,
     name: str,
-    version: str,
+    version: str | int,
     alias: str = PRODUCTION_ALIAS,
     *,
     force: bool = False,
-) -> str:
-    """Point `alias` at `version`, recording where it pointed before; return what happened."""
-    if not version.isdigit() or int(version) < 1:
-        raise TrainingError(f"VERSION must be a version number like 3, got {version!r}")
-    version = str(int(version))
-    model = _registered_model(client, name)
-    versions = _versions(client, name)
-    if version not in versions:
-        raise TrainingError(
-            f"{name} has no version {version} (versions: {', '.join(versions) or 'none'}); "
-            "nothing changed"
-        )
-    current = _aliases(model).get(alias)
-    if current == version:
-        return f"{alias} of {name} already points at version {version}; nothing changed"
-    if not force:
-        from training import model_check
+    check_metrics: bool = True,
+) -> Promotion:
+    """Point `alias` at `version`, recording where it pointed before.
 
-        try:
-            model_check.check_promotable(name, version, current)
-        except TrainingError as exc:
+    Unless `force`, refuse (Refused) a version that the server could not load in place of the
+    current one, or (unless `check_metrics` is off, for a caller with evidence of its own) that
+    is worse on the task's main metric. Safe to run concurrently.
+    """
+    version = _validate(str(version), alias)
+    comparison: Comparison | None = None
+    for _ in range(ATTEMPTS):
+        model = _registered_model(registry, name)
+        versions = registry.versions(name)
+        numbers = [v.version for v in versions]
+        if version not in numbers:
             raise TrainingError(
-                f"refused: {exc}; nothing changed (FORCE=1 to promote anyway)"
-            ) from exc
-    raw_history = model.tags.get(HISTORY_TAG)
-    if current is not None:
-        history = read_history(model)
-        history.setdefault(alias, []).append(current)
-        # History first: if the alias then fails to move, the tag is put back as it was.
-        _write_history(client, name, history)
+                f"{name} has no version {version} (versions: {', '.join(numbers) or 'none'}); "
+                "nothing changed"
+            )
+        current = model.aliases.get(alias)
+        if current == version:
+            return Promotion(name, alias, version, current, False, force, comparison)
+        comparison = compare(registry, model, versions, version, alias)
+        if not force:
+            _refuse_unless_promotable(
+                registry, name, version, current, comparison if check_metrics else None
+            )
+        purpose = f"promote version {version} of {name} to {alias}"
+        with registry.update(name, purpose) as update:
+            if update.model.aliases.get(alias) != current:
+                continue  # another promotion or rollback got there first: check again
+            history = read_history(update.model)
+            if current is not None:
+                history.setdefault(alias, []).append(current)
+                update.set_tag(HISTORY_TAG, _history_tag(history))
+            update.set_alias(alias, version)
+        return Promotion(name, alias, version, current, True, force, comparison)
+    raise TrainingError(
+        f"{alias} of {name} kept moving while version {version} was being checked; "
+        "nothing changed, try again"
+    )
+
+
+def _refuse_unless_promotable(
+    registry: Registry,
+    name: str,
+    version: str,
+    current: str | None,
+    comparison: Comparison | None,
+) -> None:
+    from training import model_check
+
     try:
-        client.set_registered_model_alias(name, alias, version)
-    except BaseException:
-        if current is not None:
-            _restore_history_tag(client, name, raw_history)
-        raise
-    before = f"version {current}" if current is not None else "nothing"
-    forced = " (checks skipped: FORCE)" if force else ""
-    return f"{alias} of {name}: {before} -> version {version}{forced}"
+        # Whether it can replace the current version at all, then whether it is any good.
+        model_check.check_promotable(registry, name, version, current)
+        if comparison is not None:
+            _check_metrics(comparison, name)
+    except TrainingError as exc:
+        message = f"refused: {exc}; nothing changed (FORCE=1 to promote anyway)"
+        raise Refused(message, comparison) from exc
 
 
-def rollback(client: "MlflowClient", name: str, alias: str = PRODUCTION_ALIAS) -> str:
+def rollback(registry: Registry, name: str, alias: str = PRODUCTION_ALIAS) -> Rollback:
     """Point `alias` back at the version it pointed at before the last promotion."""
-    model = _registered_model(client, name)
-    history = read_history(model)
-    current = _aliases(model).get(alias)
-    existing = set(_versions(client, name))
-    previous = list(history.get(alias, []))
-    skipped = []
-    target = None
-    while previous:
-        candidate = previous.pop()
-        if candidate == current:
-            continue
-        if candidate not in existing:
-            skipped.append(candidate)
-            continue
-        target = candidate
-        break
-    if target is None:
-        raise TrainingError(
-            f"no earlier version of {alias} is recorded for {name}; nothing changed "
-            "(promote a version with make promote VERSION=n)"
-        )
-    history[alias] = previous
-    client.set_registered_model_alias(name, alias, target)
-    try:
-        _write_history(client, name, history)
-    except BaseException:
-        # The alias moved but its history did not: put the alias back, so a retry is clean.
-        if current is None:
-            client.delete_registered_model_alias(name, alias)
-        else:
-            client.set_registered_model_alias(name, alias, current)
-        raise
-    note = f" (skipped deleted version {', '.join(skipped)})" if skipped else ""
-    before = f"version {current}" if current is not None else "nothing"
-    return f"rolled back {alias} of {name}: {before} -> version {target}{note}"
+    _validate("1", alias)
+    _registered_model(registry, name)  # a clear error for a missing model, before any lock
+    with registry.update(name, f"roll back {alias} of {name}") as update:
+        history = read_history(update.model)
+        current = update.model.aliases.get(alias)
+        existing = update.versions()
+        previous = list(history.get(alias, []))
+        skipped = []
+        target = None
+        while previous:
+            candidate = previous.pop()
+            if candidate == current:
+                continue
+            if candidate not in existing:
+                skipped.append(candidate)
+                continue
+            target = candidate
+            break
+        if target is None:
+            raise TrainingError(
+                f"no earlier version of {alias} is recorded for {name}; nothing changed "
+                "(promote a version with make promote VERSION=n)"
+            )
+        history[alias] = previous
+        update.set_alias(alias, target)
+        update.set_tag(HISTORY_TAG, _history_tag(history))
+    return Rollback(name, alias, target, current, skipped)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,17 +364,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     model_help = f"registered model name (default {DEFAULT_MODEL})"
-    models = commands.add_parser("models", help="list versions, creation times, metrics, aliases")
+    models = commands.add_parser(
+        "models", help="list versions with their parameters, metrics and aliases"
+    )
     models.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
     promote_parser = commands.add_parser(
         "promote",
-        help="point an alias at a version, after checking it loads and matches the one it replaces",
+        help=(
+            "point an alias at a version, after checking it is no worse on the main metric, "
+            "loads, and matches the one it replaces"
+        ),
     )
     promote_parser.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
     promote_parser.add_argument("--version", required=True, help="the version number to promote")
     promote_parser.add_argument("--alias", default=PRODUCTION_ALIAS, help="default production")
     promote_parser.add_argument(
-        "--force", action="store_true", help="skip the load and compatibility checks"
+        "--force", action="store_true", help="skip the metric, load and compatibility checks"
     )
     rollback_parser = commands.add_parser(
         "rollback", help="point an alias back at the version it pointed at before"
@@ -247,23 +391,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from mlflow.exceptions import MlflowException
+    from training import lifecycle_report as report
 
     try:
-        uri = connect()
-        client = _client()
+        registry = open_registry()
         if args.command == "models":
-            model = _registered_model(client, args.model)
-            rows = list_versions(client, args.model)
-            print(format_versions(args.model, uri, rows, read_history(model)))
+            model, rows = list_versions(registry, args.model)
+            print(report.format_versions(model, registry.uri, rows, read_history(model)))
         elif args.command == "promote":
-            print(promote(client, args.model, args.version, args.alias, force=args.force))
+            result = promote(registry, args.model, args.version, args.alias, force=args.force)
+            if result.comparison is not None:
+                print(report.format_comparison(result.comparison))
+            print(result.message)
         else:
-            print(rollback(client, args.model, args.alias))
+            print(rollback(registry, args.model, args.alias).message)
+    except Refused as exc:
+        if exc.comparison is not None:
+            print(report.format_comparison(exc.comparison), flush=True)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
     except TrainingError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except (MlflowException, OSError) as exc:
+    except RegistryError as exc:
         print(f"error: MLflow: {one_line(exc)}", file=sys.stderr)
         return 1
     return 0

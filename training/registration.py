@@ -13,12 +13,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from server.contract import DRIFT_REFERENCE_FILE, METADATA_FILE
-from training.errors import TrainingError
+from training.registry import FEATURES_TAG, PRODUCTION_ALIAS, TASK_TAG, refuse_other_inputs
 from training.tracking import artifact_root
-
-PRODUCTION_ALIAS = "production"
-FEATURES_TAG = "features"
-TASK_TAG = "task"
 
 
 def _pinned(*packages: str) -> list[str]:
@@ -47,18 +43,7 @@ def check_compatible(client: MlflowClient, name: str, features: list[str], task:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return False
         raise
-    registered_features = model.tags.get(FEATURES_TAG)
-    if registered_features is not None and json.loads(registered_features) != features:
-        raise TrainingError(
-            f"registered model {name!r} expects features {json.loads(registered_features)}, "
-            f"but this dataset has {features}; choose another --model-name"
-        )
-    registered_task = model.tags.get(TASK_TAG)
-    if registered_task is not None and registered_task != task:
-        raise TrainingError(
-            f"registered model {name!r} is a {registered_task} model, not {task}; "
-            "choose another --model-name"
-        )
+    refuse_other_inputs(name, dict(model.tags), features, task)
     return True
 
 
@@ -69,7 +54,18 @@ def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
     return str(client.create_experiment(name, artifact_location=artifact_root(uri)))
 
 
-def log_and_register(
+@dataclass(frozen=True)
+class LoggedRun:
+    """A finished training run whose ONNX model can be registered as a version."""
+
+    run_id: str
+    model_uri: str
+    model_id: str | None
+    sklearn_model_uri: str
+    model_existed: bool
+
+
+def log_run(
     *,
     uri: str,
     name: str,
@@ -81,8 +77,8 @@ def log_and_register(
     drift_reference: dict[str, Any],
     example: pd.DataFrame,
     outputs_example: dict[str, np.ndarray],
-) -> Registered:
-    """Log the run and register a new version; undo the registration if any step fails."""
+) -> LoggedRun:
+    """Log the run: parameters, metrics, the ONNX model with its serving files, the forest."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -121,12 +117,27 @@ def log_and_register(
                 # We wrote this file ourselves a moment ago; its tree arrays are ours to trust.
                 skops_trusted_types=["sklearn.tree._tree.Tree"],
             )
+    return LoggedRun(
+        run_id=run.info.run_id,
+        model_uri=model_info.model_uri,
+        model_id=model_info.model_id,
+        sklearn_model_uri=sklearn_info.model_uri,
+        model_existed=existed,
+    )
+
+
+def register_version(logged: LoggedRun, name: str, metadata: dict[str, Any]) -> Registered:
+    """Register the logged ONNX model as a new version; undo the registration if a step fails.
+
+    The first version of a new model also gets the production alias.
+    """
+    client = MlflowClient()
     # The client calls rather than mlflow.register_model, which prints progress to stderr and
     # cannot tell us whether it created the registered model (so undo could delete another's).
     version = None
     created_model = False
     try:
-        if not existed:
+        if not logged.model_existed:
             client.create_registered_model(
                 name,
                 tags={
@@ -137,13 +148,13 @@ def log_and_register(
             created_model = True
         version = client.create_model_version(
             name,
-            source=model_info.model_uri,
-            run_id=run.info.run_id,
-            model_id=model_info.model_id,
+            source=logged.model_uri,
+            run_id=logged.run_id,
+            model_id=logged.model_id,
             tags={
                 "dataset": str(metadata["dataset"]),
                 "task": str(metadata["task"]),
-                "sklearn_model_uri": sklearn_info.model_uri,
+                "sklearn_model_uri": logged.sklearn_model_uri,
             },
         ).version
         aliases = []
@@ -151,9 +162,14 @@ def log_and_register(
             client.set_registered_model_alias(name, PRODUCTION_ALIAS, version)
             aliases.append(PRODUCTION_ALIAS)
     except BaseException:
-        _undo_registration(client, name, run.info.run_id, created_model=created_model)
+        _undo_registration(client, name, logged.run_id, created_model=created_model)
         raise
-    return Registered(name=name, version=str(version), run_id=run.info.run_id, aliases=aliases)
+    return Registered(name=name, version=str(version), run_id=logged.run_id, aliases=aliases)
+
+
+def log_and_register(**run: Any) -> Registered:
+    """log_run, then register_version: the whole of what training writes to MLflow."""
+    return register_version(log_run(**run), run["name"], run["metadata"])
 
 
 def _undo_registration(

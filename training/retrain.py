@@ -97,6 +97,7 @@ def run(options: RetrainOptions) -> str:
     from training import estimator, lifecycle
     from training.cli import fit_and_register
     from training.datasets import Dataset, load_dataset
+    from training.registry import open_registry
     from training.tracking import connect
 
     uri = connect()
@@ -188,7 +189,11 @@ def run(options: RetrainOptions) -> str:
     )
     split = estimator.Split(X_train, X_test, y_train, y_test)
     registered = fit_and_register(dataset, split, config, options.model, uri, provenance=provenance)
-    return lifecycle.promote(client, options.model, registered.version, options.alias)
+    # Held-out metrics on production data and on the original split do not compare: the live
+    # evidence decides promotion to production (make judge); the server's loader still checks it.
+    return lifecycle.promote(
+        open_registry(uri), options.model, registered.version, options.alias, check_metrics=False
+    ).message
 
 
 def registry_client() -> "MlflowClient":

@@ -46,6 +46,14 @@ def redacted(uri: str, mask: str = "***@") -> str:
     return f"{scheme}://{mask}{authority.rpartition('@')[2]}{slash}{path}"
 
 
+def check_store(uri: str) -> None:
+    """Fail fast, with one line, if a tracking server is unreachable; MLflow is not imported."""
+    if uri.startswith(("http://", "https://")):
+        _check_reachable(uri)
+    elif uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
 def through_the_server_only() -> None:
     """Keep every artifact transfer on the tracking server's proxy.
 
@@ -63,11 +71,9 @@ def connect() -> str:
     import mlflow
 
     uri = tracking_uri()
+    check_store(uri)
     if uri.startswith(("http://", "https://")):
-        _check_reachable(uri)
         through_the_server_only()
-    elif uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     quiet_mlflow()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)

@@ -77,6 +77,21 @@ def test_basic_auth_end_to_end(secured_mlflow: MlflowServer, tmp_path: Path) -> 
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "registered iris-classifier version 1 with alias production" in trained.stdout
 
+    # The lifecycle commands speak MLflow's REST API themselves, with the same credentials.
+    anonymous_list = lifecycle("training.lifecycle", secured_mlflow, False, "models")
+    assert anonymous_list.returncode == 1
+    assert anonymous_list.stderr.startswith(
+        "error: MLflow: the MLflow server refused our credentials (401)"
+    )
+    assert anonymous_list.stderr.count("\n") == 1
+    listed = lifecycle("training.lifecycle", secured_mlflow, True, "models")
+    assert listed.returncode == 0, listed.stderr
+    row = listed.stdout.splitlines()[3].split()
+    assert (row[0], row[3]) == ("1", "production")
+    rollback = lifecycle("training.lifecycle", secured_mlflow, True, "rollback")
+    assert rollback.returncode == 2  # nothing to roll back to, found under the lifecycle lock
+    assert rollback.stderr.startswith("error: no earlier version of production is recorded")
+
     out = tmp_path / "exported"
     exported = lifecycle(
         "training.export", secured_mlflow, True,

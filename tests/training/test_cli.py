@@ -1,6 +1,7 @@
 """The training command end to end, in-process, against a local SQLite store."""
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from tests.processes import REPO_ROOT
 from tests.registry import snapshot, version_run
 from tests.training.conftest import Result, Train
+from training.errors import TrainingError
 
 
 def _one_line_error(result: Result, code: int = 2) -> str:
@@ -31,16 +33,72 @@ def _closed_port() -> int:
     return port  # closed again on leaving the block: nothing listens there
 
 
-def test_trains_and_registers_iris(train: Train, client: MlflowClient) -> None:
+STAGES = [
+    r"  loading the iris dataset \.\.\. \d+\.\ds",
+    r"  fitting a random forest \(5 trees, max depth 5\) \.\.\. \d+\.\ds: 120 training rows",
+    r"  evaluating on 30 held-out rows \.\.\. \d+\.\ds: "
+    r"accuracy 0\.\d{4}, f1_macro 0\.\d{4}, log_loss \d\.\d{4}",
+    r"  exporting to ONNX \.\.\. \d+\.\ds",
+    r"  checking ONNX against scikit-learn on 30 rows \.\.\. \d+\.\ds: all agree, largest gap \S+",
+    r"  logging the run to MLflow \.\.\. \d+\.\ds",
+]
+
+
+def test_trains_and_registers_iris(train: Train, client: MlflowClient, tracking_uri: str) -> None:
     result = train()
     assert result.code == 0, result.err
     assert result.err == ""
     lines = result.out.splitlines()
-    assert lines[0] == "trained iris-classifier on iris (120 train / 30 test rows)"
-    assert lines[1].split()[0] == "accuracy"
-    assert lines[4].startswith("  ONNX parity: 30 rows agree (largest gap ")
-    assert lines[5].startswith("registered iris-classifier version 1 with alias production (run ")
+    assert lines[0] == (
+        f"training iris-classifier on the iris dataset; registering it in {tracking_uri}"
+    )
+    for line, stage in zip(lines[1:7], STAGES, strict=True):
+        assert re.fullmatch(stage, line), line
+    assert re.fullmatch(
+        r"  registering iris-classifier \.\.\. \d+\.\ds: version 1 with alias production", lines[7]
+    )
+    assert re.fullmatch(
+        r"registered iris-classifier version 1 with alias production \(run \w+\) in \d+\.\ds",
+        lines[8],
+    )
+    assert lines[9] == (
+        "version 1 is the first of iris-classifier, so production serves it: "
+        "`make serve` to serve it here"
+    )
+    assert len(lines) == 10
     assert snapshot(client, "iris-classifier").aliases == {"production": "1"}
+
+
+def test_a_later_version_says_how_to_promote_it(train: Train, client: MlflowClient) -> None:
+    assert train("--dataset=wine").code == 0
+    result = train("--dataset=wine", "--random-state=3")
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    at = lines.index(
+        "production still serves version 1; "
+        "`make promote MODEL=wine-classifier VERSION=2` to serve this one"
+    )
+    accuracy = [version_run(client, "wine-classifier", v).data.metrics["accuracy"] for v in "12"]
+    assert lines[at + 1] == (
+        f"  accuracy: {accuracy[0]:.4f} in production, {accuracy[1]:.4f} for this version"
+    )
+    worse = ["  it is worse on accuracy, so promotion refuses it unless FORCE=1"]
+    assert lines[at + 2 :] == (worse if accuracy[1] < accuracy[0] else [])
+
+
+def test_each_stage_is_named_before_it_runs(
+    train: Train, client: MlflowClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training import onnx_export
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise TrainingError("the exporter gave up")
+
+    monkeypatch.setattr(onnx_export, "export", fail)
+    result = train()
+    assert result.out.splitlines()[-1] == "  exporting to ONNX ... failed"
+    assert _one_line_error(result) == "error: the exporter gave up"
+    assert snapshot(client, "iris-classifier").exists is False
 
 
 @pytest.mark.parametrize(

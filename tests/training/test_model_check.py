@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from server.contract import ModelContract, parse_metadata
+from server.registry import read_model_dir
 from tests.model_dirs import build_model_dir
 from training import model_check
 from training.errors import TrainingError
+from training.registry import NotFound
 
 IRIS: dict[str, Any] = {
     "features": ["a", "b"],
@@ -65,19 +67,40 @@ def with_metadata(layout: Path, tmp_path: Path, **changes: Any) -> Path:
     return copy
 
 
+class VersionDirs:
+    """A registry's version_file over local directories, one per version: what promotion reads."""
+
+    def __init__(self, **versions: Path) -> None:
+        self.versions = versions
+
+    def version_file(self, name: str, version: str, path: str) -> bytes:
+        try:
+            return (self.versions[version] / path).read_bytes()
+        except (KeyError, FileNotFoundError):
+            raise NotFound(path) from None
+
+
+def load_checked(layout: Path, label: str) -> ModelContract:
+    return model_check.load_checked(read_model_dir(layout), label)
+
+
 def test_a_servable_version_passes(mlflow_layout: Path) -> None:
-    checked = model_check.load_checked(mlflow_layout, "iris-classifier version 2")
+    checked = load_checked(mlflow_layout, "iris-classifier version 2")
     assert checked.features[0] == "sepal length (cm)"
+    registry: Any = VersionDirs(**{"1": mlflow_layout, "2": mlflow_layout})
+    model_check.check_promotable(registry, "iris-classifier", "2", "1")
 
 
 def test_files_must_be_there(tmp_path: Path, mlflow_layout: Path) -> None:
+    registry: Any = VersionDirs(**{"2": tmp_path})
     with pytest.raises(TrainingError, match=r"^m version 2 would not be served: .*metadata\.json"):
-        model_check.load_checked(tmp_path, "m version 2")
+        model_check.check_promotable(registry, "m", "2", None)
     missing_model = tmp_path / "no-model"
     shutil.copytree(mlflow_layout, missing_model)
     (missing_model / "model.onnx").unlink()
-    with pytest.raises(TrainingError, match=r"would not be served: .*has no model\.onnx"):
-        model_check.load_checked(missing_model, "m version 2")
+    registry = VersionDirs(**{"2": missing_model})
+    with pytest.raises(TrainingError, match=r"would not be served: it has no model\.onnx"):
+        model_check.check_promotable(registry, "m", "2", None)
 
 
 @pytest.mark.parametrize(
@@ -94,4 +117,4 @@ def test_a_version_the_server_would_refuse_is_refused(
 ) -> None:
     """Output roles and the input type count too: promotion and serving share one rule."""
     with pytest.raises(TrainingError, match=message):
-        model_check.load_checked(with_metadata(mlflow_layout, tmp_path, **change), "bad")
+        load_checked(with_metadata(mlflow_layout, tmp_path, **change), "bad")
