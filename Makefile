@@ -300,7 +300,12 @@ grpc-stubs: $(DEV_ENV) ## Regenerate the committed protobuf code of the gRPC fro
 ##@ Documentation
 
 .PHONY: docs
-docs: $(DEV_ENV) ## Regenerate the reference pages that mirror code (metrics, settings, alerts, chart values)
+docs: $(DEV_ENV) ## Regenerate the pages that mirror code or result files (metrics, settings, alerts, chart values, README figures)
+	$(PY) scripts/generate_docs.py
+
+.PHONY: measure-quickstart
+measure-quickstart: $(DEV_ENV) ## Time the README's quick start on a fresh clone (writes docs/results/quickstart.json; then make docs)
+	$(PY) scripts/measure_quickstart.py
 	$(PY) scripts/generate_docs.py
 
 ##@ Benchmarks

@@ -4,7 +4,9 @@
 - docs/reference/settings.md from the table of environment variables in server/settings.py;
 - docs/reference/alerts.md from the alert rule file (the runbook is each alert's description);
 - docs/reference/chart-values.md and charts/platform/README.md (what `helm show readme` prints)
-  from the `# --` comments of charts/platform/values.yaml, helm-docs style.
+  from the `# --` comments of charts/platform/values.yaml, helm-docs style;
+- the quick start's figures in README.md from docs/results/quickstart.json, which
+  `make measure-quickstart` writes.
 
 `--check` writes nothing and exits 1 when a generated file is stale (the tests run it).
 """
@@ -269,12 +271,48 @@ def values_page() -> str:
     return HEADER.format(source="charts/platform/values.yaml") + "\n".join(lines) + "\n"
 
 
+RESULTS = ROOT / "docs" / "results"
+README = ROOT / "README.md"
+QUICKSTART_BLOCK = ("<!-- quickstart-figures -->", "<!-- /quickstart-figures -->")
+
+
+def quickstart_figures() -> str:
+    """The quick start's time and disk use, as measured on a fresh clone by its command."""
+    path = RESULTS / "quickstart.json"
+    if not path.is_file():
+        return "Run `make measure-quickstart` to time this quick start on your machine."
+    result = json.loads(path.read_text())
+    machine, disk = result["machine"], result["disk_mb"]
+    return (
+        f"Measured by `{result['command']}` on a fresh clone ({machine['cores']} cores, "
+        f"{machine['os']}, Python {machine['python']}, {machine['date'][:10]}, "
+        f"{result['uv_cache']} package cache): the model was registered "
+        f"{result['seconds_to_trained']:.0f} s after `make train` started and the first "
+        f"prediction answered at {result['seconds_to_first_prediction']:.0f} s; the set-up "
+        f"took {disk['.venv']:.0f} MB in `.venv`, {disk['.tools']:.0f} MB in `.tools` and "
+        f"{disk['.mlflow']:.1f} MB in the registry (`.mlflow`). "
+        "Figures: [docs/results/quickstart.json](docs/results/quickstart.json)."
+    )
+
+
+def readme() -> str:
+    """README.md with its generated blocks filled in; the rest is written by hand."""
+    text = README.read_text()
+    begin, end = QUICKSTART_BLOCK
+    head, found, rest = text.partition(begin)
+    if not found or end not in rest:
+        raise SystemExit(f"README.md lacks the {begin} ... {end} block")
+    tail = rest.partition(end)[2]
+    return f"{head}{begin}\n{quickstart_figures()}\n{end}{tail}"
+
+
 PAGES: dict[Path, Callable[[], str]] = {
     ROOT / "docs" / "reference" / "metrics.md": metrics_page,
     ROOT / "docs" / "reference" / "settings.md": settings_page,
     ROOT / "docs" / "reference" / "alerts.md": alerts_page,
     ROOT / "docs" / "reference" / "chart-values.md": values_page,
     CHART / "README.md": chart_readme,
+    README: readme,
 }
 
 
