@@ -93,11 +93,11 @@ def metrics_page() -> str:
 
 def _accepts(variable: Any) -> str:
     """What a variable takes, for the reference's table."""
-    from server.settings import _shown
+    from server.settings import shown_number
 
     if variable.bounds is not None:
         low, high = variable.bounds
-        return f"{_shown(low)} to {_shown(high)}"
+        return f"{shown_number(low)} to {shown_number(high)}"
     if variable.kind == "flag":
         return "`true`, `false`"
     if variable.kind == "list" and variable.choices:

@@ -359,7 +359,7 @@ CROSS_CHECKS = (
 
 
 def shown_default(variable: Variable) -> str:
-    """The default as the reference shows it, or "" when unset means "none"."""
+    """The default as the reference shows it; "" when the variable is unset by default."""
     if variable.default is not None:
         return variable.default
     assert variable.field is not None
@@ -369,7 +369,7 @@ def shown_default(variable: Variable) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
-        return _shown(value)
+        return shown_number(value)
     if isinstance(value, frozenset | tuple):
         return ",".join(sorted(value))
     return str(value)
@@ -383,7 +383,7 @@ def _parse(variable: Variable, raw: str, fallback: Any) -> Any:
     if kind == "flag":
         return _flag(name, raw, fallback)
     if kind == "secret":
-        return raw or fallback  # used as given: a credential is compared byte for byte
+        return raw or fallback  # used as given: a credential is sent byte for byte
     value = raw.strip()
     if kind == "path":
         return Path(value) if value else fallback
@@ -408,13 +408,12 @@ def _number(variable: Variable, raw: str, fallback: float) -> float:
         kind = "a whole number" if integral else "a number"
         raise SettingsError(f"{variable.name} must be {kind}, got {raw[:50]!r}") from None
     if not low <= value <= high:  # NaN fails both comparisons, so it is refused too
-        raise SettingsError(
-            f"{variable.name} must be between {_shown(low)} and {_shown(high)}, got {raw[:50]!r}"
-        )
+        allowed = f"between {shown_number(low)} and {shown_number(high)}"
+        raise SettingsError(f"{variable.name} must be {allowed}, got {raw[:50]!r}")
     return value
 
 
-def _shown(bound: float) -> str:
+def shown_number(bound: float) -> str:
     """A number as the docs write it: 1000000, not 1e+06."""
     return str(int(bound)) if bound == int(bound) else repr(bound)
 
