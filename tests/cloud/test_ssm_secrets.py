@@ -41,10 +41,21 @@ PARAMETERS = {
     "/platform/production/mlflow-admin": json.dumps(
         {"username": "admin", "password": "Pw-9f3!x", "flask-secret-key": "k-51c0ffee7a"}
     ),
+    "/platform/production/mlflow-reader": json.dumps(
+        {"username": "api-reader-Kq2", "password": "Rd-7c1!q"}
+    ),
     "/platform/production/grafana-admin-user": "grafana-boss",
     "/platform/production/grafana-admin-password": "Gr4fana-Secret",
 }
-VALUES = ["key-one-Zq83,key-two-Lw51", "Pw-9f3!x", "k-51c0ffee7a", "grafana-boss", "Gr4fana-Secret"]
+VALUES = [
+    "key-one-Zq83,key-two-Lw51",
+    "Pw-9f3!x",
+    "k-51c0ffee7a",
+    "api-reader-Kq2",
+    "Rd-7c1!q",
+    "grafana-boss",
+    "Gr4fana-Secret",
+]
 
 
 # --- manifests ----------------------------------------------------------------------------
@@ -55,6 +66,7 @@ def test_the_list_is_the_charts_own() -> None:
     assert [s.name for s in specs] == [
         "platform-api-keys",
         "platform-mlflow-admin",
+        "platform-mlflow-reader",
         "platform-grafana-admin",
     ]
     assert specs[1].keys[1] == SecretKey(
@@ -122,8 +134,9 @@ def ssm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AwsApi, dict
     # every request against "*"): the test proves the documented actions are enough.
     for statement in policy["Statement"]:
         statement["Resource"] = "*"
-    # PutParameter x4 and the user's three actions run unchecked; every later request is checked.
-    with aws_api(tmp_path_factory.mktemp("ssm"), authenticate_after=7) as api:
+    # PutParameter for each parameter and the user's three actions run unchecked; every later
+    # request is checked.
+    with aws_api(tmp_path_factory.mktemp("ssm"), authenticate_after=len(PARAMETERS) + 3) as api:
         client = api.client("ssm")
         for name, value in PARAMETERS.items():
             client.put_parameter(Name=name, Value=value, Type="SecureString")
@@ -164,7 +177,7 @@ def test_applies_the_secrets_idempotently_and_prints_no_value(
     with kube_api() as kube:
         first = run_script(ssm, kube, tmp_path)
         assert first.returncode == 0, first.stderr
-        assert first.stdout.count("serverside-applied") == 3, first.stdout
+        assert first.stdout.count("serverside-applied") == 4, first.stdout
         assert_no_value_in(first.stdout + first.stderr)
         stored = kube.secrets[("platform", "platform-api-keys")]["content"]["data"]
         assert (
@@ -176,11 +189,11 @@ def test_applies_the_secrets_idempotently_and_prints_no_value(
         assert content_type == "application/apply-patch+yaml"
         assert params["fieldManager"] == FIELD_MANAGER
         assert params["force"] == "true"
-        assert kube.changes == 3
+        assert kube.changes == 4
 
         again = run_script(ssm, kube, tmp_path)
         assert again.returncode == 0, again.stderr
-        assert kube.changes == 3  # the same content again: nothing changed
+        assert kube.changes == 4  # the same content again: nothing changed
         assert kube.secrets[("platform", "platform-api-keys")]["version"] == 1
 
 
