@@ -1,6 +1,7 @@
 """`make docs`: the reference tables that mirror code, generated from the code that defines them.
 
 - docs/reference/metrics.md from the server's metric objects and `EXPORTED_METRICS`;
+- docs/reference/settings.md from the table of environment variables in server/settings.py;
 - docs/reference/alerts.md from the alert rule file (the runbook is each alert's description);
 - docs/reference/chart-values.md and charts/platform/README.md (what `helm show readme` prints)
   from the `# --` comments of charts/platform/values.yaml, helm-docs style;
@@ -88,6 +89,66 @@ def metrics_page() -> str:
         label_text = ", ".join(f"`{label}`" for label in labels) or "none"
         lines.append(f"| `{name}` | {kind} | {label_text} | {_cell(help_text)} |")
     return HEADER.format(source="server/metrics.py") + "\n".join(lines) + "\n"
+
+
+def _accepts(variable: Any) -> str:
+    """What a variable takes, for the reference's table."""
+    from server.settings import shown_number
+
+    if variable.bounds is not None:
+        low, high = variable.bounds
+        return f"{shown_number(low)} to {shown_number(high)}"
+    if variable.kind == "flag":
+        return "`true`, `false`"
+    if variable.kind == "list" and variable.choices:
+        return "`none` or any of " + ", ".join(f"`{c}`" for c in variable.choices)
+    if variable.choices:
+        return ", ".join(f"`{c}`" for c in variable.choices)
+    return "—"
+
+
+def settings_page() -> str:
+    """Every environment variable the server reads, by group, from `server.settings.VARIABLES`."""
+    from server.settings import CROSS_CHECKS, GROUPS, VARIABLES, shown_default
+
+    lines = [
+        "# Settings",
+        "",
+        "Every environment variable the model server reads, read once at start-up. The chart sets",
+        "them from its values ([chart-values.md](chart-values.md)); `make serve` passes your",
+        "shell's.",
+        "",
+        "- An unset or empty variable takes its default. Spaces around a value are ignored, except",
+        "  in the MLflow credentials, which are used as given.",
+        "- A `secret` never appears in an error message; where a log names a store or registry, its",
+        "  credentials are masked.",
+        "- `int` takes a whole number, `float` any number, each within its range (inclusive);",
+        "  `flag` takes `true` or `false` (or `1`/`0`, `yes`/`no`, `on`/`off`, in any case); `list`",
+        "  is comma-separated; `path` is a file or directory on the server's file system.",
+        "- A value the server cannot use stops it at start-up with one line naming the variable,",
+        "  such as `error: DRIFT_WINDOW must be between 1 and 100000, got '2000000000'`, and exit",
+        "  status 2. Why settings are bounded: [security.md](../security.md#settings-and-their-ranges).",
+        "- Between variables:",
+        *(f"  - {rule}" for rule in CROSS_CHECKS),
+    ]
+    for group, heading in GROUPS.items():
+        lines += [
+            "",
+            f"## {heading}",
+            "",
+            "| Variable | Kind | Default | Accepts | Description |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for variable in VARIABLES:
+            if variable.group != group:
+                continue
+            default = shown_default(variable)
+            lines.append(
+                f"| `{variable.name}` | {variable.kind} | "
+                f"{f'`{_cell(default)}`' if default else 'unset'} | "
+                f"{_cell(_accepts(variable))} | {_cell(variable.description)} |"
+            )
+    return HEADER.format(source="server/settings.py") + "\n".join(lines) + "\n"
 
 
 def alerts_page() -> str:
@@ -247,6 +308,7 @@ def readme() -> str:
 
 PAGES: dict[Path, Callable[[], str]] = {
     ROOT / "docs" / "reference" / "metrics.md": metrics_page,
+    ROOT / "docs" / "reference" / "settings.md": settings_page,
     ROOT / "docs" / "reference" / "alerts.md": alerts_page,
     ROOT / "docs" / "reference" / "chart-values.md": values_page,
     CHART / "README.md": chart_readme,

@@ -1,10 +1,16 @@
-"""Server configuration: read once from the environment, typed, with every default in one place."""
+"""Server configuration: every environment variable the server reads, declared once.
+
+`VARIABLES` is the table: name, the `Settings` field it sets, its kind, bounds and a sentence for
+the reader. `Settings.from_env` parses the plain variables from it (a new setting is one row)
+and applies the few rules that span variables by hand; `make docs` writes
+docs/reference/settings.md from the same table.
+"""
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 ChallengerMode = Literal["off", "split", "shadow"]
 
@@ -18,12 +24,13 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
+    """The parsed configuration; each field's variable and meaning are in `VARIABLES`."""
+
     model_uri: str = "models:/iris-classifier@production"
     tracking_uri: str | None = None
     fallback_path: Path | None = None
     host: str = "127.0.0.1"  # the image and the chart set HOST=0.0.0.0
     port: int = 8000
-    # The Open Inference Protocol over gRPC listens here, beside HTTP; 0 (the default): off.
     grpc_port: int = 0
     log_level: str = "info"
     max_body_bytes: int = 1024 * 1024
@@ -36,42 +43,28 @@ class Settings:
     challenger_traffic: float = 0.0
     drift_window: int = 1000
     drift_interval_seconds: float = 10.0
-    # Below this many rows in the window drift is "insufficient data" and no PSI is exported:
-    # a handful of rows gives a PSI of several units by chance alone.
     drift_min_rows: int = 300
-    # One scoring call (a request, or requests scored together) adds at most this many rows,
-    # evenly spaced, so that one large batch cannot fill the window.
     drift_rows_per_request: int = 10
     drift_warning_psi: float = 0.1
     drift_threshold_psi: float = 0.25
     api_keys: frozenset[str] = field(default_factory=frozenset)  # API_KEYS and the file's
     api_keys_file: Path | None = None
+    # Kept apart so that reloading the file never drops a key given in the variable.
     api_keys_from_variable: frozenset[str] = field(default_factory=frozenset)
     api_keys_reload_seconds: float = 10.0
-    # With API keys set, these route groups stay open; the rest need a key.
     open_routes: frozenset[str] = frozenset({"metrics"})
     registry_timeout_seconds: float = 10.0
-    # SIGTERM: readiness turns 503 at once, the server keeps answering for this long so load
-    # balancers notice, then stops accepting and lets accepted requests finish within the grace.
     shutdown_delay_seconds: float = 5.0
     shutdown_grace_seconds: float = 20.0
-    # The whole request body must arrive within this; a client trickling bytes gets 408.
     body_timeout_seconds: float = 10.0
-    # A request's head (request line and headers) is refused with 431 past this many bytes, and
-    # must be complete within the timeout of the connection opening or of its previous answer.
     max_header_bytes: int = 16 * 1024
     header_timeout_seconds: float = 10.0
-    # Past this many open connections (or the descriptor limit less a reserve), a new one
-    # evicts the connection that has waited longest without sending a request.
     max_connections: int = 10_000
     access_log: bool = False
-    # Browser origins allowed to call the API (CORS); empty: no CORS headers at all.
     cors_allow_origins: tuple[str, ...] = ()
-    # MLflow server credentials for the registry client (basic auth, or a bearer token).
     mlflow_username: str | None = None
     mlflow_password: str | None = None
     mlflow_token: str | None = None
-    # The closed loop: predictions recorded to a store shared by replicas, feedback, live quality.
     record_predictions: bool = True
     prediction_store_uri: str = field(default_factory=lambda: default_prediction_store())
     record_sample_rate: float = 1.0
@@ -89,138 +82,367 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         """Parse the environment; raise SettingsError naming the variable on a bad value."""
         env = os.environ if env is None else env
+
+        def read(name: str) -> str:
+            # Every read goes through the table, so the reference lists all the server reads.
+            if name not in _BY_NAME:
+                raise KeyError(f"{name} is read from the environment but not declared in VARIABLES")
+            return env.get(name, "")
+
         default = cls()
+        values: dict[str, Any] = {}
+        for variable in VARIABLES:
+            if variable.field is not None and not variable.by_hand:
+                fallback = getattr(default, variable.field)
+                values[variable.field] = _parse(variable, read(variable.name), fallback)
 
-        def text(name: str, fallback: str) -> str:
-            value = env.get(name, "").strip()
-            return value or fallback
-
-        def number(name: str, fallback: float) -> float:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return fallback
-            low, high = NUMERIC_RANGES[name]
-            integral = name in _INTEGERS
-            try:
-                value = int(raw) if integral else float(raw)
-            except ValueError:
-                kind = "a whole number" if integral else "a number"
-                raise SettingsError(f"{name} must be {kind}, got {raw[:50]!r}") from None
-            if not low <= value <= high:  # NaN fails both comparisons, so it is refused too
-                raise SettingsError(
-                    f"{name} must be between {_shown(low)} and {_shown(high)}, got {raw[:50]!r}"
-                )
-            return value
-
-        def integer(name: str, fallback: int) -> int:
-            return int(number(name, fallback))
-
-        mode = text("CHALLENGER_MODE", default.challenger_mode)
-        if mode not in ("off", "split", "shadow"):
-            raise SettingsError(f"CHALLENGER_MODE must be off, split or shadow, got {mode!r}")
-        challenger_uri = env.get("CHALLENGER_URI", "").strip() or None
-        model_uri = text("MODEL_URI", default.model_uri)
-        for variable, uri in (("MODEL_URI", model_uri), ("CHALLENGER_URI", challenger_uri)):
+        # What the kinds do not cover: checks of one value beyond its kind, then across values.
+        for name, uri in (
+            ("MODEL_URI", values["model_uri"]),
+            ("CHALLENGER_URI", values["challenger_uri"]),
+        ):
             if uri:
-                _check_model_uri(variable, uri)
-        if mode != "off" and challenger_uri is None:
+                _check_model_uri(name, uri)
+        mode = values["challenger_mode"]
+        if mode != "off" and values["challenger_uri"] is None:
             raise SettingsError(f"CHALLENGER_MODE={mode} needs CHALLENGER_URI")
-        fallback = env.get("MODEL_FALLBACK_PATH", "").strip()
-        log_level = text("LOG_LEVEL", default.log_level).lower()
-        if log_level not in ("critical", "error", "warning", "info", "debug"):
+        log_level = read("LOG_LEVEL").strip().lower() or default.log_level
+        if log_level not in _BY_NAME["LOG_LEVEL"].choices:
             raise SettingsError("LOG_LEVEL must be one of debug, info, warning, error, critical")
-        if text("WORKERS", "1") != "1":
+        values["log_level"] = log_level
+        workers = read("WORKERS").strip() or "1"
+        if workers != "1":
             # Each worker would hold its own metrics and model lifecycle, so /metrics would
             # answer for whichever process took the scrape; replicas keep every figure exact.
             raise SettingsError(
-                f"WORKERS={text('WORKERS', '1')[:20]}: the server runs one worker per process; "
+                f"WORKERS={workers[:20]}: the server runs one worker per process; "
                 "scale with more replicas (or processes behind a balancer) instead"
             )
-        port = integer("PORT", default.port)
-        grpc_port = integer("GRPC_PORT", default.grpc_port)
-        if grpc_port == port:
-            raise SettingsError(f"GRPC_PORT must differ from PORT ({port})")
-        store_uri = text("PREDICTION_STORE_URI", default.prediction_store_uri)
+        if values["grpc_port"] == values["port"]:
+            raise SettingsError(f"GRPC_PORT must differ from PORT ({values['port']})")
+        store_uri = read("PREDICTION_STORE_URI").strip() or default.prediction_store_uri
         if not store_uri.startswith(("sqlite:///", "postgresql://", "postgres://")):
             # Never echo the value: it may carry a password.
             raise SettingsError("PREDICTION_STORE_URI must be sqlite:///path or postgresql://...")
-        drift_window = integer("DRIFT_WINDOW", default.drift_window)
-        drift_min_rows = integer("DRIFT_MIN_ROWS", default.drift_min_rows)
-        if drift_min_rows > drift_window:
+        values["prediction_store_uri"] = store_uri
+        window, min_rows = values["drift_window"], values["drift_min_rows"]
+        if min_rows > window:
             raise SettingsError(
-                f"DRIFT_MIN_ROWS ({drift_min_rows}) must not exceed DRIFT_WINDOW ({drift_window})"
+                f"DRIFT_MIN_ROWS ({min_rows}) must not exceed DRIFT_WINDOW ({window})"
             )
-        warning_psi = number("DRIFT_WARNING_PSI", default.drift_warning_psi)
-        threshold_psi = number("DRIFT_THRESHOLD_PSI", default.drift_threshold_psi)
+        warning_psi, threshold_psi = values["drift_warning_psi"], values["drift_threshold_psi"]
         if warning_psi > threshold_psi:
             raise SettingsError(
                 f"DRIFT_WARNING_PSI ({warning_psi:g}) must not exceed "
                 f"DRIFT_THRESHOLD_PSI ({threshold_psi:g})"
             )
-        keys_path = env.get("API_KEYS_FILE", "").strip()
-        keys_file = Path(keys_path) if keys_path else None
-        return cls(
-            model_uri=model_uri,
-            tracking_uri=env.get("MLFLOW_TRACKING_URI", "").strip() or None,
-            fallback_path=Path(fallback) if fallback else None,
-            host=text("HOST", default.host),
-            port=port,
-            grpc_port=grpc_port,
-            log_level=log_level,
-            max_body_bytes=integer("MAX_BODY_BYTES", default.max_body_bytes),
-            max_batch=integer("MAX_BATCH", default.max_batch),
-            max_concurrency=integer("MAX_CONCURRENCY", default.max_concurrency),
-            poll_seconds=number("MODEL_POLL_SECONDS", default.poll_seconds),
-            retry_seconds=number("MODEL_RETRY_SECONDS", default.retry_seconds),
-            challenger_uri=challenger_uri,
-            challenger_mode=mode,  # type: ignore[arg-type]
-            challenger_traffic=number("CHALLENGER_TRAFFIC", default.challenger_traffic),
-            drift_window=drift_window,
-            drift_interval_seconds=number("DRIFT_INTERVAL_SECONDS", default.drift_interval_seconds),
-            drift_min_rows=drift_min_rows,
-            drift_rows_per_request=integer(
-                "DRIFT_ROWS_PER_REQUEST", default.drift_rows_per_request
-            ),
-            drift_warning_psi=warning_psi,
-            drift_threshold_psi=threshold_psi,
-            api_keys=read_api_keys(env.get("API_KEYS", ""), keys_file),
-            api_keys_file=keys_file,
-            api_keys_from_variable=frozenset(split_keys(env.get("API_KEYS", ""))),
-            api_keys_reload_seconds=number(
-                "API_KEYS_RELOAD_SECONDS", default.api_keys_reload_seconds
-            ),
-            open_routes=_route_groups(env, "OPEN_ROUTES", default.open_routes),
-            registry_timeout_seconds=number(
-                "REGISTRY_TIMEOUT_SECONDS", default.registry_timeout_seconds
-            ),
-            shutdown_delay_seconds=number("SHUTDOWN_DELAY_SECONDS", default.shutdown_delay_seconds),
-            shutdown_grace_seconds=number("SHUTDOWN_GRACE_SECONDS", default.shutdown_grace_seconds),
-            body_timeout_seconds=number("BODY_TIMEOUT_SECONDS", default.body_timeout_seconds),
-            max_header_bytes=integer("MAX_HEADER_BYTES", default.max_header_bytes),
-            header_timeout_seconds=number("HEADER_TIMEOUT_SECONDS", default.header_timeout_seconds),
-            max_connections=integer("MAX_CONNECTIONS", default.max_connections),
-            access_log=_flag(env, "ACCESS_LOG", default.access_log),
-            cors_allow_origins=tuple(
-                o.strip() for o in env.get("CORS_ALLOW_ORIGINS", "").split(",") if o.strip()
-            ),
-            mlflow_username=env.get("MLFLOW_TRACKING_USERNAME") or None,
-            mlflow_password=env.get("MLFLOW_TRACKING_PASSWORD") or None,
-            mlflow_token=env.get("MLFLOW_TRACKING_TOKEN") or None,
-            record_predictions=_flag(env, "RECORD_PREDICTIONS", default.record_predictions),
-            prediction_store_uri=store_uri,
-            record_sample_rate=number("RECORD_SAMPLE_RATE", default.record_sample_rate),
-            record_buffer_rows=integer("RECORD_BUFFER_ROWS", default.record_buffer_rows),
-            record_batch_rows=integer("RECORD_BATCH_ROWS", default.record_batch_rows),
-            record_flush_seconds=number("RECORD_FLUSH_SECONDS", default.record_flush_seconds),
-            record_retention_days=number("RECORD_RETENTION_DAYS", default.record_retention_days),
-            feedback_max_rows=integer("FEEDBACK_MAX_ROWS", default.feedback_max_rows),
-            quality_window_seconds=number("QUALITY_WINDOW_SECONDS", default.quality_window_seconds),
-            quality_interval_seconds=number(
-                "QUALITY_INTERVAL_SECONDS", default.quality_interval_seconds
-            ),
-            quality_margin=number("QUALITY_MARGIN", default.quality_margin),
-            quality_min_labels=integer("QUALITY_MIN_LABELS", default.quality_min_labels),
+        keys = read("API_KEYS")
+        values["api_keys"] = read_api_keys(keys, values["api_keys_file"])
+        values["api_keys_from_variable"] = frozenset(split_keys(keys))
+        values["open_routes"] = _route_groups(
+            "OPEN_ROUTES", read("OPEN_ROUTES"), default.open_routes
         )
+        return cls(**values)
+
+
+Kind = Literal["int", "float", "text", "flag", "list", "choice", "path", "secret"]
+
+# The reference's sections, in order: group key -> heading.
+GROUPS = {
+    "serving": "Serving",
+    "limits": "Limits and timeouts",
+    "lifecycle": "Model lifecycle",
+    "challenger": "Champion and challenger",
+    "drift": "Drift",
+    "keys": "API keys",
+    "loop": "Closed loop: recording, feedback, live quality",
+    "logging": "Logging",
+}
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable the server reads: how to parse it and how to document it."""
+
+    name: str
+    field: str | None  # the Settings field it sets; None when it is only checked
+    kind: Kind
+    group: str
+    description: str  # one sentence for the reader: what it does, its unit, what 0 means
+    # Inclusive, for int and float. Upper bounds keep a typo from turning into an allocation
+    # that fails at load, or a timeout that never fires.
+    bounds: tuple[float, float] | None = None
+    choices: tuple[str, ...] = ()
+    default: str | None = None  # as the reference shows it; None: the field's default
+    by_hand: bool = False  # parsed in from_env, its rule being more than its kind's
+
+
+# fmt: off
+VARIABLES: tuple[Variable, ...] = (
+    # --- serving
+    Variable("HOST", "host", "text", "serving",
+             "Address to listen on: `127.0.0.1` keeps the server to this machine, `0.0.0.0` "
+             "listens on every interface (the image and the chart set it)."),
+    Variable("PORT", "port", "int", "serving",
+             "TCP port of the HTTP API.", bounds=(1, 65535)),
+    Variable("GRPC_PORT", "grpc_port", "int", "serving",
+             "TCP port of the Open Inference Protocol over gRPC, beside HTTP and different from "
+             "`PORT`; 0: no gRPC.", bounds=(0, 65535)),
+    Variable("WORKERS", None, "choice", "serving",
+             "Worker processes: only 1, because each process would keep its own metrics and "
+             "models; scale with more replicas instead.", choices=("1",), default="1",
+             by_hand=True),
+    Variable("CORS_ALLOW_ORIGINS", "cors_allow_origins", "list", "serving",
+             "Browser origins allowed to call the API (CORS), comma-separated; unset: no CORS "
+             "headers at all."),
+    # --- limits and timeouts
+    Variable("MAX_BODY_BYTES", "max_body_bytes", "int", "limits",
+             "Largest request body in bytes, counted while reading; a larger one is answered "
+             "413.", bounds=(1, 64 * 1024 * 1024)),
+    Variable("MAX_BATCH", "max_batch", "int", "limits",
+             "Most rows in one request (more is answered 413) and in one model call that "
+             "requests share.", bounds=(1, 100_000)),
+    Variable("MAX_CONCURRENCY", "max_concurrency", "int", "limits",
+             "Requests in flight at most, past which a request is answered 503 with "
+             "`Retry-After` (probes and `/metrics` are never shed); 0: no limit.",
+             bounds=(0, 100_000)),
+    Variable("BODY_TIMEOUT_SECONDS", "body_timeout_seconds", "float", "limits",
+             "Seconds a request body may take to arrive from its first read, else 408 and the "
+             "connection is closed; 0: no deadline.", bounds=(0, 3600)),
+    Variable("MAX_HEADER_BYTES", "max_header_bytes", "int", "limits",
+             "Largest request head (request line and headers) in bytes; a larger one is "
+             "answered 431 and the connection closed.", bounds=(1024, 1024 * 1024)),
+    Variable("HEADER_TIMEOUT_SECONDS", "header_timeout_seconds", "float", "limits",
+             "Seconds a new connection has to send its first request head, and any later head "
+             "to complete from its first byte, else the connection is closed.",
+             bounds=(0.5, 600)),
+    Variable("MAX_CONNECTIONS", "max_connections", "int", "limits",
+             "Open connections at most (and always 5 %, at least 64, below the descriptor "
+             "limit); past it the connection that has waited longest for a request is evicted.",
+             bounds=(16, 1_000_000)),
+    Variable("SHUTDOWN_DELAY_SECONDS", "shutdown_delay_seconds", "float", "limits",
+             "Seconds after SIGTERM during which readiness answers 503 but requests are still "
+             "served, so load balancers stop sending any; 0: stop accepting at once.",
+             bounds=(0, 300)),
+    Variable("SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds", "float", "limits",
+             "Seconds that accepted requests, then the queue of recorded predictions, get to "
+             "finish once the server stops accepting connections; 0: none.",
+             bounds=(0, 3600)),
+    # --- model lifecycle
+    Variable("MODEL_URI", "model_uri", "text", "lifecycle",
+             "The model to serve: `models:/<name>@<alias>` follows the alias, "
+             "`models:/<name>/<version>` pins a version, a directory serves an exported model."),
+    Variable("MLFLOW_TRACKING_URI", "tracking_uri", "text", "lifecycle",
+             "The MLflow registry, `http(s)://...` or `sqlite:///path` (credentials in the URL "
+             "are sent as basic auth and never shown); unset: the store `make train` writes, "
+             "`.mlflow/mlflow.db`."),
+    Variable("MODEL_FALLBACK_PATH", "fallback_path", "path", "lifecycle",
+             "Directory of an exported model served while the registry cannot be reached (the "
+             "image sets `/opt/model`); unset: no fallback."),
+    Variable("MODEL_POLL_SECONDS", "poll_seconds", "float", "lifecycle",
+             "Seconds between checks of where the model's alias points; 0: load once and never "
+             "poll.", bounds=(0, 86_400)),
+    Variable("MODEL_RETRY_SECONDS", "retry_seconds", "float", "lifecycle",
+             "Seconds before a model that could not be fetched or loaded is tried again, twice "
+             "as long each time up to five minutes.", bounds=(0.1, 3600)),
+    Variable("REGISTRY_TIMEOUT_SECONDS", "registry_timeout_seconds", "float", "lifecycle",
+             "Seconds one call to the MLflow server may take.", bounds=(0.1, 300)),
+    Variable("MLFLOW_TRACKING_USERNAME", "mlflow_username", "secret", "lifecycle",
+             "User name for the MLflow server's basic auth, with `MLFLOW_TRACKING_PASSWORD`; "
+             "wins over one in `MLFLOW_TRACKING_URI`."),
+    Variable("MLFLOW_TRACKING_PASSWORD", "mlflow_password", "secret", "lifecycle",
+             "Password for the MLflow server's basic auth."),
+    Variable("MLFLOW_TRACKING_TOKEN", "mlflow_token", "secret", "lifecycle",
+             "Bearer token for the MLflow server, sent when no user name and password are set."),
+    # --- champion and challenger
+    Variable("CHALLENGER_URI", "challenger_uri", "text", "challenger",
+             "A second model served beside `MODEL_URI`, in the same forms; it follows its alias "
+             "and reloads like the champion."),
+    Variable("CHALLENGER_MODE", "challenger_mode", "choice", "challenger",
+             "`off` serves no challenger, `split` sends it a share of the requests, `shadow` "
+             "answers with the champion and scores the challenger on the same rows afterwards.",
+             choices=("off", "split", "shadow")),
+    Variable("CHALLENGER_TRAFFIC", "challenger_traffic", "float", "challenger",
+             "Share of the requests the challenger answers in `split` mode, drawn per request; "
+             "0: none.", bounds=(0, 1)),
+    # --- drift
+    Variable("DRIFT_WINDOW", "drift_window", "int", "drift",
+             "Most recent scored rows the drift figures are computed over.", bounds=(1, 100_000)),
+    Variable("DRIFT_INTERVAL_SECONDS", "drift_interval_seconds", "float", "drift",
+             "Seconds between drift computations, off the request path.", bounds=(0.1, 3600)),
+    # A handful of rows gives a PSI of several units by chance alone.
+    Variable("DRIFT_MIN_ROWS", "drift_min_rows", "int", "drift",
+             "Rows needed in the window before any PSI is reported or exported (below it "
+             "`/drift` says insufficient data); at most `DRIFT_WINDOW`.", bounds=(1, 100_000)),
+    Variable("DRIFT_ROWS_PER_REQUEST", "drift_rows_per_request", "int", "drift",
+             "Most rows one scoring call adds to the window, evenly spaced through its batch, so "
+             "that one large batch cannot fill it.", bounds=(1, 100_000)),
+    Variable("DRIFT_WARNING_PSI", "drift_warning_psi", "float", "drift",
+             "PSI from which `/drift` says `warning`; at most `DRIFT_THRESHOLD_PSI`.",
+             bounds=(0.001, 10)),
+    Variable("DRIFT_THRESHOLD_PSI", "drift_threshold_psi", "float", "drift",
+             "PSI from which `/drift` says `drift` and the drift alerts fire (it is exported as "
+             "`model_drift_threshold_psi`).", bounds=(0.001, 10)),
+    # --- API keys
+    Variable("API_KEYS", "api_keys", "secret", "keys",
+             "API keys, comma-separated, that clients send as `Authorization: Bearer <key>`, "
+             "merged with the file's; with neither set every route is open.", by_hand=True),
+    Variable("API_KEYS_FILE", "api_keys_file", "path", "keys",
+             "File of API keys, one a line or comma-separated (a mounted Secret); unreadable or "
+             "holding no keys, it stops the server at start."),
+    Variable("API_KEYS_RELOAD_SECONDS", "api_keys_reload_seconds", "float", "keys",
+             "Seconds between reads of `API_KEYS_FILE`, whose new keys apply from the next "
+             "request; 0: read once at start.", bounds=(0, 3600)),
+    Variable("OPEN_ROUTES", "open_routes", "list", "keys",
+             "Route groups that need no key when keys are set (probes never do); `none`: "
+             "all need one.", choices=ROUTE_GROUPS, by_hand=True),
+    # --- closed loop
+    Variable("RECORD_PREDICTIONS", "record_predictions", "flag", "loop",
+             "Record every prediction for feedback and live quality; `false` turns the loop off "
+             "(`/feedback` and `/quality` answer 404)."),
+    Variable("PREDICTION_STORE_URI", "prediction_store_uri", "secret", "loop",
+             "Store the replicas share: `sqlite:///path` or "
+             "`postgresql://user:password@host:port/database`.",
+             default="sqlite:///<repository>/.loop/predictions.db", by_hand=True),
+    Variable("RECORD_SAMPLE_RATE", "record_sample_rate", "float", "loop",
+             "Share of the requests recorded, decided by a hash of the request id; 0: none.",
+             bounds=(0, 1)),
+    Variable("RECORD_BUFFER_ROWS", "record_buffer_rows", "int", "loop",
+             "Rows waiting in memory for the store at most; past it new predictions are dropped "
+             "and counted.", bounds=(1, 1_000_000)),
+    Variable("RECORD_BATCH_ROWS", "record_batch_rows", "int", "loop",
+             "Rows per write to the store.", bounds=(1, 100_000)),
+    Variable("RECORD_FLUSH_SECONDS", "record_flush_seconds", "float", "loop",
+             "Seconds between writes to the store; feedback can match a prediction once it is "
+             "written.", bounds=(0.01, 3600)),
+    Variable("RECORD_RETENTION_DAYS", "record_retention_days", "float", "loop",
+             "Days predictions and feedback are kept; older ones are deleted (checked every ten "
+             "minutes).",
+             bounds=(0.001, 3650)),
+    Variable("FEEDBACK_MAX_ROWS", "feedback_max_rows", "int", "loop",
+             "Most items in one `POST /feedback` (its body is also bounded by "
+             "`MAX_BODY_BYTES`).", bounds=(1, 100_000)),
+    Variable("QUALITY_WINDOW_SECONDS", "quality_window_seconds", "float", "loop",
+             "Live quality covers the predictions of this many seconds before now.",
+             bounds=(1, 31_622_400)),
+    Variable("QUALITY_INTERVAL_SECONDS", "quality_interval_seconds", "float", "loop",
+             "Seconds between live quality computations, off the request path.",
+             bounds=(0.1, 3600)),
+    Variable("QUALITY_MARGIN", "quality_margin", "float", "loop",
+             "Share of its held-out figure a version's live quality may fall short by before the "
+             "alert; 0: any shortfall its confidence interval shows.", bounds=(0, 0.99)),
+    Variable("QUALITY_MIN_LABELS", "quality_min_labels", "int", "loop",
+             "Labels needed before live quality can raise the alert.", bounds=(1, 10_000_000)),
+    # --- logging
+    Variable("LOG_LEVEL", "log_level", "choice", "logging",
+             "Least severe level logged, as JSON lines on stdout; any case.",
+             choices=("critical", "error", "warning", "info", "debug"), by_hand=True),
+    Variable("ACCESS_LOG", "access_log", "flag", "logging",
+             "Log one line per request, whatever `LOG_LEVEL` says."),
+)
+# fmt: on
+_BY_NAME = {variable.name: variable for variable in VARIABLES}
+
+# The accepted range of every numeric setting, inclusive (docs/reference/settings.md shows them).
+NUMERIC_RANGES: dict[str, tuple[float, float]] = {
+    v.name: v.bounds for v in VARIABLES if v.bounds is not None
+}
+
+# Rules between variables, as the reference states them; from_env enforces each.
+CROSS_CHECKS = (
+    "`DRIFT_MIN_ROWS` may not exceed `DRIFT_WINDOW`.",
+    "`DRIFT_WARNING_PSI` may not exceed `DRIFT_THRESHOLD_PSI`.",
+    "`GRPC_PORT` must differ from `PORT`.",
+    "`CHALLENGER_MODE` other than `off` needs `CHALLENGER_URI`.",
+    "`API_KEYS` and `API_KEYS_FILE` may both be set; their keys are merged.",
+)
+
+
+def shown_default(variable: Variable) -> str:
+    """The default as the reference shows it; "" when the variable is unset by default."""
+    if variable.default is not None:
+        return variable.default
+    assert variable.field is not None
+    value = getattr(Settings(), variable.field)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return shown_number(value)
+    if isinstance(value, frozenset | tuple):
+        return ",".join(sorted(value))
+    return str(value)
+
+
+def _parse(variable: Variable, raw: str, fallback: Any) -> Any:
+    """One variable's value by its kind; empty is unset, which gives the fallback."""
+    name, kind = variable.name, variable.kind
+    if kind in ("int", "float"):
+        return _number(variable, raw.strip(), fallback)
+    if kind == "flag":
+        return _flag(name, raw, fallback)
+    if kind == "secret":
+        return raw or fallback  # used as given: a credential is sent byte for byte
+    value = raw.strip()
+    if kind == "path":
+        return Path(value) if value else fallback
+    if kind == "list":
+        return tuple(item.strip() for item in value.split(",") if item.strip()) or fallback
+    if kind == "choice" and value and value not in variable.choices:
+        *others, last = variable.choices
+        allowed = f"{', '.join(others)} or {last}" if others else last
+        raise SettingsError(f"{name} must be {allowed}, got {value[:50]!r}")
+    return value or fallback
+
+
+def _number(variable: Variable, raw: str, fallback: float) -> float:
+    if not raw:
+        return fallback
+    assert variable.bounds is not None
+    low, high = variable.bounds
+    integral = variable.kind == "int"
+    try:
+        value = int(raw) if integral else float(raw)
+    except ValueError:
+        kind = "a whole number" if integral else "a number"
+        raise SettingsError(f"{variable.name} must be {kind}, got {raw[:50]!r}") from None
+    if not low <= value <= high:  # NaN fails both comparisons, so it is refused too
+        allowed = f"between {shown_number(low)} and {shown_number(high)}"
+        raise SettingsError(f"{variable.name} must be {allowed}, got {raw[:50]!r}")
+    return value
+
+
+def shown_number(bound: float) -> str:
+    """A number as the docs write it: 1000000, not 1e+06."""
+    return str(int(bound)) if bound == int(bound) else repr(bound)
+
+
+def _flag(name: str, raw: str, fallback: bool) -> bool:
+    value = raw.strip().lower()
+    if not value:
+        return fallback
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {value!r}")
+
+
+def _route_groups(name: str, raw: str, fallback: frozenset[str]) -> frozenset[str]:
+    value = raw.strip().lower()
+    if not value:
+        return fallback
+    if value == "none":
+        return frozenset()
+    groups = frozenset(g.strip() for g in value.split(",") if g.strip())
+    unknown = sorted(groups - set(ROUTE_GROUPS))
+    if unknown:
+        raise SettingsError(
+            f"{name} takes none or a comma-separated list of {', '.join(ROUTE_GROUPS)}; "
+            f"got {', '.join(unknown)[:100]!r}"
+        )
+    return groups
 
 
 def _check_model_uri(variable: str, uri: str) -> None:
@@ -254,95 +476,6 @@ def _check_model_uri(variable: str, uri: str) -> None:
 def default_prediction_store() -> str:
     """The embedded store beside the repository's other local data, as `make serve` uses it."""
     return f"sqlite:///{Path(__file__).resolve().parent.parent / '.loop' / 'predictions.db'}"
-
-
-# The accepted range of every numeric setting, inclusive; docs/security.md lists them and a test
-# keeps the two in step. Upper bounds keep a typo from turning into an allocation that fails at
-# load, or a timeout that never fires.
-NUMERIC_RANGES: dict[str, tuple[float, float]] = {
-    "PORT": (1, 65535),
-    "MAX_BODY_BYTES": (1, 64 * 1024 * 1024),
-    "MAX_BATCH": (1, 100_000),
-    "MAX_CONCURRENCY": (0, 100_000),
-    "MODEL_POLL_SECONDS": (0, 86_400),
-    "MODEL_RETRY_SECONDS": (0.1, 3600),
-    "CHALLENGER_TRAFFIC": (0, 1),
-    "DRIFT_WINDOW": (1, 100_000),
-    "DRIFT_INTERVAL_SECONDS": (0.1, 3600),
-    "DRIFT_MIN_ROWS": (1, 100_000),
-    "DRIFT_ROWS_PER_REQUEST": (1, 100_000),
-    "DRIFT_WARNING_PSI": (0.001, 10),
-    "DRIFT_THRESHOLD_PSI": (0.001, 10),
-    "API_KEYS_RELOAD_SECONDS": (0, 3600),
-    "REGISTRY_TIMEOUT_SECONDS": (0.1, 300),
-    "SHUTDOWN_DELAY_SECONDS": (0, 300),
-    "SHUTDOWN_GRACE_SECONDS": (0, 3600),
-    "BODY_TIMEOUT_SECONDS": (0, 3600),
-    "MAX_HEADER_BYTES": (1024, 1024 * 1024),
-    "HEADER_TIMEOUT_SECONDS": (0.5, 600),
-    "MAX_CONNECTIONS": (16, 1_000_000),
-    "GRPC_PORT": (0, 65535),
-    "RECORD_SAMPLE_RATE": (0, 1),
-    "RECORD_BUFFER_ROWS": (1, 1_000_000),
-    "RECORD_BATCH_ROWS": (1, 100_000),
-    "RECORD_FLUSH_SECONDS": (0.01, 3600),
-    "RECORD_RETENTION_DAYS": (0.001, 3650),
-    "FEEDBACK_MAX_ROWS": (1, 100_000),
-    "QUALITY_WINDOW_SECONDS": (1, 31_622_400),
-    "QUALITY_INTERVAL_SECONDS": (0.1, 3600),
-    "QUALITY_MARGIN": (0, 0.99),
-    "QUALITY_MIN_LABELS": (1, 10_000_000),
-}
-_INTEGERS = frozenset(
-    {
-        "PORT",
-        "MAX_BODY_BYTES",
-        "MAX_BATCH",
-        "MAX_CONCURRENCY",
-        "DRIFT_WINDOW",
-        "DRIFT_MIN_ROWS",
-        "DRIFT_ROWS_PER_REQUEST",
-        "MAX_HEADER_BYTES",
-        "MAX_CONNECTIONS",
-        "GRPC_PORT",
-        "RECORD_BUFFER_ROWS",
-        "RECORD_BATCH_ROWS",
-        "FEEDBACK_MAX_ROWS",
-        "QUALITY_MIN_LABELS",
-    }
-)
-
-
-def _shown(bound: float) -> str:
-    """A bound as the docs write it: 1000000, not 1e+06."""
-    return str(int(bound)) if bound == int(bound) else repr(bound)
-
-
-def _flag(env: Mapping[str, str], name: str, fallback: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return fallback
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name} must be true or false, got {raw!r}")
-
-
-def _route_groups(env: Mapping[str, str], name: str, fallback: frozenset[str]) -> frozenset[str]:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return fallback
-    if raw == "none":
-        return frozenset()
-    groups = frozenset(g.strip() for g in raw.split(",") if g.strip())
-    unknown = sorted(groups - set(ROUTE_GROUPS))
-    if unknown:
-        raise SettingsError(
-            f"{name} takes none or a comma-separated list of {', '.join(ROUTE_GROUPS)}; "
-            f"got {', '.join(unknown)[:100]!r}"
-        )
-    return groups
 
 
 def split_keys(text: str) -> set[str]:

@@ -1,8 +1,17 @@
+import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
-from server.settings import Settings, SettingsError
+from server.settings import (
+    GROUPS,
+    VARIABLES,
+    Settings,
+    SettingsError,
+    Variable,
+    shown_default,
+)
 
 
 def test_defaults() -> None:
@@ -128,3 +137,95 @@ def test_a_bad_store_uri_is_refused_without_echoing_it() -> None:
         Settings.from_env({"PREDICTION_STORE_URI": "mysql://root:hunter2@db/x"})
     assert "PREDICTION_STORE_URI must be" in str(refused.value)
     assert "hunter2" not in str(refused.value)
+
+
+# --- the table of variables: the server reads only what it declares, and declares it fully ---
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class RecordingEnv(Mapping[str, str]):
+    """An environment that notes every name looked up in it."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.given = values
+        self.read: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        self.read.add(name)
+        return self.given[name]
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("from_env must look variables up by name, not list them")
+
+    def __len__(self) -> int:
+        return len(self.given)
+
+
+def test_from_env_reads_every_declared_variable_and_no_other() -> None:
+    env = RecordingEnv({})
+    Settings.from_env(env)
+    assert env.read == {variable.name for variable in VARIABLES}
+
+
+def test_nothing_else_in_the_server_reads_the_environment() -> None:
+    reads = re.compile(r"\bos\.environ\b|\bgetenv\b|\benviron\s*[\[.]")
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in sorted((ROOT / "server").rglob("*.py"))
+        if path.name != "settings.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if reads.search(line)
+    ]
+    assert not found, "read settings through server/settings.py's VARIABLES: " + "; ".join(found)
+
+
+def test_every_settings_field_has_its_variable() -> None:
+    fields = set(Settings.__dataclass_fields__)
+    declared = [variable.field for variable in VARIABLES if variable.field is not None]
+    assert len(declared) == len(set(declared))
+    assert set(declared) <= fields
+    # api_keys_from_variable is API_KEYS' share of api_keys, kept apart for reloading the file.
+    assert fields - set(declared) == {"api_keys_from_variable"}
+    names = [variable.name for variable in VARIABLES]
+    assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize("variable", VARIABLES, ids=lambda v: v.name)
+def test_each_variable_is_documented_fully(variable: Variable) -> None:
+    numeric = variable.kind in ("int", "float")
+    assert (variable.bounds is not None) == numeric, "numbers, and only numbers, have a range"
+    assert bool(variable.choices) >= (variable.kind == "choice")
+    assert not variable.choices or variable.kind in ("choice", "list")
+    assert variable.group in GROUPS
+    text = variable.description
+    assert text[0].isupper() or text[0] == "`", text
+    assert text.endswith("."), text
+    assert ". " not in text.replace("e.g. ", ""), f"one sentence: {text}"
+    default = shown_default(variable)
+    if variable.bounds is not None:
+        low, high = variable.bounds
+        assert low <= float(default) <= high
+        if variable.kind == "int":
+            assert (low, high) == (int(low), int(high))
+        if low == 0:
+            assert re.search(r"\b0: ", text), f"{variable.name} says what 0 means"
+    if variable.kind == "choice":
+        assert default in variable.choices
+
+
+def test_the_chart_sets_only_variables_the_server_reads() -> None:
+    templates = ROOT / "charts/platform/charts/api/templates"
+    config = re.findall(r"^  ([A-Z][A-Z0-9_]+):", (templates / "configmap.yaml").read_text(), re.M)
+    env = re.findall(
+        r"- name: ([A-Z][A-Z0-9_]+)$", (templates / "deployment.yaml").read_text(), re.M
+    )
+    assert len(config) > 20
+    assert env
+    assert set(config + env) <= {variable.name for variable in VARIABLES}
+
+
+def test_a_choice_names_what_it_takes() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"CHALLENGER_MODE": "canary"})
+    assert str(refused.value) == "CHALLENGER_MODE must be off, split or shadow, got 'canary'"
