@@ -22,8 +22,11 @@ def loadtest_chart(results: Sequence[dict[str, Any]], title: str, path: Path) ->
         left.plot(x, [r["rps"] for r in rows], marker="o", label=body)
         for key, marker in markers.items():
             right.plot(x, [r[key] for r in rows], marker=marker, label=f"{body} {key[:3]}")
-    left.set(xlabel="concurrency (connections)", ylabel="requests/s", title="Throughput")
-    right.set(xlabel="concurrency (connections)", ylabel="ms", title="Latency", yscale="log")
+    left.set(xlabel="concurrency (connections, log scale)", ylabel="requests/s", title="Throughput")
+    left.set_ylim(bottom=0)  # throughput on a linear axis from zero
+    right.set(xlabel="concurrency (connections, log scale)", ylabel="latency (ms, log scale)",
+              title="Latency percentiles")  # fmt: skip
+    right.set_yscale("log")
     levels = sorted({r["concurrency"] for r in results})
     for axes in (left, right):
         axes.set_xscale("log")
@@ -46,7 +49,8 @@ def bench_chart(
 ) -> Path:
     """Bars with min-max whiskers: requests/s per server, and per-call time in process.
 
-    Each item is (label, median, low, high).
+    Each item is (label, median, low, high). Bars start at zero on a linear axis, so their lengths
+    compare honestly; the whiskers' meaning is written under the chart.
     """
     panels = [(http, "requests/s at concurrency 16 (one row)"), (inprocess, "µs per call")]
     panels = [(items, label) for items, label in panels if items]
@@ -59,7 +63,8 @@ def bench_chart(
             [i[3] - m for m, i in zip(medians, items, strict=True)],
         ]
         axes.barh(names, medians, xerr=errors, capsize=3, color="tab:blue", alpha=0.8)
-        axes.set(xscale="log", xlabel=label + " (log scale)")
+        axes.set(xlabel=label)
+        axes.set_xlim(left=0)
         axes.invert_yaxis()
         axes.grid(True, axis="x", alpha=0.3)
         for y, value in enumerate(medians):
@@ -71,7 +76,9 @@ def bench_chart(
                 fontsize=8,
             )
     figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
+    figure.text(0.5, 0.01, "bar: median of the runs; whiskers: the lowest and highest run",
+                ha="center", fontsize=8)  # fmt: skip
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
