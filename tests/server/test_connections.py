@@ -259,6 +259,16 @@ def test_the_cap_leaves_descriptors_for_everything_else(
     assert connection_cap(configured, descriptors) == cap
 
 
+@pytest.mark.parametrize(
+    ("configured", "descriptors", "share"),
+    [(10_000, 1_048_576, 5000), (10_000, 1024, 480), (10_000, 400, 168), (17, 1_048_576, 8)],
+)
+def test_with_grpc_on_each_listener_gets_half_the_cap(
+    configured: int, descriptors: int, share: int
+) -> None:
+    assert connection_cap(configured, descriptors, listeners=2) == share
+
+
 def test_at_the_cap_an_idle_kept_alive_connection_makes_room() -> None:
     async def scenario(server: Server) -> None:
         served = [server.connect() for _ in range(2)]

@@ -300,3 +300,31 @@ def test_the_request_id_is_taken_from_metadata_or_made_up_and_answered_in_traile
     made = dict(made_up.trailing_metadata())["x-request-id"]
     assert len(made) == 16
     assert made != "no spaces allowed"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\x0a\x02\xff\xfe",  # model_name: invalid UTF-8
+        b"\x2a\x04\x0a\x02\xc3\x28",  # inputs[0].name: invalid UTF-8
+        b"\x0a\xff\xff\xff",  # not a message: a length past the end
+    ],
+)
+def test_a_message_that_does_not_decode_is_invalid_argument_and_counted(
+    server: tuple[TestClient, Stub], raw: bytes
+) -> None:
+    client, call = server
+    route = f"/{SERVICE}/ModelInfer"
+    label = f'http_requests_total{{method="GRPC",route="{route}",status="400"}} '
+
+    def count() -> float:
+        text = client.get("/metrics").text
+        return float(text.split(label)[1].split()[0]) if label in text else 0.0
+
+    before = count()
+    method = call.channel.unary_unary(route, request_serializer=None, response_deserializer=None)
+    with pytest.raises(grpc.RpcError) as caught:
+        method(raw, metadata=AUTH, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "ModelInferRequest" in caught.value.details()
+    assert count() == before + 1

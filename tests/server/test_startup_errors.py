@@ -42,6 +42,18 @@ def test_a_port_in_use_is_one_line_naming_the_port_and_the_variable(taken_port: 
     )
 
 
+def test_a_grpc_port_in_use_is_one_line_naming_grpc_port(taken_port: int) -> None:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    result = start({"HOST": "127.0.0.1", "PORT": str(port), "GRPC_PORT": str(taken_port)})
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: port {taken_port} on 127.0.0.1 is already in use (another server?): "
+        f"choose another with GRPC_PORT, e.g. GRPC_PORT={taken_port + 1}\n"
+    )
+
+
 def test_an_address_of_another_machine_is_one_line() -> None:
     result = start({"HOST": "192.0.2.1", "PORT": "8000"})  # TEST-NET-1: never local
     assert result.returncode == 2

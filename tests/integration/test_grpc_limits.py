@@ -1,0 +1,85 @@
+"""The gRPC port against a real server process: descriptors at their limit, and the shutdown."""
+
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+from tests import grpc_wire
+from tests.grpc_wire import Silent, open_call
+from tests.integration.checks import server_errors
+from tests.integration.rawhttp import open_request
+from tests.model_dirs import build_model_dir
+from tests.processes import free_port, model_server
+
+pytestmark = pytest.mark.integration
+
+INFER = "/inference.GRPCInferenceService/ModelInfer"
+
+
+@pytest.fixture(scope="module")
+def iris(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    yield build_model_dir("iris", tmp_path_factory.mktemp("iris"))
+
+
+def test_idle_grpc_connections_leave_descriptors_for_http(iris: Path, tmp_path: Path) -> None:
+    """400 descriptors, 600 gRPC connections that send the preface and nothing more."""
+    grpc_port = free_port()
+    env = {
+        "MODEL_URI": str(iris),
+        "GRPC_PORT": str(grpc_port),
+        "HEADER_TIMEOUT_SECONDS": "60",  # the connections stay for the whole test
+    }
+    with model_server(env, tmp_path, max_open_files=400) as limited, ExitStack() as stack:
+        for _ in range(600):
+            stack.enter_context(grpc_wire.connect(grpc_port))
+        time.sleep(1.0)
+        for _ in range(5):
+            assert httpx.get(limited.url + "/health", timeout=5).status_code == 200
+            assert httpx.get(limited.url + "/ready", timeout=5).status_code == 200
+        stack.close()
+        time.sleep(0.5)
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:  # served again
+            assert channel.unary_unary(INFER.replace("ModelInfer", "ServerLive"))(b"", timeout=10)
+        log = limited.log()
+    assert "Too many open files" not in log
+    assert server_errors(log) == []
+
+
+def test_sigterm_stops_http_and_grpc_together_within_the_grace(iris: Path, tmp_path: Path) -> None:
+    """Calls in flight on both ports: each listener gets SHUTDOWN_GRACE_SECONDS at once, not in turn."""
+    grace = 4.0
+    grpc_port = free_port()
+    env = {
+        "MODEL_URI": str(iris),
+        "GRPC_PORT": str(grpc_port),
+        "SHUTDOWN_GRACE_SECONDS": str(grace),
+        "BODY_TIMEOUT_SECONDS": "0",  # neither request ends by itself
+    }
+    silent = Silent()
+    with (
+        model_server(env, tmp_path) as server,
+        grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
+        open_request(server.url, "/predict", 100) as http,
+    ):
+        try:
+            http.sendall(b'{"features": ')
+            call = open_call(channel, INFER, silent)
+            time.sleep(0.5)
+            started = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            server.process.wait(30)
+            stopped_after = time.monotonic() - started
+        finally:
+            silent.release.set()
+        assert call.exception(timeout=5) is not None
+        log = server.log()
+    assert server.process.returncode == 0
+    assert grace <= stopped_after < grace + 3  # in turn it would take twice the grace
+    assert server_errors(log) == []
+
