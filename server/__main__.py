@@ -3,8 +3,9 @@
 This module owns signals and shutdown. On SIGTERM the server drains: readiness answers 503 at
 once while requests are still served (Kubernetes needs a moment to take the pod out of its
 endpoints), then after SHUTDOWN_DELAY_SECONDS uvicorn stops accepting connections and waits up to
-SHUTDOWN_GRACE_SECONDS for accepted requests to finish. SIGINT (Ctrl-C at a terminal) skips the
-delay. A second signal exits at once.
+SHUTDOWN_GRACE_SECONDS for accepted requests to finish. The gRPC port, when on, stops accepting
+at the same moment and its calls in flight get the same grace, alongside HTTP's. SIGINT (Ctrl-C at
+a terminal) skips the delay. A second signal exits at once.
 """
 
 import asyncio
@@ -15,6 +16,7 @@ import socket
 import sys
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -25,6 +27,9 @@ from server.listen import ListenError, check_can_listen
 from server.logs import configure_logging
 from server.settings import Settings, SettingsError
 
+if TYPE_CHECKING:  # grpcio is imported only when gRPC is on
+    from server.grpc_server import GrpcFrontEnd
+
 log = logging.getLogger("server")
 _CONNECTION_CLOSE = (b"connection", b"close")
 _LAST_REQUESTS_SECONDS = 0.5
@@ -33,11 +38,19 @@ _LAST_REQUESTS_SECONDS = 0.5
 class DrainingServer(uvicorn.Server):
     """uvicorn.Server with a drain phase between the first signal and the usual shutdown."""
 
-    def __init__(self, config: uvicorn.Config, models: Models, delay_seconds: float) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        models: Models,
+        delay_seconds: float,
+        grpc: "GrpcFrontEnd | None" = None,
+    ) -> None:
         super().__init__(config)
         self.models = models
         self.delay_seconds = delay_seconds
+        self.grpc = grpc
         self.stop_at: float | None = None
+        self._grpc_stopped: asyncio.Task[None] | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Runs as a Python signal handler on the main thread: only set flags, the loop acts on them.
@@ -75,6 +88,10 @@ class DrainingServer(uvicorn.Server):
         # such requests a moment to arrive, so they are answered rather than reset.
         for listener in getattr(self, "servers", []):
             listener.close()
+        if self.grpc is not None:
+            # gRPC stops accepting now too, and its calls share HTTP's grace rather than
+            # getting their own after it; the app's shutdown waits for this same stop.
+            self._grpc_stopped = asyncio.create_task(self.grpc.stop(), name="grpc-stop")
         if not self.force_exit:
             await asyncio.sleep(_LAST_REQUESTS_SECONDS)
         await super().shutdown(sockets)
@@ -102,6 +119,8 @@ def main() -> int:
     try:
         settings = Settings.from_env()
         check_can_listen(settings.host, settings.port)
+        if settings.grpc_port:
+            check_can_listen(settings.host, settings.grpc_port, "GRPC_PORT")
     except (SettingsError, ListenError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -111,13 +130,17 @@ def main() -> int:
     guard = ConnectionGuard(
         settings.max_header_bytes,
         settings.header_timeout_seconds,
-        connection_cap(settings.max_connections, descriptor_limit()),
+        # With gRPC on, HTTP and gRPC each get half (server/grpc_limits.py).
+        connection_cap(
+            settings.max_connections, descriptor_limit(), 2 if settings.grpc_port else 1
+        ),
         app.state.metrics,
     )
     log.info(
         "connection limits",
         extra={
             "max_connections": guard.max_connections,
+            "grpc_max_connections": guard.max_connections if settings.grpc_port else 0,
             "descriptor_limit": descriptor_limit(),
             "max_header_bytes": guard.max_header_bytes,
             "header_timeout_seconds": guard.header_timeout,
@@ -135,7 +158,9 @@ def main() -> int:
         proxy_headers=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
-    server = DrainingServer(config, app.state.models, settings.shutdown_delay_seconds)
+    server = DrainingServer(
+        config, app.state.models, settings.shutdown_delay_seconds, app.state.grpc
+    )
     # Everything imported so far lives as long as the process: keep the collector from walking
     # it again and again (fewer and shorter pauses on the request path).
     gc.collect()

@@ -44,11 +44,12 @@ def descriptor_limit() -> int:
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
-def connection_cap(configured: int, descriptors: int) -> int:
-    """Connections allowed open: the setting, but always leaving descriptors for everything else
-    (the model files, the registry's database or HTTP connections, logs)."""
+def connection_cap(configured: int, descriptors: int, listeners: int = 1) -> int:
+    """Connections allowed open on each of `listeners` (HTTP, and gRPC when on): an equal share
+    of the setting, always leaving descriptors for everything else (the model files, the
+    registry's database or HTTP connections, logs)."""
     reserve = max(64, descriptors // 20)
-    return max(1, min(configured, descriptors - reserve))
+    return max(1, min(configured, descriptors - reserve) // listeners)
 
 
 def _error(status: bytes, detail: str) -> bytes:

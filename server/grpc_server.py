@@ -8,8 +8,16 @@ drift, shadow), the API keys (`authorization: Bearer <key>` metadata on ModelInf
 concurrency limit and the request metrics (method `GRPC`, the RPC's path as the route, the HTTP
 status its outcome corresponds to). Tensors arrive as `raw_input_contents` (what Triton's client
 sends) or typed `contents`; outputs are answered the same way the inputs came.
+
+Every method is registered as request-streaming, though each takes one message: grpc then calls
+our handler as soon as the call's metadata is in, before the message is read, so the shed and key
+checks refuse a call without receiving its message, the concurrency slot is held from before the
+read until the call ends (a call cancelled mid-message gives it back), the message gets the
+BODY_TIMEOUT_SECONDS deadline HTTP bodies get, and a message that does not decode is our
+INVALID_ARGUMENT rather than grpc's UNKNOWN. The connection limits are server/grpc_limits.py.
 """
 
+import asyncio
 import logging
 import random
 import re
@@ -19,12 +27,19 @@ from typing import Any, TypeVar
 
 import grpc
 import numpy as np
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from server import __version__
 from server.auth import METADATA, ApiKeys, needs_key
 from server.dataplane import Choice, DataPlane
-from server.errors import INTERNAL_MESSAGE, SHED_MESSAGE, MalformedRequest, ServerError
+from server.errors import (
+    INTERNAL_MESSAGE,
+    SHED_MESSAGE,
+    MalformedRequest,
+    RequestTimeout,
+    ServerError,
+)
+from server.grpc_limits import listen_address, max_rpcs, server_options
 from server.lifecycle import Models
 from server.limits import Concurrency
 from server.metrics import Metrics
@@ -38,7 +53,6 @@ from server.tensors import check_input, datatype, output_bytes, rows_from_bytes,
 log = logging.getLogger("server.grpc")
 SERVICE = "inference.GRPCInferenceService"
 HEALTH_SERVICE = "grpc.health.v1.Health"
-GRPC_STOP_GRACE_SECONDS = 5.0
 _METHOD_LABEL = "GRPC"
 _MAX_REQUEST_ID = 128
 _PRINTABLE = re.compile(r"[\x21-\x7e]+")  # visible ASCII, as for X-Request-ID over HTTP
@@ -62,6 +76,7 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 Request = TypeVar("Request", bound=Message)
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Message]]
+_CLIENT_CLOSED = 499  # as HTTP counts a client that hung up
 
 
 def _metadata(context: grpc.aio.ServicerContext) -> tuple[str, str | None]:
@@ -146,48 +161,72 @@ class GrpcFrontEnd:
         self.concurrency = concurrency
         self.server: grpc.aio.Server | None = None
         self.port = 0  # the bound port, once started
+        self._stopped: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
-        """Listen on HOST:GRPC_PORT; raise if the port cannot be bound."""
-        limit = self.settings.max_body_bytes
+        """Listen on HOST:GRPC_PORT; raise OSError naming GRPC_PORT if it cannot be bound."""
+        settings = self.settings
         server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", limit),
-                ("grpc.so_reuseport", 0),  # a second server on the port is an error, not a share
-            ]
+            options=server_options(settings), maximum_concurrent_rpcs=max_rpcs(settings)
         )
         server.add_generic_rpc_handlers((self._inference_handler(), self._health_handler()))
-        self.port = server.add_insecure_port(f"{self.settings.host}:{self.settings.grpc_port}")
-        if not self.port:
-            raise OSError(f"cannot listen for gRPC on port {self.settings.grpc_port}")
+        address = listen_address(settings.host, settings.grpc_port)
+        try:
+            self.port = server.add_insecure_port(address)
+        except RuntimeError:  # grpc's own message says only "Failed to bind"
+            raise OSError(
+                f"cannot listen for gRPC on {address} (in use, or not an address of this "
+                "machine): choose another GRPC_PORT or HOST"
+            ) from None
         await server.start()
         self.server = server
         log.info("gRPC listening", extra={"port": self.port})
 
-    async def stop(self, grace: float = GRPC_STOP_GRACE_SECONDS) -> None:
-        """Stop accepting calls and give those in flight `grace` seconds to finish."""
-        if self.server is not None:
-            await self.server.stop(grace)
-            self.server = None
+    async def stop(self) -> None:
+        """Stop accepting calls; those in flight get SHUTDOWN_GRACE_SECONDS to finish.
 
-    def _wrap(self, name: str, handler: Handler, needs_key: bool, sheddable: bool) -> Handler:
-        """A handler with the API key check, shedding, error mapping and request metrics."""
+        Called when HTTP stops accepting (so both share the grace) and again at the app's
+        shutdown: the second call waits for the first.
+        """
+        if self.server is None:
+            return
+        if self._stopped is None:
+            self._stopped = asyncio.ensure_future(
+                self.server.stop(self.settings.shutdown_grace_seconds)
+            )
+        await asyncio.shield(self._stopped)
+
+    def _wrap(
+        self, name: str, handler: Handler, message: type[Message], needs_key: bool,
+        sheddable: bool,
+    ) -> grpc.RpcMethodHandler:  # fmt: skip
+        """The method: shedding and the key check, then the message read within the body
+        deadline and decoded, then `handler`; errors mapped to statuses, request metrics."""
         route = f"/{name}"
         observe = self.metrics.observe_request
         concurrency = self.concurrency
         keys = self.keys
+        read = _reader(message, self.settings.body_timeout_seconds)
 
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Message:
+        async def call(requests: Any, context: grpc.aio.ServicerContext) -> Message:
             started = time.perf_counter()
             if sheddable and concurrency.full():
                 self.metrics.shed.inc()
                 observe(_METHOD_LABEL, "shed", 503, time.perf_counter() - started)
                 await context.abort(grpc.StatusCode.UNAVAILABLE, SHED_MESSAGE)
-            concurrency.in_flight += 1
+            # A call that may be shed holds its slot from before its message is read; a probe
+            # takes one only once its message is in, so unread probes never shed inference.
+            counted = sheddable
+            if counted:
+                concurrency.in_flight += 1
             status = 500
             try:
                 if needs_key and keys.enabled:
                     keys.check_authorization(_metadata(context)[0])
+                request = await read(context)
+                if not counted:
+                    concurrency.in_flight += 1
+                    counted = True
                 answer = await handler(request, context)
                 status = 200
                 return answer
@@ -195,15 +234,19 @@ class GrpcFrontEnd:
                 status = exc.status_code
                 await context.abort(GRPC_CODES.get(status, grpc.StatusCode.INTERNAL), exc.detail)
                 raise  # abort raises; this only tells the type checker
+            except asyncio.CancelledError:  # the client went away (or the grace ran out)
+                status = _CLIENT_CLOSED
+                raise
             except Exception as exc:  # a bug: logged, and answered without its details
                 log.error("unhandled error", exc_info=exc, extra={"rpc": route})
                 await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
                 raise
             finally:
-                concurrency.in_flight -= 1
+                if counted:
+                    concurrency.in_flight -= 1
                 observe(_METHOD_LABEL, route, status, time.perf_counter() - started)
 
-        return wrapped
+        return grpc.stream_unary_rpc_method_handler(call, response_serializer=_serialize)
 
     def _inference_handler(self) -> grpc.GenericRpcHandler:
         settings, models, plane = self.settings, self.models, self.plane
@@ -281,11 +324,7 @@ class GrpcFrontEnd:
         return grpc.method_handlers_generic_handler(
             SERVICE,
             {
-                name: grpc.unary_unary_rpc_method_handler(
-                    self._wrap(f"{SERVICE}/{name}", handler, needs_key, sheddable),
-                    request_deserializer=message.FromString,
-                    response_serializer=_serialize,
-                )
+                name: self._wrap(f"{SERVICE}/{name}", handler, message, needs_key, sheddable)
                 for name, (handler, message, needs_key, sheddable) in methods.items()
             },
         )
@@ -310,15 +349,11 @@ class GrpcFrontEnd:
         return grpc.method_handlers_generic_handler(
             HEALTH_SERVICE,
             {
-                "Check": grpc.unary_unary_rpc_method_handler(
-                    self._wrap(f"{HEALTH_SERVICE}/Check", check, False, False),
-                    request_deserializer=health_pb2.HealthCheckRequest.FromString,
-                    response_serializer=_serialize,
+                "Check": self._wrap(
+                    f"{HEALTH_SERVICE}/Check", check, health_pb2.HealthCheckRequest, False, False
                 ),
-                "List": grpc.unary_unary_rpc_method_handler(
-                    self._wrap(f"{HEALTH_SERVICE}/List", listing, False, False),
-                    request_deserializer=health_pb2.HealthListRequest.FromString,
-                    response_serializer=_serialize,
+                "List": self._wrap(
+                    f"{HEALTH_SERVICE}/List", listing, health_pb2.HealthListRequest, False, False
                 ),
             },
         )
@@ -335,3 +370,27 @@ class _UnknownService(ServerError):
 
 def _serialize(message: Message) -> bytes:
     return message.SerializeToString()
+
+
+def _reader(
+    message: type[Message], seconds: float
+) -> Callable[[grpc.aio.ServicerContext], Awaitable[Message]]:
+    """Reads a call's one request message within `seconds` (0: no deadline) and decodes it."""
+    decode = message.FromString
+    kind = message.__name__
+
+    async def read(context: grpc.aio.ServicerContext) -> Message:
+        try:
+            raw = await (asyncio.wait_for(context.read(), seconds) if seconds else context.read())
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the request message did not arrive within {seconds:g} seconds"
+            ) from None
+        if raw is grpc.aio.EOF:
+            raise MalformedRequest(f"the call ended without its {kind}")
+        try:
+            return decode(raw)
+        except DecodeError:  # invalid UTF-8 in a string, a truncated field, not protobuf
+            raise MalformedRequest(f"the request is not a valid {kind}") from None
+
+    return read

@@ -8,8 +8,11 @@ class ListenError(Exception):
     """HOST and PORT name an address this process cannot listen on; the message says why."""
 
 
-def check_can_listen(host: str, port: int) -> None:
-    """Bind, and release, each address uvicorn will bind; raise ListenError naming the fix."""
+def check_can_listen(host: str, port: int, variable: str = "PORT") -> None:
+    """Bind, and release, each address the server will bind; raise ListenError naming the fix.
+
+    `variable` is the setting that chose the port (PORT for HTTP, GRPC_PORT for gRPC).
+    """
     try:
         addresses = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -28,14 +31,14 @@ def check_can_listen(host: str, port: int) -> None:
             try:
                 probe.bind(address)
             except OSError as exc:
-                raise ListenError(_reason(exc, host, port)) from None
+                raise ListenError(_reason(exc, host, port, variable)) from None
 
 
-def _reason(exc: OSError, host: str, port: int) -> str:
+def _reason(exc: OSError, host: str, port: int, variable: str) -> str:
     if exc.errno == errno.EADDRINUSE:
         return (
             f"port {port} on {host} is already in use (another server?): "
-            f"choose another with PORT, e.g. PORT={port + 1}"
+            f"choose another with {variable}, e.g. {variable}={port + 1}"
         )
     if exc.errno == errno.EADDRNOTAVAIL:
         return (
@@ -44,6 +47,7 @@ def _reason(exc: OSError, host: str, port: int) -> str:
         )
     if exc.errno == errno.EACCES:
         return (
-            f"port {port} needs root (ports below 1024 are privileged): choose PORT=1024 or above"
+            f"port {port} needs root (ports below 1024 are privileged): "
+            f"choose {variable}=1024 or above"
         )
     return f"cannot listen on {host}:{port}: {exc.strerror}"

@@ -10,7 +10,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -24,7 +24,12 @@ MAX_CONCURRENT_STREAMS = 0x3
 
 def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
     """One frame: 24-bit length, type, flags, 31-bit stream id, payload."""
-    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+    return (
+        struct.pack(">I", len(payload))[1:]
+        + bytes([kind, flags])
+        + struct.pack(">I", stream)
+        + payload
+    )
 
 
 PREFACE = MAGIC + frame(SETTINGS, 0, 0)  # what a real client sends first: magic, empty SETTINGS
@@ -56,12 +61,19 @@ def connect(port: int, first: bytes = PREFACE) -> socket.socket:
     return sock
 
 
-def read_frames(sock: socket.socket, seconds: float = 5.0) -> list[tuple[int, int, int, bytes]]:
-    """Frames the server sends within `seconds`, as (type, flags, stream, payload), until it closes."""
-    frames: list[tuple[int, int, int, bytes]] = []
+Frame = tuple[int, int, int, bytes]  # type, flags, stream, payload
+
+
+def read_frames(
+    sock: socket.socket, seconds: float = 5.0, until: Callable[[Frame], bool] | None = None
+) -> list[Frame]:
+    """Frames the server sends within `seconds`, until it closes or sends one `until` wants."""
+    frames: list[Frame] = []
     buffer = b""
     deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
+    while (left := deadline - time.monotonic()) > 0 and not (
+        until is not None and any(until(f) for f in frames)
+    ):
         readable, _, _ = select.select([sock], [], [], left)
         if not readable:
             break
@@ -83,30 +95,34 @@ def read_frames(sock: socket.socket, seconds: float = 5.0) -> list[tuple[int, in
 
 def server_settings(sock: socket.socket) -> dict[int, int]:
     """The parameters of the first SETTINGS frame the server sends."""
-    for kind, flags, _, payload in read_frames(sock, 2.0):
+    for kind, flags, _, payload in read_frames(sock, 5.0, lambda f: f[0] == SETTINGS):
         if kind == SETTINGS and not flags & ACK:
             return {
-                int.from_bytes(payload[i : i + 2], "big"): int.from_bytes(payload[i + 2 : i + 6], "big")
+                int.from_bytes(payload[i : i + 2], "big"): int.from_bytes(
+                    payload[i + 2 : i + 6], "big"
+                )
                 for i in range(0, len(payload), 6)
             }
     raise AssertionError("the server sent no SETTINGS")
 
 
-def closed(sockets: list[socket.socket], seconds: float) -> int:
-    """How many of `sockets` the server closes within `seconds` (whatever it sends first)."""
-    open_ = {sock.fileno(): sock for sock in sockets}
-    shut = 0
+def closed(
+    sockets: list[socket.socket], seconds: float, enough: int | None = None
+) -> list[socket.socket]:
+    """Those of `sockets` the server closes within `seconds` (or once `enough` are closed)."""
+    open_ = list(sockets)
+    shut: list[socket.socket] = []
     deadline = time.monotonic() + seconds
-    while open_ and (left := deadline - time.monotonic()) > 0:
-        readable, _, _ = select.select(list(open_.values()), [], [], min(left, 0.2))
+    while open_ and len(shut) != enough and (left := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select(open_, [], [], min(left, 0.2))
         for sock in readable:
             try:
                 chunk = sock.recv(65536)
             except ConnectionResetError:
                 chunk = b""
             if not chunk:
-                del open_[sock.fileno()]
-                shut += 1
+                open_.remove(sock)
+                shut.append(sock)
     return shut
 
 
@@ -116,9 +132,9 @@ class Silent:
     def __init__(self) -> None:
         self.release = threading.Event()
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[bytes]:  # a generator: grpc's sending thread waits, not ours
         self.release.wait(30)
-        return iter(())
+        yield from ()
 
 
 def open_call(channel: grpc.Channel, path: str, silent: Silent, **kwargs: Any) -> Any:
