@@ -36,6 +36,7 @@ from server.errors import (
     INTERNAL_MESSAGE,
     SHED_MESSAGE,
     MalformedRequest,
+    PayloadTooLarge,
     RequestTimeout,
     ServerError,
 )
@@ -206,7 +207,7 @@ class GrpcFrontEnd:
         observe = self.metrics.observe_request
         concurrency = self.concurrency
         keys = self.keys
-        read = _reader(message, self.settings.body_timeout_seconds)
+        read = _reader(message, self.settings.body_timeout_seconds, self.settings.max_body_bytes)
 
         async def call(requests: Any, context: grpc.aio.ServicerContext) -> Message:
             started = time.perf_counter()
@@ -373,11 +374,17 @@ def _serialize(message: Message) -> bytes:
 
 
 def _reader(
-    message: type[Message], seconds: float
+    message: type[Message], seconds: float, limit: int
 ) -> Callable[[grpc.aio.ServicerContext], Awaitable[Message]]:
     """Reads a call's one request message within `seconds` (0: no deadline) and decodes it."""
     decode = message.FromString
     kind = message.__name__
+    # grpc reads the same end of a call whether its message was too large (grpc has answered
+    # RESOURCE_EXHAUSTED already) or the client sent none; the first is the one that happens.
+    missing = (
+        f"no {kind} arrived whole: it was larger than the limit of {limit} bytes, "
+        "or the call ended without one"
+    )
 
     async def read(context: grpc.aio.ServicerContext) -> Message:
         try:
@@ -387,7 +394,7 @@ def _reader(
                 f"the request message did not arrive within {seconds:g} seconds"
             ) from None
         if raw is grpc.aio.EOF:
-            raise MalformedRequest(f"the call ended without its {kind}")
+            raise PayloadTooLarge(missing)
         try:
             return decode(raw)
         except DecodeError:  # invalid UTF-8 in a string, a truncated field, not protobuf

@@ -5,7 +5,6 @@ connection), the key and shed checks before the request message is read, the dea
 message, the bound on RPCs with MAX_CONCURRENCY, binding IPv6 literals, and the stop's grace.
 """
 
-import re
 import socket
 import time
 from contextlib import ExitStack
@@ -14,7 +13,6 @@ from typing import Any
 
 import grpc
 import pytest
-from starlette.testclient import TestClient
 
 from server import grpc_limits
 from server.grpc_limits import UNSHED_RPCS, listen_address
@@ -23,7 +21,14 @@ from server.settings import Settings
 from tests import grpc_wire
 from tests.grpc_wire import Silent, open_call
 from tests.server.conftest import serve
-from tests.server.test_grpc_server import AUTH, KEY, SERVICE, free_port, infer_request
+from tests.server.test_grpc_server import (
+    AUTH,
+    KEY,
+    SERVICE,
+    free_port,
+    grpc_count,
+    infer_request,
+)
 
 INFER = f"/{SERVICE}/ModelInfer"
 LIVE = f"/{SERVICE}/ServerLive"
@@ -35,18 +40,6 @@ def settings(model_dirs: dict[str, Path], **changes: Any) -> Settings:
         "api_keys": frozenset({KEY}), **changes,
     }  # fmt: skip
     return Settings(**values)
-
-
-def metrics_text(client: TestClient) -> str:
-    return str(client.app.state.metrics.exposition()[0].decode())  # type: ignore[attr-defined]
-
-
-def grpc_count(client: TestClient, route: str, status: int) -> float:
-    pattern = (
-        rf'http_requests_total{{method="GRPC",route="{re.escape(route)}",status="{status}"}} (\S+)'
-    )
-    found = re.search(pattern, metrics_text(client))
-    return float(found.group(1)) if found else 0.0
 
 
 # --- connections ---

@@ -28,6 +28,13 @@ ROWS = np.array([list(SETOSA.values()), list(VIRGINICA.values())], dtype=np.floa
 Tensor = pb.ModelInferRequest.InferInputTensor
 
 
+def grpc_count(client: TestClient, route: str, status: int) -> float:
+    """`http_requests_total` for gRPC calls to `route` (an RPC's path, or "shed") with `status`."""
+    label = f'http_requests_total{{method="GRPC",route="{route}",status="{status}"}} '
+    text = client.get("/metrics").text
+    return float(text.split(label)[1].split()[0]) if label in text else 0.0
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -315,16 +322,22 @@ def test_a_message_that_does_not_decode_is_invalid_argument_and_counted(
 ) -> None:
     client, call = server
     route = f"/{SERVICE}/ModelInfer"
-    label = f'http_requests_total{{method="GRPC",route="{route}",status="400"}} '
-
-    def count() -> float:
-        text = client.get("/metrics").text
-        return float(text.split(label)[1].split()[0]) if label in text else 0.0
-
-    before = count()
+    before = grpc_count(client, route, 400)
     method = call.channel.unary_unary(route, request_serializer=None, response_deserializer=None)
     with pytest.raises(grpc.RpcError) as caught:
         method(raw, metadata=AUTH, timeout=10)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "ModelInferRequest" in caught.value.details()
-    assert count() == before + 1
+    assert grpc_count(client, route, 400) == before + 1
+
+
+def test_a_message_past_max_body_bytes_is_resource_exhausted_and_counted(
+    server: tuple[TestClient, Stub],
+) -> None:
+    client, call = server
+    before = grpc_count(client, f"/{SERVICE}/ModelInfer", 413)
+    with pytest.raises(grpc.RpcError) as caught:  # 1.1 MB: past the default 1 MiB
+        call("ModelInfer", infer_request(np.ones((70_000, 4), np.float32)),
+             pb.ModelInferResponse, metadata=AUTH)  # fmt: skip
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert grpc_count(client, f"/{SERVICE}/ModelInfer", 413) == before + 1
