@@ -7,6 +7,9 @@ connections belong to grpc core, so the same bounds are given to it as channel a
   take the descriptors HTTP and its probes need; past it core closes a new connection at once
   (it cannot evict an older one, as HTTP does);
 - the handshake (the client's preface and SETTINGS frame) within HEADER_TIMEOUT_SECONDS;
+- a call's metadata (its headers) at most MAX_HEADER_BYTES, as grpc counts it (each entry's name
+  and value and 32 bytes): past it the call is RESOURCE_EXHAUSTED (grpc's own defaults refuse
+  some calls between 8 and 16 KiB and every one past that);
 - a connection with no call for IDLE_SECONDS is closed (GOAWAY; clients reconnect when they next
   call), as HTTP closes idle kept-alive connections;
 - STREAMS_PER_CONNECTION calls at once on one connection;
@@ -55,6 +58,8 @@ def server_options(settings: Settings) -> list[tuple[str, Any]]:
         ("grpc.so_reuseport", 0),  # a second server on the port is an error, not a share
         ("grpc.max_allowed_incoming_connections", max_connections(settings)),
         ("grpc.server_handshake_timeout_ms", round(settings.header_timeout_seconds * 1000)),
+        ("grpc.max_metadata_size", settings.max_header_bytes),
+        ("grpc.absolute_max_metadata_size", settings.max_header_bytes),
         ("grpc.max_connection_idle_ms", round(IDLE_SECONDS * 1000)),
         ("grpc.max_concurrent_streams", STREAMS_PER_CONNECTION),
     ]

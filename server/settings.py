@@ -198,35 +198,41 @@ VARIABLES: tuple[Variable, ...] = (
     # --- limits and timeouts
     Variable("MAX_BODY_BYTES", "max_body_bytes", "int", "limits",
              "Largest request body in bytes, counted while reading; a larger one is answered "
-             "413.", bounds=(1, 64 * 1024 * 1024)),
+             "413 (a gRPC request message: `RESOURCE_EXHAUSTED`).", bounds=(1, 64 * 1024 * 1024)),
     Variable("MAX_BATCH", "max_batch", "int", "limits",
              "Most rows in one request (more is answered 413) and in one model call that "
              "requests share.", bounds=(1, 100_000)),
     Variable("MAX_CONCURRENCY", "max_concurrency", "int", "limits",
-             "Requests in flight at most, past which a request is answered 503 with "
-             "`Retry-After` (probes and `/metrics` are never shed); 0: no limit.",
+             "Requests in flight at most, HTTP and gRPC together, past which a request is "
+             "answered 503 with `Retry-After` (gRPC: `UNAVAILABLE`; probes and `/metrics` are "
+             "never shed); 0: no limit.",
              bounds=(0, 100_000)),
     Variable("BODY_TIMEOUT_SECONDS", "body_timeout_seconds", "float", "limits",
              "Seconds a request body may take to arrive from its first read, else 408 and the "
-             "connection is closed; 0: no deadline.", bounds=(0, 3600)),
+             "connection is closed (a gRPC request message, from the call's start: "
+             "`DEADLINE_EXCEEDED`); 0: no deadline.", bounds=(0, 3600)),
     Variable("MAX_HEADER_BYTES", "max_header_bytes", "int", "limits",
              "Largest request head (request line and headers) in bytes; a larger one is "
-             "answered 431 and the connection closed.", bounds=(1024, 1024 * 1024)),
+             "answered 431 and the connection closed (a gRPC call's metadata: "
+             "`RESOURCE_EXHAUSTED`).", bounds=(1024, 1024 * 1024)),
     Variable("HEADER_TIMEOUT_SECONDS", "header_timeout_seconds", "float", "limits",
              "Seconds a new connection has to send its first request head, and any later head "
-             "to complete from its first byte, else the connection is closed.",
+             "to complete from its first byte, else the connection is closed (on the gRPC port: "
+             "seconds to complete the HTTP/2 handshake).",
              bounds=(0.5, 600)),
     Variable("MAX_CONNECTIONS", "max_connections", "int", "limits",
              "Open connections at most (and always 5 %, at least 64, below the descriptor "
-             "limit); past it the connection that has waited longest for a request is evicted.",
+             "limit); past it the connection that has waited longest for a request is evicted. "
+             "With gRPC on, HTTP and gRPC get half each; past gRPC's half a new gRPC connection "
+             "is closed at once.",
              bounds=(16, 1_000_000)),
     Variable("SHUTDOWN_DELAY_SECONDS", "shutdown_delay_seconds", "float", "limits",
              "Seconds after SIGTERM during which readiness answers 503 but requests are still "
              "served, so load balancers stop sending any; 0: stop accepting at once.",
              bounds=(0, 300)),
     Variable("SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds", "float", "limits",
-             "Seconds that accepted requests, then the queue of recorded predictions, get to "
-             "finish once the server stops accepting connections; 0: none.",
+             "Seconds that accepted requests (HTTP and gRPC alike), then the queue of recorded "
+             "predictions, get to finish once the server stops accepting connections; 0: none.",
              bounds=(0, 3600)),
     # --- model lifecycle
     Variable("MODEL_URI", "model_uri", "text", "lifecycle",

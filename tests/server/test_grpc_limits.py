@@ -221,3 +221,18 @@ def test_calls_in_flight_get_shutdown_grace_seconds(model_dirs: dict[str, Path])
             silent.release.set()
         assert call.exception(timeout=5) is not None
     assert stopped_after < 3.0  # the grace (0.5 s), not a fixed one
+
+
+def test_metadata_is_bounded_by_max_header_bytes(model_dirs: dict[str, Path]) -> None:
+    config = settings(model_dirs, max_header_bytes=4096)
+    options = [("grpc.max_metadata_size", 1 << 20), ("grpc.absolute_max_metadata_size", 1 << 20)]
+    with (
+        serve(config),
+        grpc.insecure_channel(f"127.0.0.1:{config.grpc_port}", options=options) as channel,
+    ):
+        live = channel.unary_unary(LIVE)
+        for _ in range(5):  # grpc's own limits refuse only some calls between 8 and 16 KiB
+            live(b"", metadata=(("x-padding", "a" * 3000),), timeout=10)
+            with pytest.raises(grpc.RpcError) as caught:
+                live(b"", metadata=(("x-padding", "a" * 5000),), timeout=10)
+            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
