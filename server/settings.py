@@ -222,9 +222,8 @@ VARIABLES: tuple[Variable, ...] = (
              bounds=(0.5, 600)),
     Variable("MAX_CONNECTIONS", "max_connections", "int", "limits",
              "Open connections at most (and always 5 %, at least 64, below the descriptor "
-             "limit); past it the connection that has waited longest for a request is evicted. "
-             "With gRPC on, HTTP and gRPC get half each; past gRPC's half a new gRPC connection "
-             "is closed at once.",
+             "limit), HTTP and gRPC getting half each when gRPC is on; past it the HTTP "
+             "connection that has waited longest for a request is evicted, a new gRPC one closed.",
              bounds=(16, 1_000_000)),
     Variable("SHUTDOWN_DELAY_SECONDS", "shutdown_delay_seconds", "float", "limits",
              "Seconds after SIGTERM during which readiness answers 503 but requests are still "
