@@ -15,7 +15,8 @@ reset and the registry could not open its database.
 and `ConnectionGuard` keeps the open connections at most MAX_CONNECTIONS, less than the
 descriptor limit: a connection beyond that evicts one that is not serving a request (the one
 that has waited longest for a head, else an idle kept-alive one), so a new client (a kubelet
-probe, say) is served rather than refused.
+probe, say) is served rather than refused. With gRPC on, HTTP gets half of MAX_CONNECTIONS and
+gRPC the other half (server/grpc_limits.py), so neither port can take the other's descriptors.
 
 The request path pays a few comparisons: a head that arrives in one read is neither counted nor
 timed; one split across reads is counted and put on a waiting list (a dict, in deadline order),
