@@ -388,7 +388,8 @@ def _reader(
 
     async def read(context: grpc.aio.ServicerContext) -> Message:
         try:
-            raw = await (asyncio.wait_for(context.read(), seconds) if seconds else context.read())
+            async with asyncio.timeout(seconds or None):  # a timer, not a task as wait_for takes
+                raw = await context.read()
         except TimeoutError:
             raise RequestTimeout(
                 f"the request message did not arrive within {seconds:g} seconds"
