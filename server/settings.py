@@ -126,6 +126,9 @@ class Settings:
             raise SettingsError("PREDICTION_STORE_URI must be sqlite:///path or postgresql://...")
         values["prediction_store_uri"] = store_uri
         window, min_rows = values["drift_window"], values["drift_min_rows"]
+        if not read("DRIFT_MIN_ROWS").strip():
+            # The default follows a smaller window, so DRIFT_WINDOW alone is always enough.
+            min_rows = values["drift_min_rows"] = min(min_rows, window)
         if min_rows > window:
             raise SettingsError(
                 f"DRIFT_MIN_ROWS ({min_rows}) must not exceed DRIFT_WINDOW ({window})"
@@ -273,7 +276,8 @@ VARIABLES: tuple[Variable, ...] = (
     # A handful of rows gives a PSI of several units by chance alone.
     Variable("DRIFT_MIN_ROWS", "drift_min_rows", "int", "drift",
              "Rows needed in the window before any PSI is reported or exported (below it "
-             "`/drift` says insufficient data); at most `DRIFT_WINDOW`.", bounds=(1, 100_000)),
+             "`/drift` says insufficient data), at most `DRIFT_WINDOW`; unset, the default or "
+             "`DRIFT_WINDOW` when that is smaller.", bounds=(1, 100_000)),
     Variable("DRIFT_ROWS_PER_REQUEST", "drift_rows_per_request", "int", "drift",
              "Most rows one scoring call adds to the window, evenly spaced through its batch, so "
              "that one large batch cannot fill it.", bounds=(1, 100_000)),

@@ -81,3 +81,11 @@ def test_every_numeric_setting_has_a_range() -> None:
         if f.type in ("int", "float", int, float)
     ]
     assert len(numeric) == len(NUMERIC_RANGES), (numeric, sorted(NUMERIC_RANGES))
+
+
+def test_a_small_drift_window_alone_brings_the_minimum_down_with_it() -> None:
+    """The chart sets DRIFT_WINDOW only; a window under 300 must not stop the server."""
+    assert Settings.from_env({"DRIFT_WINDOW": "200"}).drift_min_rows == 200
+    assert Settings.from_env({"DRIFT_WINDOW": "5000"}).drift_min_rows == 300
+    with pytest.raises(SettingsError, match="DRIFT_MIN_ROWS"):
+        Settings.from_env({"DRIFT_WINDOW": "200", "DRIFT_MIN_ROWS": "250"})
