@@ -28,8 +28,6 @@ def configmap_values() -> dict[str, str]:
         scope = re.search(r"with \.Values\.([\w.]+)", line)
         if scope:
             prefix = scope.group(1) + "."
-        elif re.search(r"\{\{-? end", line) and prefix and "if" not in line:
-            pass
         key = re.match(r"^\s+([A-Z][A-Z0-9_]+): \{\{ (\.Values)?\.([\w.]+)", line)
         if key:
             path = key.group(3) if key.group(2) else prefix + key.group(3)
@@ -42,13 +40,15 @@ def schema_node(path: str) -> dict[str, Any]:
     node = node["properties"]["api"]
     for part in path.split("."):
         node = node["properties"][part]
-    return node
+    found: dict[str, Any] = node
+    return found
 
 
 def numeric_branch(node: dict[str, Any]) -> dict[str, Any]:
     if node.get("type") in ("integer", "number"):
         return node
-    for branch in node.get("anyOf", []):
+    branches: list[dict[str, Any]] = node.get("anyOf", [])
+    for branch in branches:
         if branch.get("type") in ("integer", "number"):
             return branch
     raise AssertionError(f"no numeric type in {node}")
@@ -66,7 +66,8 @@ def test_the_configmap_mapping_is_read() -> None:
 def test_the_schema_range_is_within_the_servers(env: str, path: str) -> None:
     low, high = NUMERIC_RANGES[env]
     node = numeric_branch(schema_node(path))
-    assert "minimum" in node and "maximum" in node, f"api.{path} ({env}) has no range"
+    assert "minimum" in node, f"api.{path} ({env}) has no minimum"
+    assert "maximum" in node, f"api.{path} ({env}) has no maximum"
     assert low <= node["minimum"] <= node["maximum"] <= high, (
         f"api.{path} allows {node['minimum']}..{node['maximum']}; {env} takes {low}..{high}"
     )

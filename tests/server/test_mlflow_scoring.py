@@ -114,7 +114,7 @@ def test_a_regressor_answers_its_values(diabetes: TestClient, model_dirs: dict[s
          "INVALID_PARAMETER_VALUE", "missing inputs ['sepal length (cm)']"),
         ({"dataframe_split": {"columns": FEATURES, "data": [[1, 2, 3]]}},
          "INVALID_PARAMETER_VALUE", "4 numbers"),
-        ({"dataframe_split": {"columns": FEATURES[::-1], "data": [dict(zip("abcd", range(4)))]}},
+        ({"dataframe_split": {"columns": FEATURES[::-1], "data": [dict(zip("abcd", range(4), strict=True))]}},
          "INVALID_PARAMETER_VALUE", "each a list of values"),
         ({"dataframe_split": {"columns": FEATURES[::-1], "data": ["abcd"]}},
          "INVALID_PARAMETER_VALUE", "each a list of values"),
