@@ -47,10 +47,11 @@ class Settings:
     drift_rows_per_request: int = 10
     drift_warning_psi: float = 0.1
     drift_threshold_psi: float = 0.25
-    api_keys: frozenset[str] = field(default_factory=frozenset)  # API_KEYS and the file's
+    # Secrets never appear in the settings' repr (a log line or a traceback may print it).
+    api_keys: frozenset[str] = field(default_factory=frozenset, repr=False)  # both sources
     api_keys_file: Path | None = None
     # Kept apart so that reloading the file never drops a key given in the variable.
-    api_keys_from_variable: frozenset[str] = field(default_factory=frozenset)
+    api_keys_from_variable: frozenset[str] = field(default_factory=frozenset, repr=False)
     api_keys_reload_seconds: float = 10.0
     open_routes: frozenset[str] = frozenset({"metrics"})
     registry_timeout_seconds: float = 10.0
@@ -63,10 +64,12 @@ class Settings:
     access_log: bool = False
     cors_allow_origins: tuple[str, ...] = ()
     mlflow_username: str | None = None
-    mlflow_password: str | None = None
-    mlflow_token: str | None = None
+    mlflow_password: str | None = field(default=None, repr=False)
+    mlflow_token: str | None = field(default=None, repr=False)
     record_predictions: bool = True
-    prediction_store_uri: str = field(default_factory=lambda: default_prediction_store())
+    prediction_store_uri: str = field(
+        default_factory=lambda: default_prediction_store(), repr=False
+    )
     record_sample_rate: float = 1.0
     record_buffer_rows: int = 50_000
     record_batch_rows: int = 1000
@@ -139,6 +142,14 @@ class Settings:
                 f"DRIFT_WARNING_PSI ({warning_psi:g}) must not exceed "
                 f"DRIFT_THRESHOLD_PSI ({threshold_psi:g})"
             )
+        for name, field_name in (
+            ("MODEL_POLL_SECONDS", "poll_seconds"),
+            ("API_KEYS_RELOAD_SECONDS", "api_keys_reload_seconds"),
+        ):
+            if 0 < values[field_name] < 1:  # a typo would poll thousands of times a second
+                raise SettingsError(
+                    f"{name} must be 0 (off) or at least 1, got {values[field_name]:g}"
+                )
         keys = read("API_KEYS")
         values["api_keys"] = read_api_keys(keys, values["api_keys_file"])
         values["api_keys_from_variable"] = frozenset(split_keys(keys))
@@ -359,6 +370,7 @@ CROSS_CHECKS = (
     "`GRPC_PORT` must differ from `PORT`.",
     "`CHALLENGER_MODE` other than `off` needs `CHALLENGER_URI`.",
     "`API_KEYS` and `API_KEYS_FILE` may both be set; their keys are merged.",
+    "`MODEL_POLL_SECONDS` and `API_KEYS_RELOAD_SECONDS` are 0 (off) or at least 1.",
 )
 
 

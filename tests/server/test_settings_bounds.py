@@ -89,3 +89,25 @@ def test_a_small_drift_window_alone_brings_the_minimum_down_with_it() -> None:
     assert Settings.from_env({"DRIFT_WINDOW": "5000"}).drift_min_rows == 300
     with pytest.raises(SettingsError, match="DRIFT_MIN_ROWS"):
         Settings.from_env({"DRIFT_WINDOW": "200", "DRIFT_MIN_ROWS": "250"})
+
+
+@pytest.mark.parametrize("name", ["MODEL_POLL_SECONDS", "API_KEYS_RELOAD_SECONDS"])
+def test_a_polling_interval_is_off_or_at_least_a_second(name: str) -> None:
+    with pytest.raises(SettingsError, match=f"{name} must be 0 .off. or at least 1"):
+        Settings.from_env({name: "0.001"})
+    Settings.from_env({name: "0"})
+    Settings.from_env({name: "1"})
+
+
+def test_the_settings_repr_shows_no_secret() -> None:
+    settings = Settings.from_env(
+        {
+            "API_KEYS": "key-Zq83",
+            "MLFLOW_TRACKING_PASSWORD": "pw-Lw51",
+            "MLFLOW_TRACKING_TOKEN": "tok-9f3",
+            "PREDICTION_STORE_URI": "postgresql://loop:db-7c1@db/predictions",
+        }
+    )
+    shown = repr(settings)
+    for secret in ("key-Zq83", "pw-Lw51", "tok-9f3", "db-7c1"):
+        assert secret not in shown
