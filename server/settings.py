@@ -146,9 +146,9 @@ class Settings:
             ("MODEL_POLL_SECONDS", "poll_seconds"),
             ("API_KEYS_RELOAD_SECONDS", "api_keys_reload_seconds"),
         ):
-            if 0 < values[field_name] < 1:  # a typo would poll thousands of times a second
+            if 0 < values[field_name] < 0.1:  # a typo would poll thousands of times a second
                 raise SettingsError(
-                    f"{name} must be 0 (off) or at least 1, got {values[field_name]:g}"
+                    f"{name} must be 0 (off) or at least 0.1, got {values[field_name]:g}"
                 )
         keys = read("API_KEYS")
         values["api_keys"] = read_api_keys(keys, values["api_keys_file"])
@@ -370,7 +370,7 @@ CROSS_CHECKS = (
     "`GRPC_PORT` must differ from `PORT`.",
     "`CHALLENGER_MODE` other than `off` needs `CHALLENGER_URI`.",
     "`API_KEYS` and `API_KEYS_FILE` may both be set; their keys are merged.",
-    "`MODEL_POLL_SECONDS` and `API_KEYS_RELOAD_SECONDS` are 0 (off) or at least 1.",
+    "`MODEL_POLL_SECONDS` and `API_KEYS_RELOAD_SECONDS` are 0 (off) or at least 0.1.",
 )
 
 

@@ -92,11 +92,11 @@ def test_a_small_drift_window_alone_brings_the_minimum_down_with_it() -> None:
 
 
 @pytest.mark.parametrize("name", ["MODEL_POLL_SECONDS", "API_KEYS_RELOAD_SECONDS"])
-def test_a_polling_interval_is_off_or_at_least_a_second(name: str) -> None:
-    with pytest.raises(SettingsError, match=f"{name} must be 0 .off. or at least 1"):
+def test_a_polling_interval_is_off_or_at_least_a_tenth_of_a_second(name: str) -> None:
+    with pytest.raises(SettingsError, match=rf"{name} must be 0 \(off\) or at least 0.1"):
         Settings.from_env({name: "0.001"})
     Settings.from_env({name: "0"})
-    Settings.from_env({name: "1"})
+    Settings.from_env({name: "0.1"})
 
 
 def test_the_settings_repr_shows_no_secret() -> None:
