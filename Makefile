@@ -93,18 +93,16 @@ rollback: $(SERVE_ENV) ## Point an alias back at its previous version (MODEL=, A
 	$(PY) -m training.lifecycle rollback --model "$(MODEL)" --alias "$(ALIAS)"
 
 # --- The closed loop: feedback, retraining from production, promotion by evidence ---------------
-PREDICTION_STORE_URI ?=
+##% PREDICTION_STORE_URI  the store make retrain and make judge read (passed on, never echoed) [the server's default]
 METRICS_URL ?=
 
 .PHONY: retrain
 retrain: $(TRAIN_ENV) ## Train a new version on labelled production predictions; alias challenger (MODEL=, ARGS="--original-share 0.3 ...")
-	$(if $(PREDICTION_STORE_URI),PREDICTION_STORE_URI="$(PREDICTION_STORE_URI)") \
-		$(PY) -m training.retrain --model "$(MODEL)" $(ARGS)
+	$(PY) -m training.retrain --model "$(MODEL)" $(ARGS)
 
 .PHONY: judge
 judge: $(TRAIN_ENV) ## Promote the challenger if the evidence says so, roll back a bad champion (METRICS_URL=..., FORCE=1)
-	$(if $(PREDICTION_STORE_URI),PREDICTION_STORE_URI="$(PREDICTION_STORE_URI)") \
-		$(PY) -m training.judge --model "$(MODEL)" $(if $(METRICS_URL),--metrics-url "$(METRICS_URL)") \
+	$(PY) -m training.judge --model "$(MODEL)" $(if $(METRICS_URL),--metrics-url "$(METRICS_URL)") \
 		$(if $(filter 1 yes true,$(FORCE)),--force) $(ARGS)
 
 .PHONY: loop-demo
@@ -117,12 +115,12 @@ OUT ?= build/model
 export-model: $(TRAIN_ENV) ## Copy a registered model into a plain directory (MODEL_URI= or MODEL=/ALIAS=, OUT=build/model)
 	$(PY) -m training.export --model-uri "$(MODEL_URI)" --out "$(OUT)"
 
-##% READER_MODELS  models the API's read-only MLflow user may read (make mlflow-reader) [every model]
+##% READER_MODELS  models the API's read-only MLflow user may read (make mlflow-reader) [MLFLOW_READER_MODELS]
 READER_MODELS ?=
 
 .PHONY: mlflow-reader
 mlflow-reader: $(SERVE_ENV) ## Create or update the API's read-only MLflow user (READER_MODELS=a,b; MLflow URL and credentials from the environment: docs/chart-security.md)
-	MLFLOW_READER_MODELS="$(READER_MODELS)" $(PY) charts/platform/charts/mlflow/files/mlflow_reader.py
+	$(if $(READER_MODELS),MLFLOW_READER_MODELS="$(READER_MODELS)") $(PY) charts/platform/charts/mlflow/files/mlflow_reader.py
 
 # Where `make mlflow` keeps the artifacts it proxies: the local store, or s3://<bucket>/<prefix>,
 # with the AWS credentials, AWS_DEFAULT_REGION and (for an S3-compatible store)

@@ -19,7 +19,7 @@ LOCAL_BASE_IMAGE = "mlops-platform/debian-python:bookworm"
 MLFLOW_DOCKERFILE = ROOT / "deploy" / "compose" / "mlflow.Dockerfile"
 PROMETHEUS_DOCKERFILE = Path(__file__).with_name("prometheus.Dockerfile")
 MLFLOW_REPOSITORY = "mlops-platform/mlflow"
-PROMETHEUS_IMAGE = "mlops-platform/prometheus:debian-bookworm"
+PROMETHEUS_IMAGE = "mlops-platform/prometheus:debian-trixie"
 
 
 class BuildError(RuntimeError):

@@ -77,6 +77,34 @@ class Release:
             )
         return out
 
+    def hook_jobs(self, event: str) -> list[Workload]:
+        """The Jobs Helm runs at `event` (post-install, post-upgrade), by weight, then name."""
+        jobs = [
+            h
+            for h in self.hooks
+            if h["kind"] == "Job"
+            and event in h["metadata"].get("annotations", {}).get("helm.sh/hook", "").split(",")
+        ]
+        jobs.sort(
+            key=lambda j: (
+                int(j["metadata"]["annotations"].get("helm.sh/hook-weight", "0")),
+                j["metadata"]["name"],
+            )
+        )
+        return [
+            Workload(
+                kind="Job",
+                name=j["metadata"]["name"],
+                replicas=1,
+                labels=dict((j["spec"]["template"].get("metadata") or {}).get("labels") or {}),
+                pod_spec=j["spec"]["template"]["spec"],
+                pod_annotations=dict(
+                    (j["spec"]["template"].get("metadata") or {}).get("annotations") or {}
+                ),
+            )
+            for j in jobs
+        ]
+
     def test_pods(self) -> list[Workload]:
         """The `helm test` Pods (hook `test`), in the order helm runs them (by weight, then name)."""
         pods = [

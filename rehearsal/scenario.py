@@ -339,6 +339,31 @@ class Rehearsal:
             "from the registry",
         )
 
+    def hooks(self, release: Release, event: str, subject: str) -> bool:
+        """Run the release's hook Jobs for `event` to completion, as Helm does after a release."""
+        assert self.cluster is not None
+        ok = True
+        for job in release.hook_jobs(event):
+            reason = self.runnable(job)
+            if reason is not None:
+                self.report.skipped(f"{subject} hook {job.name}", reason)
+                continue
+            try:
+                code, log = self.cluster.run_to_completion(release, job, timeout=300)
+            except (ConfigError, Unrehearsable, docker.DockerError) as exc:
+                ok = self.report.check(False, f"{subject} hook {job.name}", str(exc)) and ok
+                continue
+            last = log.strip().splitlines()[-1] if log.strip() else ""
+            ok = (
+                self.report.check(
+                    code == 0,
+                    f"{subject} hook {job.name} ({event})",
+                    f"exit {code}: {last if code == 0 else log}",
+                )
+                and ok
+            )
+        return ok
+
     def helm_tests(self, release: Release) -> bool:
         assert self.cluster is not None
         ok = True
@@ -438,8 +463,10 @@ class Rehearsal:
         if revision_b is None:
             return False
         ok = self.cluster.apply(revision_b, self.runnable, "rollback: revision B")
+        ok = ok and self.hooks(revision_b, "post-upgrade", "rollback: revision B")
         ok = ok and self.check_serving(revision_b, "rollback: revision B serves")
         ok = ok and self.cluster.apply(revision_a, self.runnable, "rollback: revision A again")
+        ok = ok and self.hooks(revision_a, "post-rollback", "rollback: revision A again")
         ok = ok and self.check_serving(revision_a, "rollback: revision A serves")
         return ok
 
@@ -553,10 +580,14 @@ class Rehearsal:
             uuid.uuid4().hex[:8], self.namespace, self.options.workdir, report, secrets
         )
         try:
+            # `helm upgrade --install` runs the post-install hooks the first time, then the
+            # post-upgrade ones, each after the release's workloads are ready (--wait).
             if (
                 self.cluster.apply(first, self.runnable, "first install (api.enabled=false):")
+                and self.hooks(first, "post-install", "first install")
                 and self.register_first_model(full)
                 and self.cluster.apply(full, self.runnable, "install:")
+                and self.hooks(full, "post-upgrade", "install")
             ):
                 self.check_serving(full, "serving")
                 self.helm_tests(full)

@@ -66,7 +66,12 @@ _NUMBER = re.compile(rb"-?[0-9][0-9.eE+-]*")
 
 def _non_finite_token(body: bytes, error: orjson.JSONDecodeError) -> tuple[int, int] | None:
     """Where the NaN, infinity or double-overflowing number orjson stopped at lies, if it did."""
-    at = error.pos
+    at = error.pos  # in characters of the decoded text, not bytes
+    if not body.isascii():
+        try:
+            at = len(body.decode()[:at].encode())
+        except UnicodeDecodeError:
+            return None
     if error.msg == "number is infinity when parsed as double":
         number = _NUMBER.match(body, at)
         return (at, number.end()) if number else None

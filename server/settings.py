@@ -47,10 +47,11 @@ class Settings:
     drift_rows_per_request: int = 10
     drift_warning_psi: float = 0.1
     drift_threshold_psi: float = 0.25
-    api_keys: frozenset[str] = field(default_factory=frozenset)  # API_KEYS and the file's
+    # Secrets never appear in the settings' repr (a log line or a traceback may print it).
+    api_keys: frozenset[str] = field(default_factory=frozenset, repr=False)  # both sources
     api_keys_file: Path | None = None
     # Kept apart so that reloading the file never drops a key given in the variable.
-    api_keys_from_variable: frozenset[str] = field(default_factory=frozenset)
+    api_keys_from_variable: frozenset[str] = field(default_factory=frozenset, repr=False)
     api_keys_reload_seconds: float = 10.0
     open_routes: frozenset[str] = frozenset({"metrics"})
     registry_timeout_seconds: float = 10.0
@@ -63,10 +64,12 @@ class Settings:
     access_log: bool = False
     cors_allow_origins: tuple[str, ...] = ()
     mlflow_username: str | None = None
-    mlflow_password: str | None = None
-    mlflow_token: str | None = None
+    mlflow_password: str | None = field(default=None, repr=False)
+    mlflow_token: str | None = field(default=None, repr=False)
     record_predictions: bool = True
-    prediction_store_uri: str = field(default_factory=lambda: default_prediction_store())
+    prediction_store_uri: str = field(
+        default_factory=lambda: default_prediction_store(), repr=False
+    )
     record_sample_rate: float = 1.0
     record_buffer_rows: int = 50_000
     record_batch_rows: int = 1000
@@ -126,6 +129,9 @@ class Settings:
             raise SettingsError("PREDICTION_STORE_URI must be sqlite:///path or postgresql://...")
         values["prediction_store_uri"] = store_uri
         window, min_rows = values["drift_window"], values["drift_min_rows"]
+        if not read("DRIFT_MIN_ROWS").strip():
+            # The default follows a smaller window, so DRIFT_WINDOW alone is always enough.
+            min_rows = values["drift_min_rows"] = min(min_rows, window)
         if min_rows > window:
             raise SettingsError(
                 f"DRIFT_MIN_ROWS ({min_rows}) must not exceed DRIFT_WINDOW ({window})"
@@ -136,6 +142,14 @@ class Settings:
                 f"DRIFT_WARNING_PSI ({warning_psi:g}) must not exceed "
                 f"DRIFT_THRESHOLD_PSI ({threshold_psi:g})"
             )
+        for name, field_name in (
+            ("MODEL_POLL_SECONDS", "poll_seconds"),
+            ("API_KEYS_RELOAD_SECONDS", "api_keys_reload_seconds"),
+        ):
+            if 0 < values[field_name] < 0.1:  # a typo would poll thousands of times a second
+                raise SettingsError(
+                    f"{name} must be 0 (off) or at least 0.1, got {values[field_name]:g}"
+                )
         keys = read("API_KEYS")
         values["api_keys"] = read_api_keys(keys, values["api_keys_file"])
         values["api_keys_from_variable"] = frozenset(split_keys(keys))
@@ -278,7 +292,8 @@ VARIABLES: tuple[Variable, ...] = (
     # A handful of rows gives a PSI of several units by chance alone.
     Variable("DRIFT_MIN_ROWS", "drift_min_rows", "int", "drift",
              "Rows needed in the window before any PSI is reported or exported (below it "
-             "`/drift` says insufficient data); at most `DRIFT_WINDOW`.", bounds=(1, 100_000)),
+             "`/drift` says insufficient data), at most `DRIFT_WINDOW`; unset, the default or "
+             "`DRIFT_WINDOW` when that is smaller.", bounds=(1, 100_000)),
     Variable("DRIFT_ROWS_PER_REQUEST", "drift_rows_per_request", "int", "drift",
              "Most rows one scoring call adds to the window, evenly spaced through its batch, so "
              "that one large batch cannot fill it.", bounds=(1, 100_000)),
@@ -360,6 +375,7 @@ CROSS_CHECKS = (
     "`GRPC_PORT` must differ from `PORT`.",
     "`CHALLENGER_MODE` other than `off` needs `CHALLENGER_URI`.",
     "`API_KEYS` and `API_KEYS_FILE` may both be set; their keys are merged.",
+    "`MODEL_POLL_SECONDS` and `API_KEYS_RELOAD_SECONDS` are 0 (off) or at least 0.1.",
 )
 
 

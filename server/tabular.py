@@ -51,10 +51,9 @@ def from_columns(columns: Any, rows: Any, model: Model, max_batch: int, what: st
     _count(len(rows), max_batch)
     picks = [position[name] for name in model.features]
     width = len(columns)
-    try:
-        ordered = [[row[i] for i in picks] for row in rows if len(row) == width]
-    except TypeError:
-        raise InvalidInput(f"{what}.data must be a list of rows") from None
+    if not all(type(row) is list for row in rows):
+        raise InvalidInput(f"{what}.data must be a list of rows, each a list of values")
+    ordered = [[row[i] for i in picks] for row in rows if len(row) == width]
     if len(ordered) != len(rows):
         raise InvalidInput(f"{what}.data: every row must hold {width} values, one per column")
     return from_rows(ordered, model, max_batch, f"{what}.data")

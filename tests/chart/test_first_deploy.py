@@ -84,7 +84,8 @@ def _run_test_script(tmp_path: Path, env: dict[str, str]) -> subprocess.Complete
     server.write_text(
         """
 import http.server, json, os, sys
-INFO = json.loads(os.environ["INFO"])
+ANSWERS = json.loads(os.environ["INFO"])  # one answer, or a list served in turn (the last stays)
+ANSWERS = ANSWERS if isinstance(ANSWERS, list) else [ANSWERS]
 KEY = os.environ["KEY"]
 class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
@@ -97,7 +98,7 @@ class H(http.server.BaseHTTPRequestHandler):
             return self._send(200, {"status": "ready"})
         if self.headers.get("Authorization") != "Bearer " + KEY:  # metadata needs the key too
             return self._send(401, {"detail": "an API key is required"})
-        self._send(200, INFO)
+        self._send(200, ANSWERS.pop(0) if len(ANSWERS) > 1 else ANSWERS[0])
     def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
         if self.headers.get("Authorization") != "Bearer " + KEY:
@@ -127,6 +128,7 @@ s.serve_forever()
                 "PREDICTION_FIELD": "prediction",
                 "EXPECTED_PREDICTION": "setosa",
                 "API_KEYS_FILE": str(keys),
+                "REGISTRY_WAIT_SECONDS": "3",
                 **env,
             },
             capture_output=True,
@@ -153,6 +155,13 @@ REGISTRY_V1 = '{"source": "registry", "version": "1"}'
             "k1",
             False,
             "fallback",
+        ),
+        (
+            f'[{{"source": "fallback", "version": "1"}}, {REGISTRY_V1}]',
+            "models:/iris-classifier/1",
+            "k1",
+            True,
+            "ok",
         ),
         (REGISTRY_V1, "models:/iris-classifier/3", "k1", False, "version"),
         (REGISTRY_V1, "models:/iris-classifier/1", "k9", False, "401"),

@@ -230,7 +230,7 @@ def test_an_output_named_many_times_is_refused_not_amplified(iris: ServerProcess
     payload["outputs"] = [{"name": "probabilities"}] * 4000
     response = raw_post(iris, OIP_PATH, orjson.dumps(payload))
     assert response.status_code == 400
-    assert "more than once" in response.json()["error"]
+    assert "named twice" in response.json()["error"]
     assert len(response.content) < 300
     payload["outputs"] = [{"name": "probabilities"}, {"name": "label"}]
     assert raw_post(iris, OIP_PATH, orjson.dumps(payload)).status_code == 200

@@ -153,8 +153,9 @@ def test_tritonclient_http_in_its_default_binary_mode(
     client = triton_http.InferenceServerClient(server.url.removeprefix("http://"))
     assert client.is_server_live()
     assert client.is_server_ready()
-    assert client.is_model_ready(NAME)
-    assert client.get_model_metadata(NAME)["inputs"][0]["shape"] == [-1, 4]
+    # Model metadata needs the key too, unless OPEN_ROUTES names it.
+    assert client.is_model_ready(NAME, headers=dict(BEARER))
+    assert client.get_model_metadata(NAME, headers=dict(BEARER))["inputs"][0]["shape"] == [-1, 4]
     batch = rows(n)
     tensor = triton_http.InferInput("input", [n, 4], "FP32")
     tensor.set_data_from_numpy(batch)  # binary_data=True: the extension
@@ -200,8 +201,9 @@ def test_tritonclient_grpc_in_its_default_mode(
     client = triton_grpc.InferenceServerClient(f"127.0.0.1:{port}")
     assert client.is_server_live()
     assert client.is_server_ready()
-    assert client.is_model_ready(NAME)
-    metadata = client.get_model_metadata(NAME)
+    auth = {"authorization": f"Bearer {KEY}"}
+    assert client.is_model_ready(NAME, headers=auth)
+    metadata = client.get_model_metadata(NAME, headers=auth)
     assert metadata.name == NAME
     assert list(metadata.inputs[0].shape) == [-1, 4]
     batch = rows(n)
@@ -320,7 +322,7 @@ def test_mlflow_keys_ping_and_version(ours: tuple[ServerProcess, int], mlflow_se
     assert refused.status_code == 401
     assert refused.json()["error_code"] == "UNAUTHENTICATED"
     assert httpx.get(server.url + "/ping").text == httpx.get(mlflow_serve + "/ping").text == "\n"
-    assert httpx.get(server.url + "/version").status_code == 200
+    assert httpx.get(server.url + "/version", headers=BEARER).status_code == 200
 
 
 # ---- KServe V1, in its documented forms ---------------------------------------------------
@@ -339,7 +341,8 @@ def test_kserve_v1_predict_and_readiness(
     )
     assert response.status_code == 200, response.text
     assert response.json()["predictions"] == labels(registry, batch).tolist()
-    assert httpx.get(f"{server.url}/v1/models/{NAME}").json() == {"name": NAME, "ready": True}
+    ready = httpx.get(f"{server.url}/v1/models/{NAME}", headers=BEARER)
+    assert ready.json() == {"name": NAME, "ready": True}
 
 
 def test_kserve_v1_errors_are_4xx(ours: tuple[ServerProcess, int]) -> None:

@@ -4,15 +4,16 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
+from matplotlib.figure import Figure
 
 from loadtest import chart
 
 pytestmark = pytest.mark.unit
 
 
-def _figures(monkeypatch: pytest.MonkeyPatch) -> list[plt.Figure]:
-    kept: list[plt.Figure] = []
-    monkeypatch.setattr(chart.plt, "close", kept.append)
+def _figures(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
+    kept: list[Figure] = []
+    monkeypatch.setattr(plt, "close", kept.append)
     return kept
 
 

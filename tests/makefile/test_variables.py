@@ -66,3 +66,18 @@ def test_the_lifecycle_targets_follow_the_dataset(dataset: str) -> None:
 def test_promote_passes_force() -> None:
     assert command_of(dry_run("promote", "VERSION=2", "FORCE=1"), "lifecycle").endswith("--force")
     assert "--force" not in command_of(dry_run("promote", "VERSION=2"), "lifecycle")
+
+
+@pytest.mark.parametrize("target", ["retrain", "judge"])
+def test_the_prediction_stores_password_is_never_echoed(target: str) -> None:
+    store = "postgresql://loop:Pw-s3cret@db:5432/predictions"
+    assert not [
+        line for line in dry_run(target, f"PREDICTION_STORE_URI={store}") if "s3cret" in line
+    ]
+
+
+def test_mlflow_reader_leaves_the_model_list_to_the_environment_unless_given() -> None:
+    command = command_of(dry_run("mlflow-reader"), "mlflow_reader.py")
+    assert "MLFLOW_READER_MODELS" not in command
+    given = command_of(dry_run("mlflow-reader", "READER_MODELS=a,b"), "mlflow_reader.py")
+    assert 'MLFLOW_READER_MODELS="a,b"' in given

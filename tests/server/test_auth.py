@@ -159,7 +159,7 @@ def test_a_rewritten_key_file_is_picked_up_and_a_bad_one_ignored(
     path = tmp_path / "api-keys"
     path.write_text("old-key\n")
     settings = Settings.from_env(
-        {"API_KEYS_FILE": str(path), "API_KEYS": "env-key", "API_KEYS_RELOAD_SECONDS": "0.01"}
+        {"API_KEYS_FILE": str(path), "API_KEYS": "env-key", "API_KEYS_RELOAD_SECONDS": "0.1"}
     )
     keys = ApiKeys(settings.api_keys)
 

@@ -211,3 +211,13 @@ def test_a_non_finite_number_is_refused_for_a_double_model_too(model_dirs: dict[
     body = orjson.dumps({"features": {**row, double.features[0]: 0.25}}).replace(b"0.25", b"NaN")
     with pytest.raises(InvalidInput, match="NaN, infinities"):
         simple_batch(parse_json(body), double, 10)
+
+
+@pytest.mark.parametrize("before", ["abc", "été", "日本語", "😀"])
+def test_the_non_finite_number_is_named_after_non_ascii_text(model: Model, before: str) -> None:
+    """orjson reports the error's position in characters; the token is found in bytes."""
+    body = orjson.dumps({"id": before, **tensor()}).replace(b"0.2]", b"1e400]")
+    with pytest.raises(MalformedRequest, match="'1e400'"):
+        parse_json(body, non_finite_ok=False)
+    parsed = parse_json(orjson.dumps({"note": before, "v": [1.5, 2.5]}).replace(b"2.5", b"NaN"))
+    assert parsed == {"note": before, "v": [1.5, NON_FINITE]}

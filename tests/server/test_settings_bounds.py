@@ -81,3 +81,33 @@ def test_every_numeric_setting_has_a_range() -> None:
         if f.type in ("int", "float", int, float)
     ]
     assert len(numeric) == len(NUMERIC_RANGES), (numeric, sorted(NUMERIC_RANGES))
+
+
+def test_a_small_drift_window_alone_brings_the_minimum_down_with_it() -> None:
+    """The chart sets DRIFT_WINDOW only; a window under 300 must not stop the server."""
+    assert Settings.from_env({"DRIFT_WINDOW": "200"}).drift_min_rows == 200
+    assert Settings.from_env({"DRIFT_WINDOW": "5000"}).drift_min_rows == 300
+    with pytest.raises(SettingsError, match="DRIFT_MIN_ROWS"):
+        Settings.from_env({"DRIFT_WINDOW": "200", "DRIFT_MIN_ROWS": "250"})
+
+
+@pytest.mark.parametrize("name", ["MODEL_POLL_SECONDS", "API_KEYS_RELOAD_SECONDS"])
+def test_a_polling_interval_is_off_or_at_least_a_tenth_of_a_second(name: str) -> None:
+    with pytest.raises(SettingsError, match=rf"{name} must be 0 \(off\) or at least 0.1"):
+        Settings.from_env({name: "0.001"})
+    Settings.from_env({name: "0"})
+    Settings.from_env({name: "0.1"})
+
+
+def test_the_settings_repr_shows_no_secret() -> None:
+    settings = Settings.from_env(
+        {
+            "API_KEYS": "key-Zq83",
+            "MLFLOW_TRACKING_PASSWORD": "pw-Lw51",
+            "MLFLOW_TRACKING_TOKEN": "tok-9f3",
+            "PREDICTION_STORE_URI": "postgresql://loop:db-7c1@db/predictions",
+        }
+    )
+    shown = repr(settings)
+    for secret in ("key-Zq83", "pw-Lw51", "tok-9f3", "db-7c1"):
+        assert secret not in shown

@@ -3,6 +3,7 @@
 docs/models.md tells users both facts; these tests keep them true.
 """
 
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -39,6 +40,10 @@ def test_the_scaled_features_are_the_raw_ones_centred_and_scaled() -> None:
 def diabetes(trained_store: TrainedStore) -> Iterator[TestClient]:
     exported = trained_store.exported["diabetes-regressor"]
     with TestClient(create_app(Settings(model_uri=str(exported)))) as client:
+        deadline = time.monotonic() + 60  # the model loads in the background
+        while client.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/ready").text
+            time.sleep(0.05)
         yield client
 
 
