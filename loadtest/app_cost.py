@@ -104,11 +104,15 @@ def main() -> None:
     parser.add_argument("--model-uri", default="models:/iris-classifier@production")
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--record", action="store_true", help="record predictions too (off: the request path alone)"
+    )
     args = parser.parse_args()
     from server.app import create_app
     from server.settings import Settings
 
-    settings = Settings(model_uri=args.model_uri)
+    # Recording's cost is measured by `make bench-recording`; here, the request path alone.
+    settings = Settings(model_uri=args.model_uri, record_predictions=args.record)
     for name, micros in measure(lambda: create_app(settings), args.requests, args.repeats).items():
         print(f"{name:<10} {micros:6.1f} µs CPU per request (app only, in process)")
 
