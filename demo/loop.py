@@ -115,6 +115,7 @@ class Stack:
             **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
             "MLFLOW_TRACKING_URI": self.mlflow,
             "PREDICTION_STORE_URI": self.store_uri,
+            "RECORD_PREDICTIONS": "true",
         }
         self.replicas: list[Service] = []
 

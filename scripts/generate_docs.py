@@ -13,6 +13,7 @@
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -295,6 +296,25 @@ def quickstart_figures() -> str:
     )
 
 
+INCLUDE = re.compile(r"(<!-- include: (?P<path>[\w./-]+) -->\n)(?s:.*?)(<!-- /include -->)")
+
+
+def with_includes(path: Path) -> Callable[[], str]:
+    """The page with each `<!-- include: <file> -->` block holding that result file's text."""
+
+    def build() -> str:
+        def fill(match: re.Match[str]) -> str:
+            source = ROOT / match.group("path")
+            text = source.read_text().strip() if source.is_file() else (
+                f"(no {match.group('path')} yet: run the command that writes it)"
+            )  # fmt: skip
+            return f"{match.group(1)}{text}\n{match.group(3)}"
+
+        return INCLUDE.sub(fill, path.read_text())
+
+    return build
+
+
 def readme() -> str:
     """README.md with its generated blocks filled in; the rest is written by hand."""
     text = README.read_text()
@@ -313,6 +333,12 @@ PAGES: dict[Path, Callable[[], str]] = {
     ROOT / "docs" / "reference" / "chart-values.md": values_page,
     CHART / "README.md": chart_readme,
     README: readme,
+}
+# Pages that quote result files written by benchmark commands.
+PAGES |= {
+    page: with_includes(page)
+    for page in sorted((ROOT / "docs").glob("*.md"))
+    if "<!-- include: " in page.read_text()
 }
 
 

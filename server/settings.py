@@ -66,7 +66,7 @@ class Settings:
     mlflow_username: str | None = None
     mlflow_password: str | None = field(default=None, repr=False)
     mlflow_token: str | None = field(default=None, repr=False)
-    record_predictions: bool = True
+    record_predictions: bool = False
     prediction_store_uri: str = field(
         default_factory=lambda: default_prediction_store(), repr=False
     )
@@ -318,8 +318,8 @@ VARIABLES: tuple[Variable, ...] = (
              "all need one.", choices=ROUTE_GROUPS, by_hand=True),
     # --- closed loop
     Variable("RECORD_PREDICTIONS", "record_predictions", "flag", "loop",
-             "Record every prediction for feedback and live quality; `false` turns the loop off "
-             "(`/feedback` and `/quality` answer 404)."),
+             "Record every prediction (its features included) for feedback and live quality; "
+             "off by default, and then `/feedback` and `/quality` answer 404."),
     Variable("PREDICTION_STORE_URI", "prediction_store_uri", "secret", "loop",
              "Store the replicas share: `sqlite:///path` or "
              "`postgresql://user:password@host:port/database`.",

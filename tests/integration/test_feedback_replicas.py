@@ -29,6 +29,7 @@ def env_for(trained_store: TrainedStore, store_uri: str, **extra: str) -> dict[s
     return {
         "MODEL_URI": str(trained_store.exported["iris-classifier"]),
         "PREDICTION_STORE_URI": store_uri,
+        "RECORD_PREDICTIONS": "true",
         "RECORD_FLUSH_SECONDS": "0.1",
         "QUALITY_INTERVAL_SECONDS": "0.5",
         "QUALITY_MIN_LABELS": "5",

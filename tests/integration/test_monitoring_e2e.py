@@ -342,6 +342,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "DRIFT_ROWS_PER_REQUEST": str(MAX_BATCH),  # the drift below comes in full batches
             "MAX_BATCH": str(MAX_BATCH),
             "MAX_CONCURRENCY": str(MAX_CONCURRENCY),
+            "RECORD_PREDICTIONS": "true",
             "RECORD_FLUSH_SECONDS": "0.1",
             "QUALITY_INTERVAL_SECONDS": "1",
         }

@@ -50,6 +50,7 @@ def app(
     settings = Settings(
         model_uri=str(model_dirs["iris"]),
         api_keys=frozenset({KEY}),
+        record_predictions=True,
         prediction_store_uri=f"sqlite:///{store}",
         record_flush_seconds=0.02,
     )

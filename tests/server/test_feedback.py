@@ -23,6 +23,7 @@ def wait_ready(client: TestClient) -> None:
 def settings_for(model_dirs: dict[str, Path], tmp_path: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "model_uri": str(model_dirs["iris"]),
+        "record_predictions": True,
         "prediction_store_uri": f"sqlite:///{tmp_path / 'predictions.db'}",
         "record_flush_seconds": 0.05,
         "quality_min_labels": 5,

@@ -102,7 +102,7 @@ def test_a_bad_grpc_port_is_refused_by_name(env: dict[str, str], message: str) -
 def test_loop_settings_are_parsed_and_checked() -> None:
     settings = Settings.from_env(
         {
-            "RECORD_PREDICTIONS": "false",
+            "RECORD_PREDICTIONS": "true",
             "PREDICTION_STORE_URI": "postgresql://loop:secret@db:5432/predictions",
             "RECORD_SAMPLE_RATE": "0.25",
             "RECORD_BUFFER_ROWS": "1000",
@@ -110,7 +110,8 @@ def test_loop_settings_are_parsed_and_checked() -> None:
             "QUALITY_MIN_LABELS": "30",
         }
     )
-    assert settings.record_predictions is False
+    assert settings.record_predictions is True
+    assert Settings().record_predictions is False  # opt-in: it stores every request's features
     assert settings.prediction_store_uri == "postgresql://loop:secret@db:5432/predictions"
     assert settings.record_sample_rate == 0.25
     assert settings.record_buffer_rows == 1000
