@@ -472,7 +472,9 @@ def feedback_routes(settings: Settings, plane: DataPlane, live: LiveQuality | No
             "Ground truth for earlier predictions, by request id and row",
             answers={
                 200: Answer("FeedbackAnswer", "Stored; items matching no prediction listed"),
-                404: Answer("FeedbackAnswer", "No item matched a recorded prediction"),
+                404: Answer("FeedbackAnswer", "No item matched a recorded prediction")
+                if live is not None
+                else Answer(SIMPLE.error_schema, "Recording is off (RECORD_PREDICTIONS=false)"),
             },
             body="FeedbackRequest", errors=(400, 408, 413, 415, 422), group=INFERENCE,
         ),

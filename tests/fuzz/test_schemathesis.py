@@ -45,6 +45,9 @@ def server(
     }
     if with_keys:
         env["API_KEYS"] = KEY
+        # One server records, so /feedback and /quality are fuzzed on; the other, off (404).
+        env["RECORD_PREDICTIONS"] = "true"
+        env["PREDICTION_STORE_URI"] = f"sqlite:///{tmp_path_factory.mktemp('fuzz-store')}/p.db"
     with model_server(env, tmp_path_factory.mktemp("fuzz-logs")) as process:
         yield process, with_keys
 
