@@ -339,51 +339,35 @@ class Rehearsal:
             "from the registry",
         )
 
+    def _run_once(self, release: Release, workload: Workload, subject: str) -> bool:
+        """Run a run-once Pod (a hook Job's, a helm test) to completion; report its exit."""
+        assert self.cluster is not None
+        try:
+            code, log = self.cluster.run_to_completion(release, workload, timeout=300)
+        except (ConfigError, Unrehearsable, docker.DockerError) as exc:
+            return self.report.check(False, subject, str(exc))
+        last = log.strip().splitlines()[-1] if log.strip() else ""
+        return self.report.check(code == 0, subject, f"exit {code}: {last if code == 0 else log}")
+
     def hooks(self, release: Release, event: str, subject: str) -> bool:
         """Run the release's hook Jobs for `event` to completion, as Helm does after a release."""
-        assert self.cluster is not None
         ok = True
         for job in release.hook_jobs(event):
             reason = self.runnable(job)
             if reason is not None:
                 self.report.skipped(f"{subject} hook {job.name}", reason)
                 continue
-            try:
-                code, log = self.cluster.run_to_completion(release, job, timeout=300)
-            except (ConfigError, Unrehearsable, docker.DockerError) as exc:
-                ok = self.report.check(False, f"{subject} hook {job.name}", str(exc)) and ok
-                continue
-            last = log.strip().splitlines()[-1] if log.strip() else ""
-            ok = (
-                self.report.check(
-                    code == 0,
-                    f"{subject} hook {job.name} ({event})",
-                    f"exit {code}: {last if code == 0 else log}",
-                )
-                and ok
-            )
+            ok = self._run_once(release, job, f"{subject} hook {job.name} ({event})") and ok
         return ok
 
     def helm_tests(self, release: Release) -> bool:
-        assert self.cluster is not None
-        ok = True
         tests = release.test_pods()
         if not tests:
             self.report.failed("helm test", "the release renders no helm test Pod")
             return False
+        ok = True
         for pod in tests:
-            try:
-                code, log = self.cluster.run_to_completion(release, pod, timeout=300)
-            except (ConfigError, Unrehearsable, docker.DockerError) as exc:
-                ok = self.report.check(False, f"helm test {pod.name}", str(exc)) and ok
-                continue
-            last = log.strip().splitlines()[-1] if log.strip() else ""
-            ok = (
-                self.report.check(
-                    code == 0, f"helm test {pod.name}", f"exit {code}: {last if code == 0 else log}"
-                )
-                and ok
-            )
+            ok = self._run_once(release, pod, f"helm test {pod.name}") and ok
         return ok
 
     def check_prometheus(self, release: Release) -> bool:
