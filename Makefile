@@ -160,6 +160,9 @@ down: ## Stop the local Compose stack
 # Here no image can be pulled, so the default base is a local debootstrap image built once per
 # machine; BASE_IMAGE=python:3.11.13-slim-bookworm builds on the official (published) base.
 IMAGE ?= mlops-model-server:dev
+# The training image the judge CronJob runs (docker/training.Dockerfile), named as published:
+# <API repository>/training.
+TRAINING_IMAGE ?= mlops-model-server/training:dev
 LOCAL_BASE_IMAGE := mlops-platform/debian-python:bookworm
 BASE_IMAGE ?= $(LOCAL_BASE_IMAGE)
 # An exported model directory inside the build context (.dockerignore lets build/model in);
@@ -196,6 +199,13 @@ image: $(IMAGE_PREREQUISITES) ## Build the server image (IMAGE=, BASE_IMAGE=, FA
 		--build-arg VERSION=$(IMAGE_VERSION) --build-arg REVISION=$(IMAGE_REVISION) \
 		--build-arg SOURCE=$(IMAGE_SOURCE) -t $(IMAGE) .
 	@docker image inspect -f '$(IMAGE): {{ .Size }} bytes' $(IMAGE)
+
+.PHONY: image-training
+image-training: docker-engine $(if $(filter $(LOCAL_BASE_IMAGE),$(BASE_IMAGE)),base-image) ## Build the training image the judge CronJob runs: train group, training/ and server/ (TRAINING_IMAGE=, BASE_IMAGE=)
+	docker build -f docker/training.Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+		--build-arg VERSION=$(IMAGE_VERSION) --build-arg REVISION=$(IMAGE_REVISION) \
+		--build-arg SOURCE=$(IMAGE_SOURCE) -t $(TRAINING_IMAGE) .
+	@docker image inspect -f '$(TRAINING_IMAGE): {{ .Size }} bytes' $(TRAINING_IMAGE)
 
 .PHONY: image-test
 image-test: $(DEV_ENV) ## Build the image and test it with testinfra (non-root, read-only, /predict, SIGTERM)

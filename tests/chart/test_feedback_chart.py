@@ -62,6 +62,30 @@ def test_the_judge_cronjob_scrapes_every_pod_and_reads_the_same_store() -> None:
     assert headless["spec"]["clusterIP"] == "None"
 
 
+def judge_container(sets: list[str]) -> dict[str, Any]:
+    cronjob = find(render(sets=sets), "CronJob", "platform-api-judge")
+    (judge,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    return judge
+
+
+def test_the_judge_runs_the_published_training_image_by_default() -> None:
+    """Enabling the judge needs no image of one's own: build.yml pushes <api repo>/training."""
+    judge = judge_container([*FEEDBACK, "api.judge.enabled=true"])
+    assert judge["image"] == "ghcr.io/owner/mlops-model-platform/training:0.1.0"
+    tagged = judge_container([*FEEDBACK, "api.judge.enabled=true", "api.image.tag=" + "a" * 40])
+    assert tagged["image"] == "ghcr.io/owner/mlops-model-platform/training:" + "a" * 40
+
+
+def test_the_judge_image_can_be_pinned_by_digest() -> None:
+    digest = "sha256:" + "0" * 64
+    api_digest = "sha256:" + "1" * 64
+    judge = judge_container(
+        [*FEEDBACK, "api.judge.enabled=true", f"api.judge.image.digest={digest}",
+         f"api.image.digest={api_digest}"]
+    )  # fmt: skip
+    assert judge["image"] == f"ghcr.io/owner/mlops-model-platform/training@{digest}"
+
+
 @pytest.mark.parametrize(
     ("sets", "says"),
     [
@@ -70,7 +94,6 @@ def test_the_judge_cronjob_scrapes_every_pod_and_reads_the_same_store() -> None:
             ["api.judge.enabled=true", "api.judge.image.repository=x"],
             "api.judge.enabled needs api.feedback.enabled",
         ),
-        ([*FEEDBACK, "api.judge.enabled=true"], "api.judge.image.repository is required"),
     ],
 )
 def test_incomplete_loop_settings_fail_the_render(sets: list[str], says: str) -> None:

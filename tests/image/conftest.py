@@ -1,4 +1,5 @@
-"""Fixtures for the image tests: a Docker engine, the image built by `make image`, and a container.
+"""Fixtures for the image tests: a Docker engine, the images `make image` and `make image-training`
+build, and a container.
 
 The session builds what it needs from a fresh clone: `make image` installs and starts Docker when
 missing, builds the cached debootstrap base, trains and exports the fallback model when
@@ -26,6 +27,7 @@ from testinfra.host import Host
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("IMAGE", "mlops-model-server:dev")
+TRAINING_IMAGE = os.environ.get("TRAINING_IMAGE", "mlops-model-server/training:dev")
 LOCAL_BASE_IMAGE = "mlops-platform/debian-python:bookworm"
 LOG_DIR = Path(os.environ.get("IMAGE_TEST_LOG_DIR", "/tmp/image-tests"))
 APP_UID = 10001
@@ -130,6 +132,25 @@ def image(docker_engine: None) -> str:
     assert result.returncode == 0, f"make image failed ({log}):\n{_tail(log)}"
     print(f"make image took {time.monotonic() - started:.0f}s")
     return IMAGE
+
+
+@pytest.fixture(scope="session")
+def training_image(docker_engine: None) -> str:
+    """The training image as `make image-training` builds it (log: LOG_DIR/make-image-training.log)."""
+    log = LOG_DIR / "make-image-training.log"
+    started = time.monotonic()
+    with log.open("w") as out:
+        result = subprocess.run(
+            ["make", "--no-print-directory", "image-training", f"TRAINING_IMAGE={TRAINING_IMAGE}"],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=1800,
+            check=False,
+        )
+    assert result.returncode == 0, f"make image-training failed ({log}):\n{_tail(log)}"
+    print(f"make image-training took {time.monotonic() - started:.0f}s")
+    return TRAINING_IMAGE
 
 
 def run_container(image: str, *extra: str) -> Container:

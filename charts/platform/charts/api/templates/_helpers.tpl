@@ -4,6 +4,17 @@
 {{- include "platform.fullname" (dict "ctx" .) -}}
 {{- end -}}
 
+{{/*
+The judge's image: the training image the build workflow pushes beside the API's, as
+`<api repository>/training` under the API's tag, unless api.judge.image names another.
+*/}}
+{{- define "api.judgeImage" -}}
+{{- $image := .Values.judge.image -}}
+{{- $repository := $image.repository | default (printf "%s/training" .Values.image.repository) -}}
+{{- $tag := $image.tag | default .Values.image.tag -}}
+{{- include "platform.image" (dict "image" (dict "repository" $repository "tag" $tag "digest" $image.digest) "default" .Chart.AppVersion) -}}
+{{- end -}}
+
 {{- define "api.trackingUri" -}}
 {{- .Values.mlflow.trackingUri | default (printf "http://%s-mlflow:5000" .Release.Name) -}}
 {{- end -}}
@@ -21,9 +32,6 @@
 {{- end -}}
 {{- if and .Values.judge.enabled (not .Values.feedback.enabled) -}}
 {{- fail "api.judge.enabled needs api.feedback.enabled: the judge reads the recorded predictions" -}}
-{{- end -}}
-{{- if and .Values.judge.enabled (not .Values.judge.image.repository) -}}
-{{- fail "api.judge.image.repository is required when api.judge.enabled (an image with the training environment)" -}}
 {{- end -}}
 {{- if gt (float64 .Values.drift.warningPsi) (float64 .Values.drift.thresholdPsi) -}}
 {{- fail "api.drift.warningPsi must not exceed api.drift.thresholdPsi (the server refuses to start)" -}}
