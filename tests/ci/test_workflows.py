@@ -152,3 +152,22 @@ def test_scanners_are_pinned_by_version() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
     for tool in ("PIP_AUDIT_VERSION", "PROWLER_VERSION"):
         assert re.search(rf"^{tool} := \d+\.\d+\.\d+$", makefile, re.MULTILINE), tool
+
+
+def test_build_pushes_the_training_image_beside_the_api_image_with_the_same_tags() -> None:
+    """The chart's judge runs `<api repository>/training` under the API's tag by default."""
+    steps = dict(
+        (step.get("id") or step.get("name"), step) for _, step in _steps(WORKFLOW_DIR / "build.yml")
+    )
+    api, training = steps["meta"]["with"], steps["training-meta"]["with"]
+    assert training["images"] == api["images"] + "/training"
+    assert training["tags"] == api["tags"]
+    push = next(s for s in steps.values() if s.get("with", {}).get("file") == (
+        "docker/training.Dockerfile"
+    ))["with"]
+    assert push["tags"] == "${{ steps.training-meta.outputs.tags }}"
+    assert push["platforms"] == steps["Build and push"]["with"]["platforms"]
+    assert push["push"] is True
+    assert (push["provenance"], push["sbom"]) == ("mode=max", True)
+    for arg in ("REVISION=${{ github.sha }}", "VERSION=${{ steps.meta.outputs.version }}"):
+        assert arg in push["build-args"]

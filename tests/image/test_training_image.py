@@ -197,6 +197,9 @@ def test_the_image_runs_as_10001_and_by_default_only_prints_the_judges_options(
     out = docker("run", "--rm", "--read-only", training_image)
     assert "usage: make judge ARGS=... / python -m training.judge" in out
     assert docker("run", "--rm", "--read-only", training_image, "id", "-u") == str(APP_UID)
+    labels = docker("image", "inspect", "-f", "{{ json .Config.Labels }}", training_image)
+    assert '"org.opencontainers.image.title":"mlops-model-training"' in labels
+    assert '"org.opencontainers.image.revision":"' in labels
     size = int(docker("image", "inspect", "-f", "{{ .Size }}", training_image))
     print(f"{training_image}: {size} bytes ({size / 1e6:.0f} MB)")
 
