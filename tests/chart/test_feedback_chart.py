@@ -65,7 +65,7 @@ def test_the_judge_cronjob_scrapes_every_pod_and_reads_the_same_store() -> None:
 def judge_container(sets: list[str]) -> dict[str, Any]:
     cronjob = find(render(sets=sets), "CronJob", "platform-api-judge")
     (judge,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    return judge
+    return dict(judge)
 
 
 def test_the_judge_runs_the_published_training_image_by_default() -> None:

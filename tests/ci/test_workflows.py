@@ -162,9 +162,8 @@ def test_build_pushes_the_training_image_beside_the_api_image_with_the_same_tags
     api, training = steps["meta"]["with"], steps["training-meta"]["with"]
     assert training["images"] == api["images"] + "/training"
     assert training["tags"] == api["tags"]
-    push = next(s for s in steps.values() if s.get("with", {}).get("file") == (
-        "docker/training.Dockerfile"
-    ))["with"]
+    training_file = "docker/training.Dockerfile"
+    push = next(s for s in steps.values() if s.get("with", {}).get("file") == training_file)["with"]
     assert push["tags"] == "${{ steps.training-meta.outputs.tags }}"
     assert push["platforms"] == steps["Build and push"]["with"]["platforms"]
     assert push["push"] is True

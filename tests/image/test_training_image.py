@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -104,7 +105,7 @@ class _Metrics(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -119,7 +120,7 @@ def metrics_url() -> Iterator[str]:
     server.server_close()
 
 
-def judge_pod(image: str, tracking_uri: str) -> tuple[dict[str, object], int]:
+def judge_pod(image: str, tracking_uri: str) -> tuple[dict[str, Any], int]:
     """The judge CronJob's pod spec as `helm template` renders it, and its deadline."""
     repository, tag = image.rsplit(":", 1)
     sets = [
@@ -132,14 +133,17 @@ def judge_pod(image: str, tracking_uri: str) -> tuple[dict[str, object], int]:
     ]
     if repository.endswith("/training"):
         # Named as published: the chart's default judge image follows the API's repository and tag.
-        sets += [f"api.image.repository={repository.removesuffix('/training')}", f"api.image.tag={tag}"]
+        sets += [
+            f"api.image.repository={repository.removesuffix('/training')}",
+            f"api.image.tag={tag}",
+        ]
     else:
         sets += ["api.image.repository=mlops-model-server", f"api.judge.image.repository={repository}",
                  f"api.judge.image.tag={tag}"]  # fmt: skip
     release = render("platform", NAMESPACE, [], sets)
     (cronjob,) = release.of_kind("CronJob")
     job = cronjob["spec"]["jobTemplate"]["spec"]
-    return job["template"], int(job["activeDeadlineSeconds"])
+    return dict(job["template"]), int(job["activeDeadlineSeconds"])
 
 
 @pytest.fixture(scope="module")
