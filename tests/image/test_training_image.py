@@ -85,7 +85,7 @@ class Loop:
         container_id = docker("run", *args)
         try:
             code = rehearsal_docker.wait(container_id, timeout=self.deadline_seconds)
-            output = docker("logs", container_id, check=False)
+            output = rehearsal_docker.logs(container_id, tail=200)  # stdout and stderr
         finally:
             docker("rm", "--force", container_id, check=False)
         (LOG_DIR / f"training-image-{name}.log").write_text(output)
