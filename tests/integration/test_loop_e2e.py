@@ -36,5 +36,8 @@ def test_the_closed_loop(tmp_path: Path) -> None:
     assert text["memory"].count("peak") == 2  # both replicas measured
     data, chart = save(timeline, tmp_path)
     assert data.is_file()
+    page = (tmp_path / "loop-demo.md").read_text()  # what docs/results/loop-demo.md holds
+    assert text["rollback"] in page
+    assert "cores" in page
     assert chart.stat().st_size > 10_000
     assert {s.version for s in timeline.samples} == {"1", "2", "3"}
