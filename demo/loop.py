@@ -423,9 +423,19 @@ def run(config: DemoConfig) -> Timeline:
             f"{traffic.stats.sent} requests, {traffic.stats.failed} failed; "
             f"{traffic.stats.labelled} labelled; answers by version {traffic.stats.versions}",
         )
+        timeline.add("memory", replica_memory(env_stack.replicas))
         if traffic.stats.failed:
             raise StepFailed(f"failed requests: {traffic.stats.failures[:5]}")
     return timeline
+
+
+def replica_memory(replicas: list[Service]) -> str:
+    """Each replica's resident memory now and at its peak: recording to PostgreSQL, shadowing."""
+    mib = 1024 * 1024
+    return "replicas' memory (PostgreSQL store, shadow challenger): " + "; ".join(
+        f"{r.name} {r.rss_bytes() / mib:.0f} MiB, peak {r.rss_bytes(peak=True) / mib:.0f} MiB"
+        for r in replicas
+    )
 
 
 def _beats(report: dict[str, Any], challenger: str, champion: str, needed: int) -> str | None:

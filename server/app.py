@@ -73,6 +73,7 @@ class ModelServer(Starlette):
             self.metrics,
             self.concurrency,
             BodyDeadlines(self.settings.body_timeout_seconds),
+            self.keys,
         )
 
 

@@ -119,7 +119,7 @@ async def _read_body(
         elif name == _HEADER_LENGTH:
             header = value
     media_type = _JSON_TYPE
-    if content_type is not None:
+    if content_type is not None and content_type != _JSON_TYPE:  # the common case, at once
         media_type = _media_type(content_type)
         if media_type not in accepted:
             shown = content_type[:100].decode("latin-1")

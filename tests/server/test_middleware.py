@@ -8,6 +8,7 @@ import pytest
 from starlette.applications import Starlette
 
 from server.app import ModelServer, create_app
+from server.middleware import RequestMiddleware
 from server.model import Origin, load_model
 from server.registry import read_model_dir
 from server.settings import Settings
@@ -130,3 +131,36 @@ def test_expected_503s_are_not_logged_as_errors(
 
     asyncio.run(main())
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.parametrize("cors", [(), ("https://app.example",)], ids=["direct", "layered"])
+def test_matched_routes_answer_alike_with_or_without_middleware_between(
+    iris_dir: Path, cors: tuple[str, ...]
+) -> None:
+    """With no middleware configured the request middleware answers matched routes itself."""
+    app = loaded_app(iris_dir, api_keys=("k" * 32,), cors_allow_origins=cors)
+    stack = app.build_middleware_stack()
+    assert isinstance(stack, RequestMiddleware)
+    assert (stack.keys is not None) == (not cors)
+
+    async def main() -> None:
+        key = ("authorization", "Bearer " + "k" * 32)
+        json = ("content-type", "application/json")
+        ok = await call(
+            app, "POST", "/predict", PREDICT, headers=(key, json, ("x-request-id", "r1"))
+        )
+        assert (ok.status, ok.json()["prediction"], ok.headers["x-request-id"]) == (
+            200,
+            "setosa",
+            "r1",
+        )
+        refused = await call(app, "POST", "/predict", PREDICT, headers=(json,))
+        assert (refused.status, list(refused.json())) == (401, ["detail"])
+        assert len(refused.headers["x-request-id"]) == 16
+        bad = await call(app, "POST", "/predict", b"{", headers=(key, json))
+        assert (bad.status, "x-request-id" in bad.headers) == (400, True)
+
+    asyncio.run(main())
+    text = metrics_text(app)
+    for status in ("200", "401", "400"):
+        assert f'route="/predict",status="{status}"' in text
