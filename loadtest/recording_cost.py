@@ -88,6 +88,14 @@ def measure(mode: str, args: argparse.Namespace, work: Path, repeat: int) -> dic
     }
 
 
+def _spread(values: list[float], unit: str, digits: int) -> str:
+    """`median unit (min to max)`."""
+    return (
+        f"{statistics.median(values):,.{digits}f} {unit} "
+        f"({min(values):,.{digits}f} to {max(values):,.{digits}f})"
+    )
+
+
 def summary(runs: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| Recording | /predict c16 | server CPU per request | p99 | RSS after | rows recorded (last run) | dropped |",
@@ -95,11 +103,9 @@ def summary(runs: list[dict[str, Any]]) -> list[str]:
     ]
     for mode in ("off", "on"):
         mine = [r for r in runs if r["mode"] == mode]
-        rps = [r["rps"] for r in mine]
-        cpu = [r["cpu_us_per_request"] for r in mine]
         lines.append(
-            f"| {mode} | {statistics.median(rps):,.0f} req/s ({min(rps):,.0f} to {max(rps):,.0f}) "
-            f"| {statistics.median(cpu):.1f} µs ({min(cpu):.1f} to {max(cpu):.1f}) "
+            f"| {mode} | {_spread([r['rps'] for r in mine], 'req/s', 0)} "
+            f"| {_spread([r['cpu_us_per_request'] for r in mine], 'µs', 1)} "
             f"| {statistics.median(r['p99_ms'] for r in mine):.2f} ms "
             f"| {max(r['rss_mib'] for r in mine):.1f} MiB "
             f"| {mine[-1]['recorded_rows']:,} of {mine[-1]['requests']:,} measured "
@@ -117,13 +123,11 @@ def steady_summary(runs: list[dict[str, Any]], rate: float) -> list[str]:
     ]
     for mode in ("off", "on"):
         mine = [r for r in runs if r["mode"] == mode]
-        p99 = [r["steady_p99_ms"] for r in mine]
-        cpu = [r["steady_cpu_us_per_request"] for r in mine]
         lines.append(
             f"| {mode} | {statistics.median(r['steady_rps'] for r in mine):,.0f} req/s "
             f"| {statistics.median(r['steady_p50_ms'] for r in mine):.2f} ms "
-            f"| {statistics.median(p99):.2f} ms ({min(p99):.2f} to {max(p99):.2f}) "
-            f"| {statistics.median(cpu):.1f} µs ({min(cpu):.1f} to {max(cpu):.1f}) "
+            f"| {_spread([r['steady_p99_ms'] for r in mine], 'ms', 2)} "
+            f"| {_spread([r['steady_cpu_us_per_request'] for r in mine], 'µs', 1)} "
             f"| {sum(r['steady_errors'] for r in mine)} |"
         )
     return lines
