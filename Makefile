@@ -322,6 +322,10 @@ measure-quickstart: $(DEV_ENV) ## Time the README's quick start on a fresh clone
 bench-drift: $(DEV_ENV) ## Drift detection's cost per request at windows of 100 to 100,000 rows
 	$(PY) -m loadtest.drift_cost
 
+.PHONY: bench-recording-cpu
+bench-recording-cpu: $(DEV_ENV) ## Recording's CPU per one-row request (loop, building, SQLite) and the event loop's stalls beside the writer, in process (ARGS=...)
+	$(PY) -m loadtest.recording_cpu $(ARGS)
+
 SOAK_ARGS ?=
 
 .PHONY: soak

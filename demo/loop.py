@@ -36,6 +36,7 @@ import httpx
 
 from demo.postgres import postgres_server
 from demo.traffic import Traffic
+from loadtest import machine
 from loadtest.processes import Service, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +73,7 @@ class Sample:
 @dataclass
 class Timeline:
     started: float = field(default_factory=time.monotonic)
+    measured_on: dict[str, Any] = field(default_factory=machine.describe)
     events: list[Event] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
 
@@ -81,7 +83,22 @@ class Timeline:
     def add(self, step: str, text: str) -> None:
         event = Event(round(self.now(), 1), step, text)
         self.events.append(event)
-        print(f"[{event.seconds:6.1f}s] {step:<10} {text}", flush=True)
+        print(line(event), flush=True)
+
+
+def line(event: Event) -> str:
+    return f"[{event.seconds:6.1f}s] {event.step:<10} {event.text}"
+
+
+def timeline_markdown(events: list[Event], measured_on: dict[str, Any]) -> str:
+    """The timeline as the docs show it (docs/results/loop-demo.md), with what it ran on."""
+    lines = "\n".join(line(event) for event in events)
+    return (
+        f"```\n{lines}\n```\n\n"
+        f"_`make loop-demo` on {machine.one_line(measured_on)}. Every step waits for its "
+        "condition, so the times stretch with the machine's load; each `make retrain` and "
+        "`make judge` runs as its own process, as a user would run it._\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -423,9 +440,19 @@ def run(config: DemoConfig) -> Timeline:
             f"{traffic.stats.sent} requests, {traffic.stats.failed} failed; "
             f"{traffic.stats.labelled} labelled; answers by version {traffic.stats.versions}",
         )
+        timeline.add("memory", replica_memory(env_stack.replicas))
         if traffic.stats.failed:
             raise StepFailed(f"failed requests: {traffic.stats.failures[:5]}")
     return timeline
+
+
+def replica_memory(replicas: list[Service]) -> str:
+    """Each replica's resident memory now and at its peak: recording to PostgreSQL, shadowing."""
+    mib = 1024 * 1024
+    return "replicas' memory (PostgreSQL store, shadow challenger): " + "; ".join(
+        f"{r.name} {r.rss_bytes() / mib:.0f} MiB, peak {r.rss_bytes(peak=True) / mib:.0f} MiB"
+        for r in replicas
+    )
 
 
 def _beats(report: dict[str, Any], challenger: str, champion: str, needed: int) -> str | None:
@@ -459,7 +486,7 @@ def _gapped(
 
 
 def save(timeline: Timeline, out_dir: Path) -> tuple[Path, Path]:
-    """The timeline as JSON and the chart of live accuracy per version as PNG."""
+    """The timeline as JSON and Markdown, and the chart of live accuracy per version as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -469,11 +496,12 @@ def save(timeline: Timeline, out_dir: Path) -> tuple[Path, Path]:
     data = out_dir / "loop-demo.json"
     data.write_text(
         json.dumps(
-            {"events": [vars(e) for e in timeline.events],
+            {"measured_on": timeline.measured_on, "events": [vars(e) for e in timeline.events],
              "samples": [vars(s) for s in timeline.samples]},
             indent=1,
         )
     )  # fmt: skip
+    (out_dir / "loop-demo.md").write_text(timeline_markdown(timeline.events, timeline.measured_on))
     figure, axes = plt.subplots(figsize=(11, 5))
     series: dict[tuple[str, str], list[Sample]] = {}
     for sample in timeline.samples:

@@ -103,8 +103,12 @@ class Service:
         except OSError:
             return "(no log)"
 
-    def rss_bytes(self) -> int:
-        """Resident memory of the process and its descendants (MLflow serves from a child)."""
+    def rss_bytes(self, peak: bool = False) -> int:
+        """Resident memory of the process and its descendants (MLflow serves from a child).
+
+        With `peak`, the sum of each process's high-water mark (VmHWM) rather than its VmRSS.
+        """
+        field = "VmHWM:" if peak else "VmRSS:"
         total = 0
         for pid in _tree(self.process.pid):
             try:
@@ -112,7 +116,7 @@ class Service:
             except OSError:
                 continue
             for line in status.splitlines():
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     total += int(line.split()[1]) * 1024
         return total
 

@@ -1,10 +1,12 @@
-"""`make bench-recording`: what recording every prediction costs `/predict`, measured with wrk.
+"""`make bench-recording`: what recording every prediction costs `/predict`, with wrk and hey.
 
 The server runs twice per repeat, pinned to one CPU, wrk on the other: with RECORD_PREDICTIONS
 off, and on with the embedded SQLite store (every request recorded: wrk sends no request id, so
 each gets a fresh one). Reported per mode: requests per second at concurrency 16, the server's
 CPU time per request (the figure that survives a shared machine), p99 latency, resident memory
 after the run; for recording on, the rows the store holds afterwards and the rows dropped.
+Then, on the same server, a fixed rate well below saturation (hey, `--rate`): the latency a
+client sees at a load the server carries, which is what "slows the request path" means there.
 Repeats alternate the modes so noise from elsewhere on the machine hits both alike.
 """
 
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import machine, payloads
+from loadtest.hey import run_hey
 from loadtest.servers import missing_store, model_server
 from loadtest.wrk import run_wrk
 
@@ -54,6 +57,10 @@ def measure(mode: str, args: argparse.Namespace, work: Path, repeat: int) -> dic
         cpu_before = service.cpu_seconds()
         result = run_wrk(url, body, concurrency=16, duration_s=args.duration, cpu=args.client_cpu)
         cpu = service.cpu_seconds() - cpu_before
+        # Then at a fixed rate the server carries either way: does a client wait longer?
+        cpu_before = service.cpu_seconds()
+        steady = run_hey(url, body, rate=args.rate, duration_s=args.duration, cpu=args.client_cpu)
+        steady_cpu = service.cpu_seconds() - cpu_before
         rss = service.rss_bytes()
         dropped = _metric(service.url, "predictions_record_dropped_total")
     finally:
@@ -70,10 +77,23 @@ def measure(mode: str, args: argparse.Namespace, work: Path, repeat: int) -> dic
         "errors": result.errors,
         "p99_ms": result.p99_ms,
         "cpu_us_per_request": cpu / max(result.requests, 1) * 1e6,
+        "steady_rps": steady.rps,
+        "steady_p50_ms": steady.p50_ms,
+        "steady_p99_ms": steady.p99_ms,
+        "steady_errors": steady.errors,
+        "steady_cpu_us_per_request": steady_cpu / max(steady.requests, 1) * 1e6,
         "rss_mib": rss / 2**20,
         "recorded_rows": recorded,
         "dropped_rows": dropped,
     }
+
+
+def _spread(values: list[float], unit: str, digits: int) -> str:
+    """`median unit (min to max)`."""
+    return (
+        f"{statistics.median(values):,.{digits}f} {unit} "
+        f"({min(values):,.{digits}f} to {max(values):,.{digits}f})"
+    )
 
 
 def summary(runs: list[dict[str, Any]]) -> list[str]:
@@ -83,15 +103,32 @@ def summary(runs: list[dict[str, Any]]) -> list[str]:
     ]
     for mode in ("off", "on"):
         mine = [r for r in runs if r["mode"] == mode]
-        rps = [r["rps"] for r in mine]
-        cpu = [r["cpu_us_per_request"] for r in mine]
         lines.append(
-            f"| {mode} | {statistics.median(rps):,.0f} req/s ({min(rps):,.0f} to {max(rps):,.0f}) "
-            f"| {statistics.median(cpu):.1f} µs ({min(cpu):.1f} to {max(cpu):.1f}) "
+            f"| {mode} | {_spread([r['rps'] for r in mine], 'req/s', 0)} "
+            f"| {_spread([r['cpu_us_per_request'] for r in mine], 'µs', 1)} "
             f"| {statistics.median(r['p99_ms'] for r in mine):.2f} ms "
             f"| {max(r['rss_mib'] for r in mine):.1f} MiB "
             f"| {mine[-1]['recorded_rows']:,} of {mine[-1]['requests']:,} measured "
             f"(+ warm-up) | {sum(r['dropped_rows'] for r in mine):.0f} |"
+        )
+    return lines
+
+
+def steady_summary(runs: list[dict[str, Any]], rate: float) -> list[str]:
+    """The fixed-rate phase: what a client waits at a load the server carries."""
+    lines = [
+        f"| Recording | achieved of {rate:,.0f} req/s asked | p50 | p99 | server CPU per request "
+        "| failed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mode in ("off", "on"):
+        mine = [r for r in runs if r["mode"] == mode]
+        lines.append(
+            f"| {mode} | {statistics.median(r['steady_rps'] for r in mine):,.0f} req/s "
+            f"| {statistics.median(r['steady_p50_ms'] for r in mine):.2f} ms "
+            f"| {_spread([r['steady_p99_ms'] for r in mine], 'ms', 2)} "
+            f"| {_spread([r['steady_cpu_us_per_request'] for r in mine], 'µs', 1)} "
+            f"| {sum(r['steady_errors'] for r in mine)} |"
         )
     return lines
 
@@ -102,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--rate", type=float, default=4000.0,
+        help="requests per second of the fixed-rate phase (hey), well below saturation",
+    )  # fmt: skip
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -120,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"  recording {mode}: {run['rps']:,.0f} req/s, "
                     f"{run['cpu_us_per_request']:.1f} µs CPU/request, p99 {run['p99_ms']:.2f} ms, "
-                    f"{run['recorded_rows']:,} rows recorded",
+                    f"{run['recorded_rows']:,} rows recorded; at {args.rate:,.0f} req/s "
+                    f"p99 {run['steady_p99_ms']:.2f} ms",
                     flush=True,
                 )
     heading = (
@@ -128,7 +170,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.duration:g} s, wrk c16 on CPU {args.client_cpu}, the server on CPU "
         f"{args.server_cpu}; medians (range)."
     )
-    table = "\n".join([heading, "", *summary(runs)])
+    steady = (
+        f"At a fixed rate (hey, 16 workers, {args.rate:,.0f} req/s in all, {args.duration:g} s "
+        "after the saturation run, same server):"
+    )
+    table = "\n".join(
+        [heading, "", "At saturation (wrk):", "", *summary(runs), "", steady, "",
+         *steady_summary(runs, args.rate)]
+    )  # fmt: skip
     print(table)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "recording.json").write_text(

@@ -18,14 +18,15 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from itertools import repeat
+from typing import Any
 
 import numpy as np
 from prometheus_client import Counter, Gauge
 
 from server.metrics import Metrics
 from server.model import Model
-from server.store import Connection, PredictionRow, PredictionStore, StoreError
+from server.store import Connection, PredictionStore, Shape, StoreError
 
 log = logging.getLogger("server.recording")
 # (request id, rows it sent): one entry per request of a coalesced model call, in order.
@@ -34,15 +35,22 @@ _RETENTION_CHECK_SECONDS = 600.0
 _MAX_BACKOFF_SECONDS = 10.0
 
 
-class _Entry(NamedTuple):
-    ts: float
-    model: Model
-    variant: str
-    rows: np.ndarray
-    answers: np.ndarray
-    keys: Keys
-    shadow: Model | None
-    shadow_answers: np.ndarray | None
+# Built rows by shape (server.store): the columns every row has, then the shape's.
+_Chunk = dict[Shape, list[tuple[Any, ...]]]
+# A queued entry and the rows [first, last) of it that go into a chunk.
+_Piece = tuple[tuple[Any, ...], int, int]
+# (champion is a classifier, shadow is a classifier or None without a shadow) -> shape.
+_SHAPES: dict[tuple[bool, bool | None], Shape] = {
+    (True, None): ("prediction",),
+    (False, None): ("value",),
+    (True, True): ("prediction", "shadow_version", "shadow_prediction"),
+    (True, False): ("prediction", "shadow_version", "shadow_value"),
+    (False, True): ("value", "shadow_version", "shadow_prediction"),
+    (False, False): ("value", "shadow_version", "shadow_value"),
+}
+# The writer's pause between chunks: long enough to leave the CPU, short enough not to matter.
+_PAUSE_SECONDS = 0.0001
+crc32 = zlib.crc32
 
 
 def sampled(request_id: bytes, rate: float) -> bool:
@@ -89,6 +97,7 @@ class Recorder:
         sample_rate: float = 1.0,
         buffer_rows: int = 50_000,
         batch_rows: int = 1000,
+        chunk_rows: int = 100,
         flush_seconds: float = 1.0,
         retention_seconds: float = 30 * 86400.0,
     ) -> None:
@@ -96,10 +105,16 @@ class Recorder:
         self.sample_rate = sample_rate
         self.buffer_rows = buffer_rows
         self.batch_rows = batch_rows
+        # The most rows the writer builds, or inserts, before it pauses for the event loop.
+        self.chunk_rows = chunk_rows
+        self._sample_limit = None if sample_rate >= 1.0 else sample_rate * 0x100000000
         self.flush_seconds = flush_seconds
         self.retention_seconds = retention_seconds
         self.metrics = RecorderMetrics(metrics)
         self._queue: deque[tuple[Any, ...]] = deque()
+        # The entry being built, when a chunk ended inside it, and its first row not yet built.
+        self._current: tuple[Any, ...] | None = None
+        self._offset = 0
         # Rows queued and rows taken: each counter is written by one thread only, so their
         # difference is the queue's length in rows without a lock on the request path.
         self._added = 0
@@ -161,7 +176,7 @@ class Recorder:
 
     def _run(self) -> None:
         backoff = 0.0
-        batch: list[PredictionRow] = []
+        batch: list[_Chunk] = []
         taken = 0
         while True:
             stopping = self._stop.is_set()
@@ -186,7 +201,7 @@ class Recorder:
                     self._disconnect()
                     break
                 backoff = 0.0
-                self.metrics.written.inc(len(batch))
+                self.metrics.written.inc(sum(len(rows) for c in batch for rows in c.values()))
                 self._taken += taken
                 batch, taken = [], 0
             # close() bounds the drain by joining with a timeout; until then, keep trying.
@@ -194,68 +209,169 @@ class Recorder:
                 return
             self._retention()
 
-    def _take(self) -> tuple[list[PredictionRow], int]:
-        """Up to about batch_rows rows from the queue, built into store rows."""
-        rows: list[PredictionRow] = []
+    def _pause(self) -> None:
+        """Let the event loop have the interpreter lock: called after every chunk of rows.
+
+        Releasing the lock is not enough (the writer would usually take it straight back
+        before the waiting loop is scheduled, and the loop would then wait out the whole switch
+        interval, 5 ms); a real sleep, however short, takes the writer off the CPU.
+        """
+        time.sleep(_PAUSE_SECONDS)
+
+    def _take(self) -> tuple[list[_Chunk], int]:
+        """Up to about batch_rows rows from the queue, built into chunks of store rows."""
+        chunks: list[_Chunk] = []
         taken = 0
-        while self._queue and taken < self.batch_rows:
-            entry = _Entry(*self._queue.popleft())
-            taken += len(entry.rows)
-            rows.extend(self._rows(entry))
-        return rows, taken
+        queue = self._queue
+        while taken < self.batch_rows:
+            room = min(self.chunk_rows, self.batch_rows - taken)
+            pieces: list[_Piece] = []
+            size = 0
+            if self._current is not None:  # the rest of an entry the last chunk ended inside
+                entry, first = self._current, self._offset
+                self._current = None
+                rows = len(entry[3])
+                size = min(rows, first + room) - first
+                pieces.append((entry, first, first + size))
+                if first + size < rows:
+                    self._current, self._offset = entry, first + size
+            while size < room and queue:
+                entry = queue.popleft()
+                rows = len(entry[3])
+                if size + rows <= room:
+                    pieces.append((entry, 0, rows))
+                    size += rows
+                else:
+                    pieces.append((entry, 0, room - size))
+                    self._current, self._offset = entry, room - size
+                    size = room
+            if not pieces:
+                break
+            chunks.append(self._build(pieces))
+            taken += size
+            self._pause()
+        return chunks, taken
 
-    def _rows(self, entry: _Entry) -> list[PredictionRow]:
-        model = entry.model
-        features = np.ascontiguousarray(entry.rows, dtype=np.float64)
-        width = features.shape[1] * 8
-        blob = features.tobytes()
-        answers = entry.answers.tolist()
-        classes = model.classes if model.is_classifier else None
-        shadow = entry.shadow
-        shadow_answers = entry.shadow_answers.tolist() if entry.shadow_answers is not None else None
-        shadow_classes = shadow.classes if shadow is not None and shadow.is_classifier else None
-        out: list[PredictionRow] = []
-        start = 0
-        for key, count in entry.keys:
-            if not sampled(key, self.sample_rate):
-                start += count
-                continue
-            request_id = key.decode()
-            for index in range(count):
-                j = start + index
-                answer = answers[j]
-                shadow_version = shadow_label = shadow_value = None
-                if shadow is not None and shadow_answers is not None:
-                    shadow_version = shadow.version
-                    if shadow_classes is not None:
-                        shadow_label = shadow_classes[shadow_answers[j]]
-                    else:
-                        shadow_value = float(shadow_answers[j])
-                out.append(
-                    (
-                        request_id,
-                        index,
-                        entry.ts,
-                        model.name,
-                        model.version,
-                        entry.variant,
-                        blob[j * width : (j + 1) * width],
-                        classes[answer] if classes is not None else None,
-                        None if classes is not None else float(answer),
-                        shadow_version,
-                        shadow_label,
-                        shadow_value,
-                    )
-                )
-            start += count
-        return out
+    def _build(self, pieces: list[_Piece]) -> _Chunk:
+        """Store rows for the pieces, by shape; consecutive pieces of one model are built at once."""
+        chunk: _Chunk = {}
+        i, n = 0, len(pieces)
+        while i < n:
+            entry = pieces[i][0]
+            model, variant = entry[1], entry[2]
+            shadow = entry[6] if entry[7] is not None else None
+            j = i + 1
+            while j < n:
+                other = pieces[j][0]
+                if (
+                    other[1] is not model
+                    or other[2] != variant
+                    or (other[6] if other[7] is not None else None) is not shadow
+                ):
+                    break
+                j += 1
+            self._add(chunk, pieces[i:j])
+            i = j
+        return chunk
 
-    def _write(self, rows: list[PredictionRow]) -> None:
-        if not rows:
+    def _add(self, out: _Chunk, run: list[_Piece]) -> None:
+        """Build the rows of pieces that share a model, variant and shadow into `out`."""
+        first_entry, start, _ = run[0]
+        last_entry, _, stop = run[-1]
+        model, variant, shadow = first_entry[1], first_entry[2], first_entry[6]
+        if len(run) == 1:
+            rows = first_entry[3][start:stop]
+            predicted: list[Any] = first_entry[4][start:stop].tolist()
+            shadowed = None
+            if first_entry[7] is not None:
+                shadowed = first_entry[7][start:stop].tolist()
+        else:  # whole entries but for the first's start and the last's end
+            end = sum(len(piece[0][3]) for piece in run) - (len(last_entry[3]) - stop)
+            rows = np.concatenate([piece[0][3] for piece in run], dtype=np.float64)[start:end]
+            predicted = [a for piece in run for a in piece[0][4].tolist()][start:end]
+            shadowed = None
+            if first_entry[7] is not None:
+                shadowed = [a for piece in run for a in piece[0][7].tolist()][start:end]
+        if not predicted:
             return
+        features = bytearray(np.ascontiguousarray(rows, dtype=np.float64))
+        width = len(features) // len(predicted)
+        if model.is_classifier:
+            predicted = list(map(model.classes.__getitem__, predicted))
+        # Per row: request id, row index, time; `kept` the rows sampled in, None for all.
+        ids: list[str] = []
+        indices: list[int] = []
+        times: list[float] = []
+        add_id, add_index, add_time = ids.append, indices.append, times.append
+        kept: list[int] | None = None
+        limit = self._sample_limit
+        row = 0  # this run's row at the piece's first
+        for entry, first, last in run:
+            keys = entry[5]
+            count = last - first
+            if len(keys) == 1 and (limit is None or crc32(keys[0][0]) < limit):
+                # the common case: one request per model call
+                if count == 1:
+                    add_id(keys[0][0].decode())
+                    add_index(first)
+                    add_time(entry[0])
+                else:
+                    ids += [keys[0][0].decode()] * count
+                    indices += range(first, last)
+                    times += [entry[0]] * count
+                if kept is not None:
+                    kept += range(row, row + count)
+            else:
+                if kept is None:
+                    kept = list(range(len(ids)))
+                key_first = 0
+                for key, rows_of_key in keys:
+                    key_last = key_first + rows_of_key
+                    low, high = max(key_first, first), min(key_last, last)
+                    if low < high and (limit is None or crc32(key) < limit):
+                        ids += [key.decode()] * (high - low)
+                        indices += range(low - key_first, high - key_first)
+                        times += [entry[0]] * (high - low)
+                        kept += range(row + low - first, row + high - first)
+                    key_first = key_last
+            row += count
+        if kept is None:
+            blobs = [features[k * width : (k + 1) * width] for k in range(row)]
+        else:
+            blobs = [features[k * width : (k + 1) * width] for k in kept]
+            predicted = [predicted[k] for k in kept]
+        name, version = repeat(model.name), repeat(model.version)
+        if shadowed is None:
+            shape = _SHAPES[model.is_classifier, None]
+            built = zip(ids, indices, times, name, version, repeat(variant), blobs, predicted)
+        else:
+            if shadow.is_classifier:
+                shadowed = list(map(shadow.classes.__getitem__, shadowed))
+            if kept is not None:
+                shadowed = [shadowed[k] for k in kept]
+            shape = _SHAPES[model.is_classifier, shadow.is_classifier]
+            built = zip(
+                ids, indices, times, name, version, repeat(variant), blobs, predicted,
+                repeat(shadow.version), shadowed,
+            )  # fmt: skip
+        found = out.get(shape)
+        if found is None:
+            out[shape] = list(built)
+        else:
+            found += built
+
+    def _write(self, chunks: list[_Chunk]) -> None:
+        """Insert the chunks, pausing after each, and commit them as one transaction."""
+        if not any(rows for chunk in chunks for rows in chunk.values()):
+            return  # every request sampled out
         if self._connection is None:
             self._connection = self.store.connect()
-        self.store.write_predictions(self._connection, rows)
+        for chunk in chunks:
+            if any(chunk.values()):
+                for shape, rows in chunk.items():
+                    self.store.insert_predictions(self._connection, shape, rows)
+                self._pause()
+        self.store.commit(self._connection)
 
     def _disconnect(self) -> None:
         if self._connection is not None:

@@ -27,6 +27,20 @@ PredictionRow = tuple[
     str, int, float, str, str, str, bytes, str | None, float | None, str | None, str | None,
     float | None,
 ]  # fmt: skip
+# The columns every recorded row fills, in this order, then the optional ones a group of rows
+# fills (its shape): a column a row leaves empty is not sent at all, so it costs the writer no
+# work per row (binding a None costs Python's sqlite3 more than binding a number).
+REQUIRED_COLUMNS = (
+    "request_id", "row_index", "ts", "model_name", "model_version", "variant", "features",
+)  # fmt: skip
+OPTIONAL_COLUMNS = ("prediction", "value", "shadow_version", "shadow_prediction", "shadow_value")
+Shape = tuple[str, ...]
+_PG_TYPES = {
+    "request_id": "text", "row_index": "int", "ts": "float8", "model_name": "text",
+    "model_version": "text", "variant": "text", "features": "bytea", "prediction": "text",
+    "value": "float8", "shadow_version": "text", "shadow_prediction": "text",
+    "shadow_value": "float8",
+}  # fmt: skip
 # Feedback: request id, row index, true label (classifiers) or value (regressors), unix time.
 FeedbackRow = tuple[str, int, str | None, float | None, float]
 
@@ -57,7 +71,6 @@ _SCHEMA = (
 )
 _LABELLED = """FROM predictions p JOIN feedback f
     ON f.request_id = p.request_id AND f.row_index = p.row_index"""
-_COLUMNS = 12
 
 
 class StoreError(Exception):
@@ -114,6 +127,7 @@ class PredictionStore:
     def __init__(self, uri: str, connect_timeout: float = 10.0) -> None:
         self.uri = uri
         self.connect_timeout = connect_timeout
+        self._inserts: dict[Shape, str] = {}
         if uri.startswith("sqlite:///"):
             self.dialect = "sqlite"
             self.path = Path(uri.removeprefix("sqlite:///"))
@@ -182,31 +196,57 @@ class PredictionStore:
 
     def write_predictions(self, connection: Connection, rows: Sequence[PredictionRow]) -> None:
         """Insert recorded predictions; a request id and row already stored keeps its first."""
+        if rows:
+            self.insert_predictions(connection, OPTIONAL_COLUMNS, rows)
+            self.commit(connection)
+
+    def insert_predictions(
+        self, connection: Connection, shape: Shape, rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        """Insert rows of one shape (the required columns, then `shape`'s), not yet committed.
+
+        A request id and row already stored keeps its first prediction. On an error the
+        transaction is rolled back, rows inserted before by the same transaction included.
+        """
         if not rows:
             return
+        statement = self._inserts.get(shape)
+        if statement is None:
+            statement = self._inserts[shape] = self._insert_statement(shape)
         cursor = connection.cursor()
         try:
             if self.dialect == "sqlite":
-                placeholders = ", ".join("?" * _COLUMNS)
-                cursor.executemany(
-                    f"INSERT OR IGNORE INTO predictions VALUES ({placeholders})",  # noqa: S608 - placeholders only
-                    rows,
-                )
+                cursor.executemany(statement, rows)
             else:
-                # One statement per batch, the columns as arrays: pg8000's executemany would
-                # make a round trip per row.
-                columns = [list(column) for column in zip(*rows, strict=True)]
-                cursor.execute(
-                    "INSERT INTO predictions SELECT * FROM unnest("
-                    "%s::text[], %s::int[], %s::float8[], %s::text[], %s::text[], %s::text[], "
-                    "%s::bytea[], %s::text[], %s::float8[], %s::text[], %s::text[], %s::float8[]"
-                    ") ON CONFLICT DO NOTHING",
-                    columns,
-                )
+                cursor.execute(statement, [list(column) for column in zip(*rows, strict=True)])
+        except Exception as exc:
+            _safe_rollback(connection)
+            raise StoreError(f"{redact(self.uri)}: {_message(exc)}") from exc
+
+    def commit(self, connection: Connection) -> None:
+        """Commit what was inserted since the last commit; errors are StoreError."""
+        try:
             connection.commit()
         except Exception as exc:
             _safe_rollback(connection)
             raise StoreError(f"{redact(self.uri)}: {_message(exc)}") from exc
+
+    def _insert_statement(self, shape: Shape) -> str:
+        if not set(shape) <= set(OPTIONAL_COLUMNS):
+            raise ValueError(f"not optional prediction columns: {shape!r}")
+        columns = (*REQUIRED_COLUMNS, *shape)
+        names = ", ".join(columns)
+        # Only our own column names are formatted into the statement; values are parameters.
+        if self.dialect == "sqlite":
+            marks = ", ".join("?" * len(columns))
+            return f"INSERT OR IGNORE INTO predictions ({names}) VALUES ({marks})"  # noqa: S608
+        # One statement per batch, the columns as arrays: pg8000's executemany would make a
+        # round trip per row.
+        arrays = ", ".join(f"%s::{_PG_TYPES[c]}[]" for c in columns)
+        return (
+            f"INSERT INTO predictions ({names}) SELECT * FROM unnest({arrays}) "  # noqa: S608
+            "ON CONFLICT DO NOTHING"
+        )
 
     def find_predictions(
         self, connection: Connection, keys: Iterable[tuple[str, int]]

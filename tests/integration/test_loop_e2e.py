@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.loop]
 STEPS = [
     "start", "train", "serve", "baseline", "shift", "alert", "drift", "retrain", "shadow",
     "judge", "hot-swap", "recovered", "watch", "retrain-2", "judge-2", "untouched", "force",
-    "rollback", "end",
+    "rollback", "end", "memory",
 ]  # fmt: skip
 
 
@@ -33,7 +33,11 @@ def test_the_closed_loop(tmp_path: Path) -> None:
         "rolled back production of iris-classifier: version 3 -> version 2"
     )
     assert ", 0 failed;" in text["end"]
+    assert text["memory"].count("peak") == 2  # both replicas measured
     data, chart = save(timeline, tmp_path)
     assert data.is_file()
+    page = (tmp_path / "loop-demo.md").read_text()  # what docs/results/loop-demo.md holds
+    assert text["rollback"] in page
+    assert "cores" in page
     assert chart.stat().st_size > 10_000
     assert {s.version for s in timeline.samples} == {"1", "2", "3"}

@@ -151,3 +151,157 @@ def test_sampling_is_a_property_of_the_request_id(
     assert 60 < len(kept) < 140  # about a quarter
     assert not sampled(b"anything", 0.0)
     assert sampled(b"anything", 1.0)
+
+
+class _Watched(Recorder):
+    """A recorder that logs, in order, the rows it builds, the rows it inserts, and its pauses."""
+
+    def __init__(self, store: PredictionStore, **options: Any) -> None:
+        super().__init__(store, Metrics(), **options)
+        self.log: list[tuple[str, int]] = []
+
+    def _build(self, pieces: Any) -> Any:
+        self.log.append(("built", sum(last - first for _, first, last in pieces)))
+        return super()._build(pieces)
+
+    def _pause(self) -> None:
+        self.log.append(("pause", 0))
+
+
+def test_the_writer_never_handles_more_than_a_chunk_of_rows_between_pauses(
+    model_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    """Building and inserting are cut into chunks with a pause between, for the event loop."""
+    model = load(model_dirs, "iris", "1")
+    store = PredictionStore(f"sqlite:///{tmp_path / 'p.db'}")
+    recorder = _Watched(store, batch_rows=1000, chunk_rows=64, flush_seconds=3600)
+    connection = store.connect()
+    connect = store.connect
+
+    def traced() -> Any:  # every statement SQLite runs, executemany's rows included
+        opened = connect()
+        opened.set_trace_callback(  # type: ignore[attr-defined]
+            lambda sql: recorder.log.append(("inserted", 1)) if "INSERT" in sql else None
+        )
+        return opened
+
+    store.connect = traced  # type: ignore[method-assign]
+    for i in range(300):  # one-row requests
+        recorder.record(model, "champion", iris_rows(1), np.zeros(1, np.int64), [(b"s%d" % i, 1)])
+    big = np.arange(4000, dtype=np.float32).reshape(1000, 4)
+    recorder.record(model, "champion", big, np.zeros(1000, np.int64), [(b"big", 1000)])
+    coalesced = [(b"c%d" % i, 10) for i in range(50)]
+    recorder.record(model, "champion", iris_rows(500), np.ones(500, np.int64), coalesced)
+    recorder.start()
+    recorder.close()
+
+    since_pause = {"built": 0, "inserted": 0}
+    most = {"built": 0, "inserted": 0}
+    for what, rows in recorder.log:
+        if what == "pause":
+            since_pause = {"built": 0, "inserted": 0}
+            continue
+        since_pause[what] += rows
+        most[what] = max(most[what], since_pause[what])
+    assert most == {"built": 64, "inserted": 64}
+    assert sum(rows for what, rows in recorder.log if what == "inserted") == 1800
+    found = store.run(
+        connection,
+        "SELECT row_index, features, prediction FROM predictions WHERE request_id = 'big' "
+        "ORDER BY row_index",
+    )
+    assert [r[0] for r in found] == list(range(1000))
+    assert np.frombuffer(found[999][1], dtype=np.float64).tolist() == [3996, 3997, 3998, 3999]
+    counts = store.run(connection, "SELECT COUNT(*), COUNT(DISTINCT request_id) FROM predictions")
+    assert counts == [(1800, 351)]
+    connection.close()
+
+
+SHAPE_CASES = [  # (champion, shadow): every combination the data plane can record
+    ("iris", None),
+    ("diabetes", None),
+    ("iris", "iris"),
+    ("diabetes", "diabetes"),
+    ("iris", "diabetes"),
+    ("diabetes", "iris"),
+]
+
+
+def record_every_shape(recorder: Recorder, model_dirs: dict[str, Path]) -> None:
+    """Two coalesced requests (1 and 2 rows) for each champion and shadow combination."""
+    for case, (name, shadow_name) in enumerate(SHAPE_CASES):
+        model = load(model_dirs, name, "1")
+        width = 4 if name == "iris" else 10
+        rows = (np.arange(3 * width, dtype=np.float32).reshape(3, width) + case) / 7
+        result = model.predict(rows)
+        answers = result.class_indices if result.class_indices is not None else result.values
+        assert answers is not None
+        shadow = load(model_dirs, shadow_name, "2") if shadow_name else None
+        shadow_answers = None
+        if shadow is not None:
+            shadow_rows = rows if shadow_name == name else np.zeros((3, 14 - width), "f4")
+            shadowed = shadow.predict(shadow_rows)
+            shadow_answers = (
+                shadowed.class_indices if shadowed.class_indices is not None else shadowed.values
+            )
+        keys = [(b"case%d-a" % case, 1), (b"case%d-b" % case, 2)]
+        recorder.record(model, "champion", rows, answers, keys, shadow, shadow_answers)
+
+
+def expected_rows(model_dirs: dict[str, Path]) -> list[tuple[Any, ...]]:
+    """What every case must store: all twelve columns, as the first recorder wrote them."""
+    expected = []
+    for case, (name, shadow_name) in enumerate(SHAPE_CASES):
+        model = load(model_dirs, name, "1")
+        width = 4 if name == "iris" else 10
+        rows = (np.arange(3 * width, dtype=np.float32).reshape(3, width) + case) / 7
+        result = model.predict(rows)
+        shadow = load(model_dirs, shadow_name, "2") if shadow_name else None
+        shadowed = None
+        if shadow is not None:
+            shadow_rows = rows if shadow_name == name else np.zeros((3, 14 - width), "f4")
+            shadowed = shadow.predict(shadow_rows)
+        for j, (request_id, index) in enumerate([("a", 0), ("b", 0), ("b", 1)]):
+            label = value = shadow_label = shadow_value = None
+            if result.class_indices is not None:
+                label = model.classes[int(result.class_indices[j])]
+            else:
+                assert result.values is not None
+                value = float(result.values[j])
+            if shadowed is not None and shadowed.class_indices is not None:
+                assert shadow is not None
+                shadow_label = shadow.classes[int(shadowed.class_indices[j])]
+            elif shadowed is not None and shadowed.values is not None:
+                shadow_value = float(shadowed.values[j])
+            expected.append(
+                (f"case{case}-{request_id}", index, model.name, "1", "champion",
+                 rows[j].astype(np.float64).tobytes(), label, value,
+                 shadow.version if shadow is not None else None, shadow_label, shadow_value)
+            )  # fmt: skip
+    return expected
+
+
+def all_columns(store: PredictionStore) -> list[tuple[Any, ...]]:
+    connection = store.connect()
+    try:
+        found = store.run(
+            connection,
+            "SELECT request_id, row_index, model_name, model_version, variant, features, "
+            "prediction, value, shadow_version, shadow_prediction, shadow_value, ts "
+            "FROM predictions ORDER BY request_id, row_index",
+        )
+    finally:
+        connection.close()
+    assert all(isinstance(row[-1], float) and row[-1] > 1e9 for row in found)
+    return [(*row[:5], bytes(row[5]), *row[6:11]) for row in found]
+
+
+def test_every_combination_of_answers_and_shadow_is_stored_in_full(
+    model_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    store = PredictionStore(f"sqlite:///{tmp_path / 'p.db'}")
+    recorder = Recorder(store, Metrics(), chunk_rows=2)
+    record_every_shape(recorder, model_dirs)
+    recorder.start()
+    recorder.close()
+    assert all_columns(store) == expected_rows(model_dirs)
