@@ -19,8 +19,6 @@ INVALID_ARGUMENT rather than grpc's UNKNOWN. The connection limits are server/gr
 
 import asyncio
 import logging
-import random
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -48,6 +46,7 @@ from server.model import Model
 from server.oip import EXTENSIONS, SERVER_NAME, model_metadata
 from server.protos import grpc_predict_v2_pb2 as pb
 from server.protos import health_pb2
+from server.request_ids import new_request_id, usable
 from server.settings import Settings
 from server.tensors import check_input, datatype, output_bytes, rows_from_bytes, rows_from_json
 
@@ -55,8 +54,6 @@ log = logging.getLogger("server.grpc")
 SERVICE = "inference.GRPCInferenceService"
 HEALTH_SERVICE = "grpc.health.v1.Health"
 _METHOD_LABEL = "GRPC"
-_MAX_REQUEST_ID = 128
-_PRINTABLE = re.compile(r"[\x21-\x7e]+")  # visible ASCII, as for X-Request-ID over HTTP
 # The gRPC status for each HTTP status the server's errors carry.
 GRPC_CODES: dict[int, grpc.StatusCode] = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
@@ -88,7 +85,7 @@ def _metadata(context: grpc.aio.ServicerContext) -> tuple[str, str | None]:
             authorization = str(value)
         elif key == "x-request-id":
             given = str(value)
-            if 0 < len(given) <= _MAX_REQUEST_ID and _PRINTABLE.fullmatch(given):
+            if usable(given.encode()):
                 request_id = given
     return authorization, request_id
 
@@ -291,7 +288,7 @@ class GrpcFrontEnd:
         async def model_infer(request: pb.ModelInferRequest, context: Any) -> Message:
             given = _metadata(context)[1]
             # The id the prediction is recorded under (for feedback), answered in the trailers.
-            request_id = given if given is not None else f"{random.getrandbits(64):016x}"
+            request_id = given if given is not None else new_request_id().decode()
             context.set_trailing_metadata((("x-request-id", request_id),))
             choice = choose(request)
             model = choice.model

@@ -14,8 +14,6 @@ catch the status, and one layer fewer, which is a tenth of `/predict`'s cost in 
 """
 
 import logging
-import random
-import re
 import time
 
 import orjson
@@ -27,13 +25,12 @@ from server.auth import ApiKeys
 from server.errors import PROTOCOLS, SHED_MESSAGE, protocol_for_path
 from server.limits import BodyDeadlines, Concurrency
 from server.metrics import UNMATCHED_ROUTE, Metrics
+from server.request_ids import new_request_id, usable
 from server.routes import Route, RouteTable
 from server.web import error_response
 
 log = logging.getLogger("server.access")
 _REQUEST_ID = b"x-request-id"
-_PRINTABLE = re.compile(rb"[\x21-\x7e]+")  # visible ASCII: safe to echo in a header and a log
-_MAX_REQUEST_ID = 128
 _SHED_BODIES = {p.name: orjson.dumps(p.error(SHED_MESSAGE, 503)) for p in PROTOCOLS}
 
 
@@ -41,9 +38,7 @@ def _client_request_id(scope: Scope) -> bytes | None:
     """The client's X-Request-ID, if it sent a usable one."""
     for name, value in scope["headers"]:
         if name == _REQUEST_ID:
-            if 0 < len(value) <= _MAX_REQUEST_ID and _PRINTABLE.fullmatch(value):
-                return bytes(value)
-            return None
+            return bytes(value) if usable(value) else None
     return None
 
 
@@ -75,9 +70,7 @@ class RequestMiddleware:
             return
         started = time.perf_counter()
         given = _client_request_id(scope)
-        # The client's id if it sent a usable one, else a made-up one; either only correlates
-        # log lines, so no need for os.urandom and its system call.
-        request_id = given if given is not None else b"%016x" % random.getrandbits(64)
+        request_id = given if given is not None else new_request_id()
         scope["request_id"] = request_id
         method = scope["method"]
         matched = self.table.match(method, scope["path"])

@@ -168,7 +168,7 @@ def test_response_headers(secured: ServerProcess) -> None:
         response = httpx.get(secured.url + path)
         assert "server" not in response.headers
         assert response.headers["content-type"] == "application/json"
-        assert len(response.headers["x-request-id"]) == 16
+        assert len(response.headers["x-request-id"]) == 32
     wrong_method = httpx.delete(secured.url + "/predict")
     assert wrong_method.status_code == 405
     assert wrong_method.headers["allow"] == "POST"
@@ -184,7 +184,7 @@ def test_unsafe_request_ids_are_replaced(secured: ServerProcess, presented: str)
         assert echoed == presented
     else:
         assert echoed != presented
-        assert len(echoed) == 16
+        assert len(echoed) == 32
 
 
 def test_openapi_says_the_key_is_required(secured: ServerProcess) -> None:

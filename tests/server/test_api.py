@@ -78,7 +78,7 @@ def test_request_id_is_echoed_or_generated(iris: TestClient) -> None:
     echoed = iris.get("/health", headers={"X-Request-ID": "abc-123"})
     assert echoed.headers["x-request-id"] == "abc-123"
     generated = iris.get("/health").headers["x-request-id"]
-    assert len(generated) == 16
+    assert len(generated) == 32
 
 
 def test_model_info(iris: TestClient, model_dirs: dict[str, Path]) -> None:

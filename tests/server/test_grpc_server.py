@@ -305,7 +305,7 @@ def test_the_request_id_is_taken_from_metadata_or_made_up_and_answered_in_traile
         infer_request(), metadata=(*AUTH, ("x-request-id", "no spaces allowed")), timeout=10
     )
     made = dict(made_up.trailing_metadata())["x-request-id"]
-    assert len(made) == 16
+    assert len(made) == 32
     assert made != "no spaces allowed"
 
 
