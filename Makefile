@@ -360,12 +360,17 @@ bench-protocols: system-deps $(DEV_ENV) ## Every protocol beside /predict: 1 row
 bench-probes: $(DEV_ENV) ## /health latency under 200 clients posting the largest batches, per MAX_CONCURRENCY (ARGS="--settings 0,8,16 --repeats 2")
 	$(PY) -m loadtest.probe_latency $(ARGS)
 
-##% BEFORE         an older checkout to measure beside this one (make bench-hardening)
+##% BEFORE         an older checkout to measure beside this one (make bench-hardening, bench-compare)
 BEFORE ?=
 
 .PHONY: bench-hardening
 bench-hardening: $(DEV_ENV) ## Hostile inputs and careless settings against a real server; BEFORE=<older checkout> too (writes docs/security-figures.md)
 	$(PY) -m loadtest.hardening $(if $(BEFORE),--before "$(BEFORE)") $(ARGS)
+
+.PHONY: bench-compare
+bench-compare: system-deps $(DEV_ENV) ## /predict and OIP infer beside BEFORE=<older checkout>, interleaved rounds: req/s and server CPU per request (ARGS=...)
+	@test -n "$(BEFORE)" || { echo "error: set BEFORE=<older checkout>, e.g. git worktree add /tmp/before HEAD~1" >&2; exit 2; }
+	$(PY) -m loadtest.compare --before "$(BEFORE)" $(if $(filter command line environment,$(origin MODEL_URI)),--model-uri "$(MODEL_URI)") $(ARGS)
 
 ##@ AWS
 

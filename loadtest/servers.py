@@ -25,9 +25,14 @@ def missing_store() -> str | None:
 
 
 def model_server(
-    model_uri: str, log_dir: Path, cpu: int | None, extra_env: dict[str, str] | None = None
+    model_uri: str,
+    log_dir: Path,
+    cpu: int | None,
+    extra_env: dict[str, str] | None = None,
+    checkout: Path = REPO_ROOT,
 ) -> Service:
-    """`python -m server` with its defaults, one worker, serving `model_uri`."""
+    """`python -m server` with its defaults, one worker, serving `model_uri`; the server of
+    `checkout` (another copy of this repository, run with the same Python) if given."""
     port = free_port()
     env = {
         "MODEL_URI": model_uri,
@@ -38,14 +43,14 @@ def model_server(
         **(extra_env or {}),
     }
     return Service(
-        "this server",
+        "this server" if checkout == REPO_ROOT else f"the server in {checkout}",
         [sys.executable, "-m", "server"],
         port=port,
         ready_path="/ready",
         log_path=log_dir / "server.log",
         env=env,
         cpu=cpu,
-        cwd=REPO_ROOT,
+        cwd=checkout,
     )
 
 
