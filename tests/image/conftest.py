@@ -115,42 +115,34 @@ def docker_engine() -> None:
         pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def image(docker_engine: None) -> str:
-    """The image as `make image` builds it; the build log goes to LOG_DIR/make-image.log."""
-    log = LOG_DIR / "make-image.log"
+def _make_image(target: str, variable: str, tag: str) -> str:
+    """`make <target> <variable>=<tag>`, its log in LOG_DIR/make-<target>.log; the tag."""
+    log = LOG_DIR / f"make-{target}.log"
     started = time.monotonic()
     with log.open("w") as out:
         result = subprocess.run(
-            ["make", "--no-print-directory", "image", f"IMAGE={IMAGE}"],
+            ["make", "--no-print-directory", target, f"{variable}={tag}"],
             cwd=REPO_ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
             timeout=1800,
             check=False,
         )
-    assert result.returncode == 0, f"make image failed ({log}):\n{_tail(log)}"
-    print(f"make image took {time.monotonic() - started:.0f}s")
-    return IMAGE
+    assert result.returncode == 0, f"make {target} failed ({log}):\n{_tail(log)}"
+    print(f"make {target} took {time.monotonic() - started:.0f}s")
+    return tag
+
+
+@pytest.fixture(scope="session")
+def image(docker_engine: None) -> str:
+    """The image as `make image` builds it."""
+    return _make_image("image", "IMAGE", IMAGE)
 
 
 @pytest.fixture(scope="session")
 def training_image(docker_engine: None) -> str:
-    """The training image as `make image-training` builds it (log: LOG_DIR/make-image-training.log)."""
-    log = LOG_DIR / "make-image-training.log"
-    started = time.monotonic()
-    with log.open("w") as out:
-        result = subprocess.run(
-            ["make", "--no-print-directory", "image-training", f"TRAINING_IMAGE={TRAINING_IMAGE}"],
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=1800,
-            check=False,
-        )
-    assert result.returncode == 0, f"make image-training failed ({log}):\n{_tail(log)}"
-    print(f"make image-training took {time.monotonic() - started:.0f}s")
-    return TRAINING_IMAGE
+    """The training image as `make image-training` builds it."""
+    return _make_image("image-training", "TRAINING_IMAGE", TRAINING_IMAGE)
 
 
 def run_container(image: str, *extra: str) -> Container:

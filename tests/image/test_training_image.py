@@ -30,7 +30,7 @@ from server.store import PredictionStore
 from tests.image.conftest import APP_UID, LOG_DIR, docker
 from tests.mlflow_server import MlflowServer, start_mlflow_server, stop_session
 from tests.processes import free_port
-from tests.training.test_loop_commands import record
+from tests.training.test_loop_commands import HEALTHY_METRICS, record
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(1800)]
 
@@ -39,19 +39,6 @@ RENDERED_METRICS = "platform-api-pods.platform.svc:8000"
 STORE_SECRET = "prediction-store"
 JUDGE_SECRET = "judge-mlflow"
 MODEL = "iris-classifier"
-# What a healthy API replica's /metrics says about prediction requests and both variants.
-HEALTHY_METRICS = "\n".join(
-    [
-        'http_requests_total{method="POST",route="/predict",status="200"} 1000',
-        *(
-            f'model_inference_seconds_bucket{{variant="{v}",le="{le}"}} {c}'
-            for v in ("champion", "challenger")
-            for le, c in (("2.5e-05", 50), ("5e-05", 990), ("+Inf", 1000))
-        ),
-        "model_shadow_failures_total 0",
-        "",
-    ]
-)
 
 
 @dataclass(frozen=True)

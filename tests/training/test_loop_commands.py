@@ -69,20 +69,24 @@ def registered(train: Train) -> None:
     assert train().code == 0  # iris-classifier version 1, production
 
 
+# What a healthy API replica's /metrics says about prediction requests and both variants.
+HEALTHY_METRICS = "\n".join(
+    [
+        'http_requests_total{method="POST",route="/predict",status="200"} 1000',
+        *(
+            f'model_inference_seconds_bucket{{variant="{v}",le="{le}"}} {c}'
+            for v in ("champion", "challenger")
+            for le, c in (("2.5e-05", 50), ("5e-05", 990), ("+Inf", 1000))
+        ),
+        "model_shadow_failures_total 0",
+        "",
+    ]
+)
+
+
 def healthy_figures() -> ServingFigures:
-    text = "\n".join(
-        [
-            'http_requests_total{method="POST",route="/predict",status="200"} 1000',
-            *(
-                f'model_inference_seconds_bucket{{variant="{v}",le="{le}"}} {c}'
-                for v in ("champion", "challenger")
-                for le, c in (("2.5e-05", 50), ("5e-05", 990), ("+Inf", 1000))
-            ),
-            "model_shadow_failures_total 0",
-        ]
-    )
     figures = ServingFigures()
-    add_exposition(figures, text + "\n")
+    add_exposition(figures, HEALTHY_METRICS)
     return figures
 
 
