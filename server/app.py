@@ -73,7 +73,6 @@ class ModelServer(Starlette):
             self.metrics,
             self.concurrency,
             BodyDeadlines(self.settings.body_timeout_seconds),
-            self.keys,
         )
 
 

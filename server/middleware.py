@@ -52,11 +52,11 @@ class RequestMiddleware:
         metrics: Metrics,
         concurrency: Concurrency,
         deadlines: BodyDeadlines,
-        keys: ApiKeys | None = None,
     ) -> None:
         self.app = app
-        # Set when `app` is the dispatcher itself: matched routes are then answered here.
-        self.keys = keys if isinstance(app, Dispatcher) else None
+        # The dispatcher's keys when `app` is the dispatcher itself: matched routes are then
+        # answered here.
+        self.keys = app.keys if isinstance(app, Dispatcher) else None
         self.table = table
         self.metrics = metrics
         self.concurrency = concurrency  # shared with the gRPC front end
@@ -95,15 +95,19 @@ class RequestMiddleware:
             status = 500
             try:
                 response = await respond(route, self.keys, scope, self.deadlines.receive(receive))
-                status = response.status_code
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": status,
-                        "headers": [*response.raw_headers, (_REQUEST_ID, request_id)],
-                    }
-                )
-                await send({"type": "http.response.body", "body": response.body})
+                try:
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": response.status_code,
+                            "headers": [*response.raw_headers, (_REQUEST_ID, request_id)],
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": response.body})
+                    status = response.status_code
+                except Exception as exc:  # as below: the answer could not be sent, a failure
+                    log.error("failed after answering", exc_info=exc,
+                              extra={"request_id": request_id.decode()})  # fmt: skip
             finally:
                 concurrency.in_flight -= 1
                 self._finish(method, route.path, status, started, request_id)

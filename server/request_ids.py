@@ -9,7 +9,7 @@ a page of that index: 3.6 KB written and 13 µs of CPU per row in the embedded s
 0.5 KB and 6 µs with ordered ids (200,000 rows in batches of 1000).
 """
 
-import random
+import os
 import re
 import time
 
@@ -20,10 +20,11 @@ MAX_LENGTH = 128
 def new_request_id() -> bytes:
     """A new id: milliseconds since the epoch, then 80 random bits, in lower-case hex.
 
-    `random` rather than `os.urandom`: the id must be unique, not unguessable, and a system call
-    per request costs more than the rest of this function.
+    The random bits come from the operating system, not `random`: a client that saw a few hundred
+    ids from a Mersenne Twister could work out the ids of other clients' predictions and send
+    feedback for them, skewing live quality and the judge. It costs about 0.6 µs more.
     """
-    return b"%012x%020x" % (time.time_ns() // 1_000_000, random.getrandbits(80))
+    return b"%012x" % (time.time_ns() // 1_000_000) + os.urandom(10).hex().encode()
 
 
 def usable(value: bytes) -> bool:

@@ -240,8 +240,8 @@ class PredictionStore:
         if self.dialect == "sqlite":
             marks = ", ".join("?" * len(columns))
             return f"INSERT OR IGNORE INTO predictions ({names}) VALUES ({marks})"  # noqa: S608
-        # One statement per batch, the columns as arrays: pg8000's executemany would make a
-        # round trip per row.
+        # One statement per chunk of rows of one shape (server/recording.py), the columns as
+        # arrays: pg8000's executemany would make a round trip per row.
         arrays = ", ".join(f"%s::{_PG_TYPES[c]}[]" for c in columns)
         return (
             f"INSERT INTO predictions ({names}) SELECT * FROM unnest({arrays}) "  # noqa: S608

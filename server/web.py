@@ -119,7 +119,8 @@ async def _read_body(
         elif name == _HEADER_LENGTH:
             header = value
     media_type = _JSON_TYPE
-    if content_type is not None and content_type != _JSON_TYPE:  # the common case, at once
+    # An exact `application/json` where JSON is accepted (everywhere today) skips the parsing.
+    if content_type is not None and (content_type != _JSON_TYPE or _JSON_TYPE not in accepted):
         media_type = _media_type(content_type)
         if media_type not in accepted:
             shown = content_type[:100].decode("latin-1")

@@ -76,6 +76,15 @@ def test_the_judge_runs_the_published_training_image_by_default() -> None:
     assert tagged["image"] == "ghcr.io/owner/mlops-model-platform/training:" + "a" * 40
 
 
+def test_a_judge_image_of_ones_own_does_not_take_the_apis_tag() -> None:
+    """The API's tag (a commit in deploy.yml) is not a tag of another repository."""
+    own = judge_container(
+        [*FEEDBACK, "api.judge.enabled=true", "api.judge.image.repository=registry.example/t",
+         "api.image.tag=" + "a" * 40]
+    )  # fmt: skip
+    assert own["image"] == "registry.example/t:0.1.0"  # the chart's appVersion, as before
+
+
 def test_the_judge_image_can_be_pinned_by_digest() -> None:
     digest = "sha256:" + "0" * 64
     api_digest = "sha256:" + "1" * 64

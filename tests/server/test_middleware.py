@@ -164,3 +164,27 @@ def test_matched_routes_answer_alike_with_or_without_middleware_between(
     text = metrics_text(app)
     for status in ("200", "401", "400"):
         assert f'route="/predict",status="{status}"' in text
+
+
+@pytest.mark.parametrize("cors", [(), ("https://app.example",)], ids=["direct", "layered"])
+def test_an_answer_that_cannot_be_sent_is_a_logged_500(
+    iris_dir: Path, cors: tuple[str, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = loaded_app(iris_dir, cors_allow_origins=cors)
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/predict", "raw_path": b"/predict", "query_string": b"",
+        "root_path": "", "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000),
+    }  # fmt: skip
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": PREDICT, "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.body":
+            raise OSError("the connection broke")
+
+    asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    assert any(r.getMessage() == "failed after answering" for r in caplog.records)
+    assert 'route="/predict",status="500"' in metrics_text(app)

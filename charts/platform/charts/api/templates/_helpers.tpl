@@ -6,12 +6,16 @@
 
 {{/*
 The judge's image: the training image the build workflow pushes beside the API's, as
-`<api repository>/training` under the API's tag, unless api.judge.image names another.
+`<api repository>/training` under the API's tag, unless api.judge.image names another (whose
+empty tag then means the chart's appVersion: the API's tag is not that repository's).
 */}}
 {{- define "api.judgeImage" -}}
 {{- $image := .Values.judge.image -}}
 {{- $repository := $image.repository | default (printf "%s/training" .Values.image.repository) -}}
-{{- $tag := $image.tag | default .Values.image.tag -}}
+{{- $tag := $image.tag -}}
+{{- if not $image.repository -}}
+{{- $tag = $image.tag | default .Values.image.tag -}}
+{{- end -}}
 {{- include "platform.image" (dict "image" (dict "repository" $repository "tag" $tag "digest" $image.digest) "default" .Chart.AppVersion) -}}
 {{- end -}}
 
