@@ -18,6 +18,7 @@ from pathlib import Path
 
 from loadtest import machine, payloads
 from loadtest.servers import REPO_ROOT, missing_store, model_server
+from loadtest.stats import spread
 from loadtest.wrk import run_wrk
 
 FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
@@ -54,13 +55,6 @@ def measure(checkout: Path, args: argparse.Namespace, logs: Path) -> dict[str, d
     return figures
 
 
-def _cell(values: list[float], unit: str, digits: int) -> str:
-    return (
-        f"{statistics.median(values):,.{digits}f} {unit} "
-        f"({min(values):,.{digits}f} to {max(values):,.{digits}f})"
-    )
-
-
 def table(runs: Runs) -> list[str]:
     lines = [
         "| Route | before: req/s | after: req/s | change | before: CPU per request "
@@ -73,7 +67,8 @@ def table(runs: Runs) -> list[str]:
             before = [r[key] for r in runs["before", route]]
             after = [r[key] for r in runs["after", route]]
             change = statistics.median(after) / statistics.median(before) - 1
-            cells += [_cell(before, unit, digits), _cell(after, unit, digits), f"{change:+.1%}"]
+            cells += [spread(before).text(unit, digits), spread(after).text(unit, digits),
+                      f"{change:+.1%}"]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

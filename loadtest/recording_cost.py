@@ -24,6 +24,7 @@ from typing import Any
 from loadtest import machine, payloads
 from loadtest.hey import run_hey
 from loadtest.servers import missing_store, model_server
+from loadtest.stats import spread
 from loadtest.wrk import run_wrk
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -88,14 +89,6 @@ def measure(mode: str, args: argparse.Namespace, work: Path, repeat: int) -> dic
     }
 
 
-def _spread(values: list[float], unit: str, digits: int) -> str:
-    """`median unit (min to max)`."""
-    return (
-        f"{statistics.median(values):,.{digits}f} {unit} "
-        f"({min(values):,.{digits}f} to {max(values):,.{digits}f})"
-    )
-
-
 def summary(runs: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| Recording | /predict c16 | server CPU per request | p99 | RSS after | rows recorded (last run) | dropped |",
@@ -104,8 +97,8 @@ def summary(runs: list[dict[str, Any]]) -> list[str]:
     for mode in ("off", "on"):
         mine = [r for r in runs if r["mode"] == mode]
         lines.append(
-            f"| {mode} | {_spread([r['rps'] for r in mine], 'req/s', 0)} "
-            f"| {_spread([r['cpu_us_per_request'] for r in mine], 'µs', 1)} "
+            f"| {mode} | {spread([r['rps'] for r in mine]).text('req/s', 0)} "
+            f"| {spread([r['cpu_us_per_request'] for r in mine]).text('µs', 1)} "
             f"| {statistics.median(r['p99_ms'] for r in mine):.2f} ms "
             f"| {max(r['rss_mib'] for r in mine):.1f} MiB "
             f"| {mine[-1]['recorded_rows']:,} of {mine[-1]['requests']:,} measured "
@@ -126,8 +119,8 @@ def steady_summary(runs: list[dict[str, Any]], rate: float) -> list[str]:
         lines.append(
             f"| {mode} | {statistics.median(r['steady_rps'] for r in mine):,.0f} req/s "
             f"| {statistics.median(r['steady_p50_ms'] for r in mine):.2f} ms "
-            f"| {_spread([r['steady_p99_ms'] for r in mine], 'ms', 2)} "
-            f"| {_spread([r['steady_cpu_us_per_request'] for r in mine], 'µs', 1)} "
+            f"| {spread([r['steady_p99_ms'] for r in mine]).text('ms', 2)} "
+            f"| {spread([r['steady_cpu_us_per_request'] for r in mine]).text('µs', 1)} "
             f"| {sum(r['steady_errors'] for r in mine)} |"
         )
     return lines

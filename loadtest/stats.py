@@ -20,6 +20,12 @@ class Spread:
         """(max - min) / median: 0.05 means the runs were within 5% of each other."""
         return (self.high - self.low) / self.median if self.median else 0.0
 
+    def text(self, unit: str, digits: int) -> str:
+        """`median unit (low to high)`, as the result tables show it."""
+        return (
+            f"{self.median:,.{digits}f} {unit} ({self.low:,.{digits}f} to {self.high:,.{digits}f})"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "noise": round(self.noise, 4)}
 
