@@ -3,10 +3,12 @@
 Three figures per recorded one-row request, in CPU time (so a busy machine moves them less):
 `record()` on the event loop, the writer thread building the rows, and the writer writing them to
 an embedded SQLite store; and the bytes written to storage per row. Each with the server's own
-request ids (time-ordered) and with random ones, as a client sending UUIDv4s would. Then the effect on the event loop: a thread standing in for it (busy
-Python work of about one request, then a poll that releases the interpreter lock, as asyncio's
-does) runs on the same CPU while the writer drains the queue, and its iterations are timed; the
-tail of that distribution is how long the writer keeps the loop waiting for the lock.
+request ids (time-ordered) and with random ones, as a client sending UUIDv4s would. Then the
+effect on the event loop: a thread standing in for it (busy Python work of about one request,
+then a poll that releases the interpreter lock, as asyncio's does) runs on the same CPU while the
+writer drains the queue, and its iterations are timed; the tail of that distribution is how long
+the writer keeps the loop waiting for the lock. Meanwhile a second connection takes SQLite's
+write lock every 20 ms, as a /feedback write does, and the time it waits for the writer is timed.
 
     python -m loadtest.recording_cpu [--requests 100000] [--cpu 0]
 """
@@ -15,6 +17,7 @@ import argparse
 import os
 import random
 import select
+import sqlite3
 import statistics
 import tempfile
 import threading
@@ -123,6 +126,18 @@ def stall(work: Path, requests: int, busy_iterations: int) -> dict[str, float]:
     done = threading.Event()
     gaps: list[float] = []
 
+    waits: list[float] = []
+
+    def feedback() -> None:  # another writer to the same database, as /feedback is
+        other = sqlite3.connect(work / "stall.db", timeout=60, isolation_level=None)
+        while not done.is_set():
+            started = time.perf_counter()
+            other.execute("BEGIN IMMEDIATE")
+            waits.append(time.perf_counter() - started)
+            other.execute("COMMIT")
+            time.sleep(0.02)
+        other.close()
+
     def loop() -> None:
         last = time.perf_counter()
         while not done.is_set():
@@ -141,8 +156,11 @@ def stall(work: Path, requests: int, busy_iterations: int) -> dict[str, float]:
     alone = sorted(gaps)
     gaps.clear()
     done.clear()
+    recorder.store.connect().close()  # the database, before the other writer opens it
     thread = threading.Thread(target=loop)
+    writer = threading.Thread(target=feedback)
     thread.start()
+    writer.start()
     started = time.perf_counter()
     recorder.start()
     while recorder.pending_rows:
@@ -150,6 +168,8 @@ def stall(work: Path, requests: int, busy_iterations: int) -> dict[str, float]:
     drained = time.perf_counter() - started
     done.set()
     thread.join()
+    writer.join()
+    waits.sort()
     recorder.close()
     poller.close()
     beside = sorted(gaps)
@@ -161,6 +181,8 @@ def stall(work: Path, requests: int, busy_iterations: int) -> dict[str, float]:
         "p999_us": _quantile(beside, 0.999) * 1e6,
         "max_us": beside[-1] * 1e6,
         "drain_rows_per_s": requests / drained,
+        "lock_wait_p50_ms": _quantile(waits, 0.5) * 1e3,
+        "lock_wait_max_ms": waits[-1] * 1e3,
     }
 
 
@@ -192,6 +214,8 @@ def report(figures: dict[str, dict[str, float]], loop: dict[str, float], request
         f"  iteration p50 {loop['p50_us']:.0f} µs, p99 {loop['p99_us']:.0f} µs, "
         f"p99.9 {loop['p999_us']:.0f} µs, max {loop['max_us']:.0f} µs; "
         f"writer drained {loop['drain_rows_per_s']:,.0f} rows/s",
+        f"  another writer's wait for SQLite's write lock meanwhile (a /feedback write): "
+        f"p50 {loop['lock_wait_p50_ms']:.1f} ms, max {loop['lock_wait_max_ms']:.1f} ms",
     ]
     return lines
 
