@@ -14,6 +14,7 @@ from typing import Generic, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
+from server.event_loop import running_loop
 from server.model import Model, Predictions
 
 
@@ -55,7 +56,7 @@ class Coalescer(Generic[ChoiceT]):
         A plain function returning the future, not a coroutine: one frame fewer to suspend and
         resume on every request.
         """
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
         answer: asyncio.Future[Predictions] = loop.create_future()
         if not self._waiting:
             loop.call_soon(self._flush)

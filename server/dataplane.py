@@ -17,6 +17,7 @@ from prometheus_client import Counter, Histogram
 from server.coalescing import Coalescer, Keys
 from server.drift import INSUFFICIENT, DriftMonitor
 from server.errors import ModelNotReady, NotFound
+from server.event_loop import running_loop
 from server.metrics import Metrics
 from server.model import Model, Predictions
 from server.recording import Recorder
@@ -190,9 +191,7 @@ class DataPlane:
             if self.drift is not None:
                 self.drift.record(rows, answers)
             if self.shadow:  # the shadow records the champion's answers with its own
-                asyncio.get_running_loop().call_soon(
-                    self.shadow_score, rows, answers, keys, choice.model
-                )
+                running_loop().call_soon(self.shadow_score, rows, answers, keys, choice.model)
                 return result
         if self.recorder is not None and keys:
             variant = CHAMPION if choice.is_champion else CHALLENGER

@@ -19,6 +19,7 @@ from typing import Any
 from starlette.types import Message, Receive
 
 from server.errors import RequestTimeout
+from server.event_loop import current_task, running_loop
 
 
 class Concurrency:
@@ -52,10 +53,10 @@ class BodyDeadlines:
             nonlocal complete, deadline
             if complete:  # the body is in; later reads only wait for a disconnect
                 return await receive()
-            task = asyncio.current_task()
+            task = current_task()
             assert task is not None
             if deadline is None:
-                deadline = asyncio.get_running_loop().time() + self.seconds
+                deadline = running_loop().time() + self.seconds
             self._reading[task] = deadline
             if self._watchdog is None:
                 self._watchdog = asyncio.create_task(self._watch(), name="body-deadlines")

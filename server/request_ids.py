@@ -15,6 +15,23 @@ import time
 
 _PRINTABLE = re.compile(rb"[\x21-\x7e]+")  # visible ASCII: safe to echo in a header and a log
 MAX_LENGTH = 128
+# Random parts (20 hex digits each) drawn from the operating system ahead of use, this many at a
+# time: one system call per id cost about 0.9 µs on the request path, one per 512 ids costs
+# nothing measurable. Popped from a list, which the interpreter does atomically: no two callers
+# get the same one, whatever thread they run on.
+_BATCH = 512
+_random_parts: list[bytes] = []
+# A forked child must not hand out the parent's remaining parts again.
+os.register_at_fork(after_in_child=_random_parts.clear)
+
+
+def _random_part() -> bytes:
+    try:
+        return _random_parts.pop()
+    except IndexError:
+        drawn = os.urandom(10 * _BATCH).hex().encode()
+        _random_parts.extend(drawn[i : i + 20] for i in range(0, len(drawn), 20))
+        return _random_parts.pop()
 
 
 def new_request_id() -> bytes:
@@ -22,9 +39,9 @@ def new_request_id() -> bytes:
 
     The random bits come from the operating system, not `random`: a client that saw a few hundred
     ids from a Mersenne Twister could work out the ids of other clients' predictions and send
-    feedback for them, skewing live quality and the judge. It costs about 0.6 µs more.
+    feedback for them, skewing live quality and the judge.
     """
-    return b"%012x" % (time.time_ns() // 1_000_000) + os.urandom(10).hex().encode()
+    return b"%012x" % (time.time_ns() // 1_000_000) + _random_part()
 
 
 def usable(value: bytes) -> bool:
