@@ -12,6 +12,7 @@ alternate which server goes first; the table gives medians (range) and the chang
 
 import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -53,6 +54,19 @@ def measure(checkout: Path, args: argparse.Namespace, logs: Path) -> dict[str, d
     finally:
         service.stop()
     return figures
+
+
+def commit(checkout: Path) -> str:
+    """The checkout's commit (with `+changes` if its tree differs from it), else its path."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True)
+
+    head = git("rev-parse", "--short", "HEAD")
+    if head.returncode != 0:
+        return str(checkout)
+    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    return f"commit {head.stdout.strip()}" + (" +changes" if dirty else "")
 
 
 def table(runs: Runs) -> list[str]:
@@ -105,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{route} {f['rps']:,.0f} req/s {f['cpu_us']:.1f} µs"
                     for route, f in figures.items()), flush=True)  # fmt: skip
     lines = [
-        f"`make bench-compare` on {machine.one_line(described)}: before is {args.before}, "
-        f"after this checkout; {args.rounds} rounds of {args.duration:g} s per route, wrk c16 "
+        f"`make bench-compare` on {machine.one_line(described)}: before is "
+        f"{commit(checkouts['before'])}, after {commit(REPO_ROOT)}; {args.rounds} rounds of {args.duration:g} s per route, wrk c16 "
         f"on CPU {args.client_cpu}, the server on CPU {args.server_cpu}; medians (range).",
         "",
         *table(runs),

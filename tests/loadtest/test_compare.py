@@ -2,6 +2,7 @@
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,25 @@ import pytest
 from loadtest import compare
 from loadtest.servers import REPO_ROOT
 from tests.model_dirs import build_model_dir
+
+
+def test_each_checkout_is_named_by_its_commit_and_whether_it_was_changed(tmp_path: Path) -> None:
+    assert compare.commit(tmp_path) == str(tmp_path)  # not a repository
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+
+    git("init", "-q")
+    (tmp_path / "a").write_text("1")
+    git("add", "a")
+    git("commit", "-qm", "one")
+    head = git("rev-parse", "--short", "HEAD")
+    assert compare.commit(tmp_path) == f"commit {head}"
+    (tmp_path / "a").write_text("2")
+    assert compare.commit(tmp_path) == f"commit {head} +changes"
 
 
 def test_the_table_gives_medians_ranges_and_the_change() -> None:
