@@ -120,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                     for route, f in figures.items()), flush=True)  # fmt: skip
     lines = [
         f"`make bench-compare` on {machine.one_line(described)}: before is "
-        f"{commit(checkouts['before'])}, after {commit(REPO_ROOT)}; {args.rounds} rounds of {args.duration:g} s per route, wrk c16 "
-        f"on CPU {args.client_cpu}, the server on CPU {args.server_cpu}; medians (range).",
+        f"{commit(checkouts['before'])}, after {commit(REPO_ROOT)}; {args.rounds} rounds of "
+        f"{args.duration:g} s per route, wrk c16 on CPU {args.client_cpu}, the server on CPU "
+        f"{args.server_cpu}; medians (range).",
         "",
         *table(runs),
     ]

@@ -125,8 +125,8 @@ def stall(work: Path, requests: int, busy_iterations: int) -> dict[str, float]:
     poller = select.epoll()
     done = threading.Event()
     gaps: list[float] = []
-
     waits: list[float] = []
+    first_wait = threading.Event()
 
     def feedback() -> None:  # another writer to the same database, as /feedback is
         other = sqlite3.connect(work / "stall.db", timeout=60, isolation_level=None)
@@ -135,6 +135,7 @@ def stall(work: Path, requests: int, busy_iterations: int) -> dict[str, float]:
             other.execute("BEGIN IMMEDIATE")
             waits.append(time.perf_counter() - started)
             other.execute("COMMIT")
+            first_wait.set()
             time.sleep(0.02)
         other.close()
 
@@ -161,6 +162,7 @@ def stall(work: Path, requests: int, busy_iterations: int) -> dict[str, float]:
     writer = threading.Thread(target=feedback)
     thread.start()
     writer.start()
+    first_wait.wait()  # at least one wait to report, however fast the drain
     started = time.perf_counter()
     recorder.start()
     while recorder.pending_rows:
