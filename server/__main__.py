@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # grpcio is imported only when gRPC is on
 
 log = logging.getLogger("server")
 _CONNECTION_CLOSE = (b"connection", b"close")
-_LAST_REQUESTS_SECONDS = 0.5
+_LAST_REQUESTS_SECONDS = 2.0
 
 
 class DrainingServer(uvicorn.Server):
@@ -61,6 +61,7 @@ class DrainingServer(uvicorn.Server):
         delay = self.delay_seconds if sig == signal.SIGTERM else 0.0
         self.stop_at = time.monotonic() + delay
         self.models.draining = True
+        self._close_after_each_answer()
         log.info(
             "draining: readiness is now 503",
             extra={"signal": signal.Signals(sig).name, "stop_accepting_in_seconds": delay},
@@ -70,17 +71,21 @@ class DrainingServer(uvicorn.Server):
         should_exit = await super().on_tick(counter)
         if self.stop_at is None:
             return should_exit
-        # While draining, close each connection after its next answer, so no client is left
-        # holding an idle keep-alive connection when the listener closes.
+        self._close_after_each_answer()  # again: uvicorn renews its default headers every second
+        if not self.should_exit and time.monotonic() >= self.stop_at:
+            log.info("no longer accepting connections; finishing accepted requests")
+            self.should_exit = True
+        return self.should_exit or should_exit
+
+    def _close_after_each_answer(self) -> None:
+        """While draining, close each connection after its next answer, so no client is left
+        holding an idle keep-alive connection when the listener closes. Set from the moment
+        readiness turns 503 (the signal handler runs on the loop's thread, between requests)."""
         if _CONNECTION_CLOSE not in self.server_state.default_headers:
             self.server_state.default_headers = [
                 *self.server_state.default_headers,
                 _CONNECTION_CLOSE,
             ]
-        if not self.should_exit and time.monotonic() >= self.stop_at:
-            log.info("no longer accepting connections; finishing accepted requests")
-            self.should_exit = True
-        return self.should_exit or should_exit
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # uvicorn closes every connection with no request in progress at once, including one
@@ -92,9 +97,22 @@ class DrainingServer(uvicorn.Server):
             # gRPC stops accepting now too, and its calls share HTTP's grace rather than
             # getting their own after it; the app's shutdown waits for this same stop.
             self._grpc_stopped = asyncio.create_task(self.grpc.stop(), name="grpc-stop")
-        if not self.force_exit:
-            await asyncio.sleep(_LAST_REQUESTS_SECONDS)
+        await self._wait_for_request_heads()
         await super().shutdown(sockets)
+
+    async def _wait_for_request_heads(self) -> None:
+        """Until every accepted connection has its request head in, or _LAST_REQUESTS_SECONDS.
+
+        A client that connected just before the listener closed may send its request a moment
+        later (a busy machine): uvicorn would close its connection unanswered. The guard knows
+        which connections still wait for a head; without one (tests), wait the whole bound.
+        """
+        guard = getattr(self.config.http, "guard", None)
+        deadline = time.monotonic() + _LAST_REQUESTS_SECONDS
+        while not self.force_exit and time.monotonic() < deadline:
+            if guard is not None and not guard.waiting:
+                return
+            await asyncio.sleep(0.02)
 
 
 def log_start(settings: Settings) -> None:

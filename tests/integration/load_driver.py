@@ -66,7 +66,7 @@ def main(url: str, out: str, seconds: float, threads: int, mode: str) -> None:
                 except httpx.HTTPError as exc:
                     with lock:
                         outcomes["failed"] += 1
-                        failures.append(repr(exc))
+                        failures.append(f"{time.time():.3f} {exc!r}")
                     continue
                 refused_since = None
                 with lock:

@@ -106,12 +106,15 @@ def test_clients_ignoring_readiness_see_only_refusals_and_resets(
     """Clients that keep connecting after the delay: no error answers, no dropped accepted request.
 
     When the listener closes, connections still in the kernel's accept queue (never accepted by
-    the server) are reset; at most one per client thread can be caught there.
+    the server) are reset; at most one per client thread can be caught there. A client sees the
+    reset on reading the answer, or, when it came before the request was written, as the server
+    closing without an answer: httpcore then swallows the write error to read any early answer.
     """
     summary = sigterm_under_load(trained_store, tmp_path, "blind")
     outcomes = summary["outcomes"]
     assert outcomes.get("refused", 0) > 0, summary  # it kept trying until the port closed
-    assert all("Connection reset" in f for f in summary["failures"]), summary
+    reset = ("Connection reset", "Server disconnected without sending a response")
+    assert all(any(r in f for r in reset) for f in summary["failures"]), summary
     assert outcomes.get("failed", 0) <= THREADS, summary
 
 

@@ -3,6 +3,8 @@
 import asyncio
 import logging
 import signal
+import socket
+import threading
 import time
 from types import SimpleNamespace
 
@@ -10,6 +12,7 @@ import pytest
 import uvicorn
 
 from server.__main__ import DrainingServer, log_start
+from server.connections import ConnectionGuard
 from server.settings import Settings
 
 
@@ -28,6 +31,8 @@ def test_sigterm_drains_first_then_stops_after_the_delay() -> None:
     server.handle_exit(signal.SIGTERM, None)
     assert serving.draining is True
     assert server.should_exit is False  # still accepting: load balancers need a moment
+    # From the same moment readiness turns 503, every answer closes its connection.
+    assert (b"connection", b"close") in server.server_state.default_headers
 
     async def ticks() -> list[bool]:
         first = await server.on_tick(1)
@@ -65,3 +70,43 @@ def test_start_up_counts_keys_and_never_shows_them(caplog: pytest.LogCaptureFixt
     assert record.api_keys == 2  # type: ignore[attr-defined]
     assert record.open_routes == ["metrics"]  # type: ignore[attr-defined]
     assert "secret" not in caplog.text
+
+
+def test_a_connection_accepted_before_the_listener_closed_is_answered_when_its_request_is_late() -> (
+    None
+):
+    """A client that connected just before the drain ended but is slow to send (a busy machine)
+    is answered, not closed unanswered: uvicorn closes every connection without a request."""
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
+
+    guard = ConnectionGuard(8192, 10.0, 100)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, http=guard.protocol_class(), lifespan="off",
+        log_config=None, timeout_graceful_shutdown=5,
+    )  # fmt: skip
+    server = DrainingServer(config, SimpleNamespace(draining=False), 0.0)  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        client.settimeout(5)
+        time.sleep(0.1)  # accepted
+        server.handle_exit(signal.SIGINT, None)
+        time.sleep(1.0)  # the listener has closed; the request is late
+        client.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        answer = client.recv(4096)
+        client.close()
+    finally:
+        server.should_exit = server.force_exit = True
+        thread.join(timeout=10)
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert b"connection: close" in answer.lower()
