@@ -29,7 +29,7 @@ import re
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from hpack import HPACKError
 
@@ -255,11 +255,10 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol ---
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         if not self.owner.admit(self):
             self.lost = True
-            transport.abort()
+            self.transport.abort()
             return
         settings = b"".join(
             struct.pack(">HI", key, value)
@@ -270,7 +269,7 @@ class Connection(asyncio.Protocol):
                 (ENABLE_PUSH, 0),
             )
         )
-        transport.write(
+        self.transport.write(
             frame(SETTINGS, 0, 0, settings)
             + frame(WINDOW_UPDATE, 0, 0, _HEADER.pack(CONNECTION_WINDOW - DEFAULT_WINDOW))
         )

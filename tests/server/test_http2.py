@@ -4,7 +4,6 @@ hold or cost (each a defect a review and an attack found in an earlier version),
 
 import asyncio
 import struct
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -134,8 +133,8 @@ def settings_frame(*entries: tuple[int, int]) -> bytes:
 
 
 @pytest.fixture
-def peer() -> Iterator[Peer]:
-    yield Peer()
+def peer() -> Peer:
+    return Peer()
 
 
 # --- the handshake and malformed frames ---
@@ -235,7 +234,8 @@ def test_a_header_block_is_bounded_while_assembled() -> None:
 def test_malformed_fields_reset_the_stream(peer: Peer, fields: list[tuple[str, str]]) -> None:
     assert resets(peer.open(1, fields=fields)) == [(1, http2.PROTOCOL_ERROR)]
     assert peer.owner.streams == []
-    assert peer.open(3)[:1] == [] and len(peer.owner.streams) == 1  # the connection goes on
+    assert peer.open(3)[:1] == []
+    assert len(peer.owner.streams) == 1
 
 
 # --- flow control and bodies ---
@@ -248,7 +248,8 @@ def test_a_body_is_one_bytearray_however_many_frames_it_came_in() -> None:
     for _ in range(500):  # tiny DATA frames cost a few bytes each, not an object each
         peer.send(frame(DATA, 0, 1, b"ab"))
     stream = peer.owner.streams[0]
-    assert isinstance(stream.body, bytearray) and len(stream.body) == 1005
+    assert isinstance(stream.body, bytearray)
+    assert len(stream.body) == 1005
     assert peer.connection.buffered == 1005
 
 
@@ -266,7 +267,8 @@ def test_windows_are_given_back_as_bodies_are_buffered_not_when_calls_end() -> N
         else:
             chunk = b"x" * 16384
         for stream in (1, 3):
-            assert window[0] >= len(chunk) and window[stream] >= len(chunk)
+            assert window[0] >= len(chunk)
+            assert window[stream] >= len(chunk)
             window[0] -= len(chunk)
             window[stream] -= len(chunk)
             for kind, _, sid, payload in peer.send(frame(DATA, 0, stream, chunk)):
@@ -302,7 +304,9 @@ def test_a_body_past_its_limit_is_dropped_at_once(peer: Peer) -> None:
     peer.open(1)
     peer.send(frame(DATA, 0, 1, b"\0" + (5000).to_bytes(4, "big")))  # announces 5000 > 1000
     stream = peer.owner.streams[0]
-    assert stream.too_large and stream.body is None and peer.connection.buffered == 0
+    assert stream.too_large
+    assert stream.body is None
+    assert peer.connection.buffered == 0
 
 
 def test_a_window_past_2_31_on_a_stream_resets_it(peer: Peer) -> None:
