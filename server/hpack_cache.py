@@ -58,11 +58,13 @@ class CachedDecoder:
         table = self._table
         newest = table[0] if table else None  # held: its identity cannot be reused meanwhile
         length = len(table)
-        fields: Fields = self.decoder.decode(block, raw=True)  # type: ignore[assignment]
-        if len(table) != length or (table[0] if table else None) is not newest:
-            self.generation += 1
-            self._cache.clear()
-            self._cached_bytes = 0
+        try:
+            fields: Fields = self.decoder.decode(block, raw=True)  # type: ignore[assignment]
+        finally:  # a block that fails half-way may have changed the table before it failed
+            if len(table) != length or (table[0] if table else None) is not newest:
+                self.generation += 1
+                self._cache.clear()
+                self._cached_bytes = 0
         return fields
 
     def lookup(self, block: bytes) -> Any:
