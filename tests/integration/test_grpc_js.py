@@ -35,7 +35,8 @@ OK, INVALID_ARGUMENT, UNAUTHENTICATED = 0, 3, 16
 def node() -> str:
     """node, with @grpc/grpc-js installed from the lock file (npm ci) when it is not yet."""
     node, npm = shutil.which("node"), shutil.which("npm")
-    assert node and npm, "node and npm are needed (make system-deps installs them)"
+    assert node, "node is needed (make system-deps installs it)"
+    assert npm, "npm is needed (make system-deps installs it)"
     lock = INTEROP / "package-lock.json"
     installed = INTEROP / "node_modules" / ".package-lock.json"
     if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
