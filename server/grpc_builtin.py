@@ -239,11 +239,15 @@ class BuiltinFrontEnd:
                 body = await connection.body(stream)
                 return None if body is None else message_of(body)
 
-            try:
-                async with asyncio.timeout(timeout):
-                    outcome = await self.calls.run(method, metadata, read)
-            except TimeoutError:
-                outcome = Outcome(DEADLINE_EXCEEDED, "the call's grpc-timeout passed")
+            waits = not (stream.ended or stream.too_large)  # most calls arrive whole
+            if timeout is None:
+                outcome = await self.calls.run(method, metadata, read, waits)
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        outcome = await self.calls.run(method, metadata, read, waits)
+                except TimeoutError:
+                    outcome = Outcome(DEADLINE_EXCEEDED, "the call's grpc-timeout passed")
             pending = self._send(connection, stream, outcome, metadata.trailers)
             if pending is not None:
                 await pending

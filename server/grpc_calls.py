@@ -282,8 +282,14 @@ class Calls:
         self.body_timeout = settings.body_timeout_seconds or None
         self.max_body_bytes = settings.max_body_bytes
 
-    async def run(self, method: Method, call: CallMetadata, read: Reader) -> Outcome:
-        """The call's outcome; raises CancelledError only when the call itself is cancelled."""
+    async def run(
+        self, method: Method, call: CallMetadata, read: Reader, waits: bool = True
+    ) -> Outcome:
+        """The call's outcome; raises CancelledError only when the call itself is cancelled.
+
+        `waits`: whether `read` may have to wait for the message (False: the transport has it
+        whole already, and no deadline timer is set for it).
+        """
         started = time.perf_counter()
         observe = self.metrics.observe_request
         concurrency = self.concurrency
@@ -300,7 +306,7 @@ class Calls:
         try:
             if method.needs_key and self.keys.enabled:
                 self.keys.check_authorization(call.authorization)
-            request = await self._read(method.message, read)
+            request = await self._read(method.message, read, waits)
             if not counted:
                 concurrency.in_flight += 1
                 counted = True
@@ -321,15 +327,18 @@ class Calls:
                 concurrency.in_flight -= 1
             observe(METHOD_LABEL, method.path, status, time.perf_counter() - started)
 
-    async def _read(self, message: type[Message], read: Reader) -> Message:
+    async def _read(self, message: type[Message], read: Reader, waits: bool) -> Message:
         """The call's one request message within the body deadline, decoded."""
-        try:
-            async with asyncio.timeout(self.body_timeout):  # a timer, not a task
-                raw = await read()
-        except TimeoutError:
-            raise RequestTimeout(
-                f"the request message did not arrive within {self.body_timeout:g} seconds"
-            ) from None
+        if not waits or self.body_timeout is None:
+            raw = await read()
+        else:
+            try:
+                async with asyncio.timeout(self.body_timeout):  # a timer, not a task
+                    raw = await read()
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"the request message did not arrive within {self.body_timeout:g} seconds"
+                ) from None
         if raw is None:
             # grpc reads the same end of a call whether its message was too large (and
             # answered already) or the client sent none; the first is the one that happens.

@@ -1,11 +1,14 @@
 """HPACK decoding with a cache of header blocks that decode the same way every time.
 
 A gRPC client sends the same header block on every call of a method once its encoder has put
-the fields in the dynamic table: a block of indexed fields only. Decoding it again costs a
-pure-Python pass per field; its meaning, though, depends on the dynamic table, so a cached
-result is used only when it is provably what a fresh decode would give:
-- only blocks made of indexed fields alone are cached: decoding one neither reads literals nor
-  changes the table, so skipping its decode leaves the decoder exactly where decoding would;
+the fields in the dynamic table: indexed fields, and literals it chose not to index (:path and
+content-length for nghttp2, grpc-timeout for grpc core). Decoding it again costs a pure-Python
+pass per field (Huffman included); its meaning, though, depends on the dynamic table, so a
+cached result is used only when it is provably what a fresh decode would give:
+- only blocks that cannot change the table are cached: indexed fields and literals without
+  indexing or never indexed, no literal with incremental indexing, no table size update. Such a
+  block's fields follow from its bytes and the table alone, and skipping its decode leaves the
+  decoder exactly where decoding would;
 - each entry records the table's generation, which changes whenever a decode changes the table
   (an entry added, evicted or resized away), and is used only at the generation it was made in.
   A change is seen by holding the table's newest entry and its length: every addition puts a new
@@ -23,18 +26,41 @@ MAX_CACHED_BYTES = 16 * 1024
 Fields = list[tuple[bytes, bytes]]
 
 
-def fully_indexed(block: bytes) -> bool:
-    """Whether `block` is only indexed header fields (RFC 7541, section 6.1)."""
+def _skip_integer(block: bytes, i: int, prefix_mask: int) -> tuple[int, int]:
+    """The HPACK integer at `i` (RFC 7541, section 5.1) and the index after it."""
+    value = block[i] & prefix_mask
+    i += 1
+    if value == prefix_mask:
+        shift = 0
+        while True:
+            if i >= len(block):
+                return -1, len(block) + 1
+            byte = block[i]
+            i += 1
+            value += (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+    return value, i
+
+
+def table_neutral(block: bytes) -> bool:
+    """Whether decoding `block` leaves the dynamic table as it is: only indexed fields and
+    literals without indexing or never indexed (RFC 7541, sections 6.1, 6.2.2, 6.2.3), whole."""
     i, end = 0, len(block)
     while i < end:
         byte = block[i]
-        if not byte & 0x80:  # a literal, or a dynamic table size update
+        if byte & 0x80:  # indexed
+            _, i = _skip_integer(block, i, 0x7F)
+            continue
+        if byte & 0xE0:  # with incremental indexing (01), or a table size update (001)
             return False
-        i += 1
-        if byte & 0x7F == 0x7F:  # the index continues in 7-bit groups
-            while i < end and block[i] & 0x80:
-                i += 1
-            i += 1
+        index, i = _skip_integer(block, i, 0x0F)  # without indexing (0000), never (0001)
+        for _ in range(2 if index == 0 else 1):  # a literal name, then the value
+            if i >= end:
+                return False
+            length, i = _skip_integer(block, i, 0x7F)
+            i += length
     return i == end
 
 
@@ -77,7 +103,7 @@ class CachedDecoder:
     def store(self, block: bytes, fields: Fields, value: Any) -> None:
         """Keep `value` (what `fields`, decoded from `block`, mean) if the block may be cached."""
         size = fields_size(fields) + len(block)
-        if self._cached_bytes + size > MAX_CACHED_BYTES or not fully_indexed(block):
+        if self._cached_bytes + size > MAX_CACHED_BYTES or not table_neutral(block):
             return
         self._cache[block] = (self.generation, value)
         self._cached_bytes += size

@@ -1,11 +1,12 @@
 """server/hpack_cache.py: cached decodes always equal fresh ones, and the cache is capped."""
 
 import random
+from typing import Any
 
 import pytest
 from hpack import Decoder, Encoder, HPACKError
 
-from server.hpack_cache import MAX_CACHED_BYTES, CachedDecoder, fully_indexed
+from server.hpack_cache import MAX_CACHED_BYTES, CachedDecoder, table_neutral
 
 NAMES = [":path", "content-type", "authorization", "x-request-id", "grpc-timeout", "te"]
 
@@ -38,12 +39,13 @@ def decode_both(cached: CachedDecoder, fresh: Decoder, block: bytes) -> bool:
 @pytest.mark.parametrize("seed", range(60))
 def test_cached_decodes_always_equal_fresh_ones(seed: int) -> None:
     """Random calls from an encoder whose table churns (small sizes, new values, size
-    updates): repeated blocks hit the cache; every answer must equal a fresh decoder's."""
+    updates, never-indexed literals, old blocks replayed): repeated blocks hit the cache;
+    every answer must equal a fresh decoder's."""
     rng = random.Random(seed)  # noqa: S311 - a reproducible fuzz, not a secret
     encoder = Encoder()
     cached, fresh = CachedDecoder(65536), Decoder(max_header_list_size=65536)
     sent: list[bytes] = []
-    last = [(":path", "/a")]
+    last: list[Any] = [(":path", "/a")]
     hits = 0
     for _ in range(400):
         roll = rng.random()
@@ -55,20 +57,22 @@ def test_cached_decodes_always_equal_fresh_ones(seed: int) -> None:
             encoder.header_table_size = rng.choice([0, 256, 1024, 4096])
             block = bytes(encoder.encode([(":path", "/a")]))
         else:
-            last = [(name, f"v{rng.randrange(6)}") for name in rng.sample(NAMES, 3)]
+            # Some fields never indexed (literals that leave the table as it is).
+            last = [(name, f"v{rng.randrange(6)}", rng.random() < 0.3)
+                    for name in rng.sample(NAMES, 3)]  # fmt: skip
             block = bytes(encoder.encode(last, huffman=rng.random() < 0.5))
         sent.append(block)
         hits += decode_both(cached, fresh, block)
     assert hits  # the cache was used, not only bypassed
 
 
-def test_a_repeated_fully_indexed_block_is_cached_until_the_table_changes() -> None:
+def test_a_repeated_table_neutral_block_is_cached_until_the_table_changes() -> None:
     encoder = Encoder()
     cached = CachedDecoder(65536)
     fields = [(":path", "/s/M"), ("authorization", "Bearer k")]
     cached.decode(bytes(encoder.encode(fields)))  # literals with indexing: the table changes
     again = bytes(encoder.encode(fields))
-    assert fully_indexed(again)
+    assert table_neutral(again)
     decoded = cached.decode(again)
     cached.store(again, decoded, "meaning")
     assert cached.lookup(again) == "meaning"
@@ -83,7 +87,7 @@ def test_the_cache_holds_at_most_max_cached_bytes() -> None:
     hits = 0
     for n in range(1, 31):  # blocks of the first n entries, each fully indexed
         block = bytes(encoder.encode(fields[-n:]))
-        assert fully_indexed(block)
+        assert table_neutral(block)
         decoded = cached.decode(block)
         cached.store(block, decoded, n)
         assert cached._cached_bytes <= MAX_CACHED_BYTES
@@ -94,7 +98,10 @@ def test_the_cache_holds_at_most_max_cached_bytes() -> None:
 @pytest.mark.parametrize(
     ("block", "indexed"),
     [(b"\x82\x86\x84", True), (b"\xff\x80\x01", True), (b"\x82\x40\x01a\x01b", False),
-     (b"\x3f\xe1\x1f", False), (b"\xff\x80", False), (b"", True)],
+     (b"\x3f\xe1\x1f", False), (b"\xff\x80", False), (b"", True),
+     (b"\x04\x02/a", True), (b"\x00\x01a\x01b", True), (b"\x10\x01a\x01b", True),
+     (b"\x04\x05/a", False), (b"\x00\x01a", False), (b"\x0f\x10\x01x\x82", True),
+     (b"\x00\x7f\x80\x01" + b"a" * 255 + b"\x00", True)],
 )  # fmt: skip
-def test_fully_indexed(block: bytes, indexed: bool) -> None:
-    assert fully_indexed(block) is indexed
+def test_table_neutral(block: bytes, indexed: bool) -> None:
+    assert table_neutral(block) is indexed
