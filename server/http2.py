@@ -15,10 +15,10 @@ What a client can make a connection hold or cost is bounded, since the port face
   `buffer_cap` bytes per connection (100 streams' largest messages) and each body at its limit;
 - a body is one bytearray, however many DATA frames it came in;
 - header blocks are bounded while assembled and when decoded; the HPACK cache is capped;
-- control frames (each SETTINGS entry, PING, WINDOW_UPDATE on the connection, RST_STREAM, PRIORITY,
-  unknown types, empty DATA, HEADERS or CONTINUATION) draw on a budget refilled with time only,
-  never by answers: a flood (CVE-2023-44487's rapid reset among them) ends with GOAWAY
-  ENHANCE_YOUR_CALM;
+- control frames (each SETTINGS entry, PING, RST_STREAM, PRIORITY, unknown types, empty DATA,
+  HEADERS or CONTINUATION, a WINDOW_UPDATE that raises a window past its highest or initial
+  size) draw on a budget refilled with time only, never by answers: a flood (CVE-2023-44487's
+  rapid reset among them) ends with GOAWAY ENHANCE_YOUR_CALM;
 - nothing is sent on a stream once it is closed or reset.
 Protocol errors end the connection with GOAWAY and the RFC's error code; HPACK errors with
 COMPRESSION_ERROR.
@@ -242,6 +242,7 @@ class Connection(asyncio.Protocol):
         self.recv_window = CONNECTION_WINDOW
         self._conn_unacked = 0
         self.send_window = DEFAULT_WINDOW
+        self._send_high = DEFAULT_WINDOW  # the connection window's highest yet
         self.peer_initial_window = DEFAULT_WINDOW
         self.peer_max_frame = FRAME_SIZE
         self.buffered = 0
@@ -445,12 +446,16 @@ class Connection(asyncio.Protocol):
             raise ConnectionError_(FRAME_SIZE_ERROR, "WINDOW_UPDATE must be 4 bytes")
         increment = int.from_bytes(payload, "big") & 0x7FFFFFFF
         if not stream_id:
-            self._spend(1)
             if not increment:
                 raise ConnectionError_(PROTOCOL_ERROR, "a WINDOW_UPDATE of 0")
             self.send_window += increment
             if self.send_window > MAX_WINDOW:
                 raise ConnectionError_(FLOW_CONTROL_ERROR, "the connection window past 2^31-1")
+            # Giving back window our answers used is free (a client downloading answers sends
+            # many); only raising the window past its highest yet draws on the budget.
+            if self.send_window > self._send_high:
+                self._spend(1)
+                self._send_high = self.send_window
             self._wake_writers()
             return
         if stream_id > self.last_stream:
@@ -466,6 +471,8 @@ class Connection(asyncio.Protocol):
         if stream.send_window > MAX_WINDOW:
             self._reset(stream_id, FLOW_CONTROL_ERROR)
             return
+        if stream.send_window > self.peer_initial_window:  # past what it was given: budgeted
+            self._spend(1)
         self._wake_writers()
 
     def _unpad(self, flags: int, payload: Any) -> Any:

@@ -465,6 +465,23 @@ def test_rapid_reset_is_bounded_and_answers_earn_no_allowance() -> None:
     assert stream < 2 * http2.CONTROL_BURST + 10
 
 
+def test_window_given_back_for_answers_is_not_budgeted(peer: Peer) -> None:
+    """A client downloading answers returns window all the time: that is no flood."""
+    back = struct.pack(">I", 100)
+    for stream in range(1, 6001, 2):
+        peer.open(stream, end=True)
+        answer = peer.connection.answer(peer.owner.streams[-1], b"\x88", b"x" * 100, b"\x00")
+        assert answer is None
+        peer.transport.frames()
+        assert peer.goaway(peer.send(frame(WINDOW_UPDATE, 0, 0, back))) is None
+
+
+def test_stream_window_floods_are_budgeted(peer: Peer) -> None:
+    peer.open(1)
+    got = peer.send(frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 1)) * 2000)
+    assert peer.goaway(got) == http2.ENHANCE_YOUR_CALM
+
+
 def test_the_budget_refills_with_time_only(peer: Peer) -> None:
     ping = frame(PING, 0, 0, b"12345678")
     peer.send(ping * 900)
