@@ -97,7 +97,7 @@ def create_app(
     concurrency = Concurrency(settings.max_concurrency)
     grpc: GrpcFrontEnd | BuiltinFrontEnd | None = None
     if settings.grpc_port:
-        # Imported only when on: grpcio and protobuf cost start-up time and memory otherwise.
+        # Imported only when on: protobuf (and grpcio) cost start-up time and memory otherwise.
         if settings.grpc_transport == "builtin":
             from server import grpc_builtin
 
