@@ -229,6 +229,7 @@ class Connection(asyncio.Protocol):
         self._in = b""
         self._out = bytearray()  # frames queued while input is handled, written once
         self._handling = False
+        self._close_after = False
         self.preface = False
         self.handshaken = False  # the client's preface and first SETTINGS are in
         self.started = clock()
@@ -305,9 +306,11 @@ class Connection(asyncio.Protocol):
             self.fail(exc.code)
         finally:
             self._handling = False
-            if self._out and self.transport is not None:
+            if self._out and self.transport is not None and not self.lost:
                 self.transport.write(bytes(self._out))
                 self._out.clear()
+            if self._close_after and self.transport is not None:
+                self.transport.close()
 
     # --- input ---
 
@@ -643,7 +646,10 @@ class Connection(asyncio.Protocol):
 
     def _close_if_done(self) -> None:
         if self.closing and not self.streams and self.transport is not None:
-            self.transport.close()
+            if self._handling:  # after what this input queued is written
+                self._close_after = True
+            else:
+                self.transport.close()
 
     def fail(self, code: int) -> None:
         """A connection error: GOAWAY with `code`, then close."""
@@ -710,24 +716,34 @@ class Connection(asyncio.Protocol):
     async def _answer_slowly(
         self, stream: Stream, head: bytes, data: bytes, trailers: bytes
     ) -> None:
-        if head:
-            self._send(self._block_frames(head, 0, stream.id))
+        # Frames gather in `out` and go in one write, unless a window or the TCP buffer is
+        # shut: then what is ready goes first, and the rest waits.
+        out = bytearray(self._block_frames(head, 0, stream.id) if head else b"")
         view = memoryview(data)
         pos = 0
         while pos < len(data):
             size = min(len(data) - pos, self.send_window, stream.send_window, self.peer_max_frame)
             if size <= 0 or self._paused:
+                if out:
+                    self._send(bytes(out))
+                    out.clear()
                 if not await self._wait_to_write(stream):
                     return
                 continue
-            self._send(_frame_head(size, DATA, 0, stream.id) + bytes(view[pos : pos + size]))
+            out += _frame_head(size, DATA, 0, stream.id)
+            out += view[pos : pos + size]
             self.send_window -= size
             stream.send_window -= size
             pos += size
-        if self._paused and not await self._wait_to_write(stream):
-            return
+        if self._paused:
+            if out:
+                self._send(bytes(out))
+                out.clear()
+            if not await self._wait_to_write(stream):
+                return
         if not stream.closed and not self.lost:
-            self._send(self._block_frames(trailers, END_STREAM, stream.id))
+            out += self._block_frames(trailers, END_STREAM, stream.id)
+            self._send(bytes(out))
             self._finish(stream)
 
     async def _wait_to_write(self, stream: Stream) -> bool:

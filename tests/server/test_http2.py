@@ -39,10 +39,12 @@ class FakeTransport(asyncio.Transport):
         super().__init__()
         self.out = bytearray()
         self.closed = False
+        self.writes = 0
 
     def write(self, data: Any) -> None:
         assert not self.closed or not data, "written after close"
         self.out += data
+        self.writes += 1
 
     def close(self) -> None:
         self.closed = True
@@ -337,6 +339,23 @@ def test_an_answer_goes_out_whole_and_never_on_a_reset_stream(peer: Peer) -> Non
     peer.send(frame(RST_STREAM, 0, 3, struct.pack(">I", http2.CANCEL)))
     assert peer.connection.answer(second, b"\x88", b"body", b"\x00") is None
     assert peer.transport.frames() == []
+
+
+def test_an_answer_past_one_frame_goes_out_in_one_write(peer: Peer) -> None:
+    peer.open(1, end=True)
+    writes = peer.transport.writes
+    pending = peer.connection.answer(peer.owner.streams[0], b"\x88", b"x" * 20_000, b"\x00")
+    assert pending is not None  # two DATA frames: the slow path, though no window is shut
+    asyncio.run(pending)
+    assert peer.transport.writes == writes + 1
+    kinds = [(k, len(p)) for k, _, _, p in peer.transport.frames()]
+    assert kinds == [(HEADERS, 1), (DATA, 16384), (DATA, 3616), (HEADERS, 1)]
+
+
+def test_what_a_read_queued_is_written_before_a_goaway_closes(peer: Peer) -> None:
+    frames = peer.send(frame(PING, 0, 0, b"12345678") + frame(GOAWAY, 0, 0, b"\0" * 8))
+    assert [(k, fl) for k, fl, _, _ in frames] == [(PING, ACK)]
+    assert peer.transport.closed
 
 
 def test_an_answer_to_a_client_still_sending_ends_with_rst_stream_no_error(peer: Peer) -> None:
