@@ -65,6 +65,7 @@ GRPC_CODES: dict[int, int] = {
     415: INVALID_ARGUMENT,
     422: INVALID_ARGUMENT,
     499: CANCELLED,
+    501: UNIMPLEMENTED,
     503: UNAVAILABLE,
 }
 # Typed tensor contents, by datatype: the field that holds the values.

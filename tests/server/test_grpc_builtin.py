@@ -118,6 +118,18 @@ def test_a_failure_inside_a_call_is_still_answered(
     assert got[1][b"grpc-status"] == b"13"
 
 
+def test_a_compressed_message_is_unimplemented(model_dirs: dict[str, Path]) -> None:
+    config = settings(model_dirs)
+    with serve(config), grpc_wire.connect(config.grpc_port) as sock:
+        head = call(1, LIVE, end=False)
+        sock.sendall(
+            head + grpc_wire.frame(grpc_wire.DATA, grpc_wire.END_STREAM, 1, b"\1" + b"\0" * 4)
+        )
+        got = answers(sock, 1)
+    assert got[1][b"grpc-status"] == b"12"
+    assert b"compressed" in got[1][b"grpc-message"]
+
+
 def test_an_unknown_method_is_unimplemented_and_a_wrong_content_type_415(
     model_dirs: dict[str, Path],
 ) -> None:
