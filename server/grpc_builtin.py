@@ -17,7 +17,8 @@ reset or its connection lost: then nothing is sent.
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import Coroutine
+from typing import Any
 
 from server import grpc_limits
 from server.auth import ApiKeys
@@ -35,7 +36,7 @@ from server.grpc_calls import (
     Outcome,
     methods,
 )
-from server.http2 import Connection, Limits, Stream, encode_literals
+from server.http2 import Connection, Limits, RequestHead, Stream, encode_literals
 from server.lifecycle import Models
 from server.limits import Concurrency
 from server.metrics import Metrics
@@ -85,6 +86,17 @@ def message_of(body: bytearray) -> bytes | None:
     if int.from_bytes(body[1:5], "big") != len(body) - 5:
         raise MalformedRequest("the request body is not one whole message")
     return bytes(body[5:])
+
+
+_REQUEST_ID_TRAILER = encode_literals([(b"x-request-id", b"")])[:-1]  # its value goes after
+
+
+def _ok_trailers(extra: list[tuple[str, str]]) -> bytes:
+    """grpc-status 0 and the extra trailers: the common one (a request id) without a loop."""
+    if len(extra) == 1 and extra[0][0] == "x-request-id" and len(extra[0][1]) < 127:
+        value = extra[0][1].encode("latin-1", "replace")
+        return _OK_TRAILERS + _REQUEST_ID_TRAILER + bytes((len(value),)) + value
+    return _trailers(OK, "", extra)
 
 
 def _trailers(code: int, message: str, extra: list[tuple[str, str]]) -> bytes:
@@ -205,29 +217,41 @@ class BuiltinFrontEnd:
             status = b"405" if head.method != b"POST" else b"415"
             connection.answer(stream, b"", b"", encode_literals([(b":status", status)]))
             return
-        metadata = CallMetadata()
+        call = head.memo
+        if call is None:  # made once per distinct header block (see RequestHead.memo)
+            call = head.memo = self._call_of(head)
+        method, refusal, timeout, authorization, request_id = call
+        if refusal is None and self.max_rpcs and self.running >= self.max_rpcs:
+            refusal = Outcome(RESOURCE_EXHAUSTED, "too many calls at once")
+        if refusal is not None or method is None:
+            assert refusal is not None
+            self._send(connection, stream, refusal, [])
+            return
+        metadata = CallMetadata(authorization, request_id)
+        self.running += 1  # counted now, before the task runs: the cap cannot be passed
+        stream.task = asyncio.get_running_loop().create_task(
+            self._call(connection, stream, method, metadata, timeout)
+        )
+
+    def _call_of(
+        self, head: RequestHead
+    ) -> tuple[Method | None, Outcome | None, float | None, str, str | None]:
+        """What a request head means for its call: its method (or why it is refused at once),
+        its grpc-timeout, and the metadata the calls read."""
+        parsed = CallMetadata()
         timeout = None
         for name, value in head.fields:
             if name == b"grpc-timeout":
                 timeout = grpc_timeout(value)  # one that does not parse is ignored
             elif name in (b"authorization", b"x-request-id"):
-                metadata.take(name.decode(), value.decode("latin-1"))
+                parsed.take(name.decode(), value.decode("latin-1"))
         method = self.methods.get(head.path.decode("latin-1"))
         refusal = None
         if head.size > self.limits.max_header_bytes:
             refusal = Outcome(RESOURCE_EXHAUSTED, "the call's metadata is past MAX_HEADER_BYTES")
         elif method is None:
             refusal = Outcome(UNIMPLEMENTED, f"no method {head.path[:200].decode('latin-1')!r}")
-        elif self.max_rpcs and self.running >= self.max_rpcs:
-            refusal = Outcome(RESOURCE_EXHAUSTED, "too many calls at once")
-        if refusal is not None or method is None:
-            assert refusal is not None
-            self._send(connection, stream, refusal, [])
-            return
-        self.running += 1  # counted now, before the task runs: the cap cannot be passed
-        stream.task = asyncio.get_running_loop().create_task(
-            self._call(connection, stream, method, metadata, timeout)
-        )
+        return method, refusal, timeout, parsed.authorization, parsed.request_id
 
     async def _call(
         self, connection: Connection, stream: Stream, method: Method, metadata: CallMetadata,
@@ -262,12 +286,12 @@ class BuiltinFrontEnd:
     def _send(
         self, connection: Connection, stream: Stream, outcome: Outcome,
         trailers: list[tuple[str, str]],
-    ) -> Awaitable[None] | None:  # fmt: skip
+    ) -> Coroutine[Any, Any, None] | None:  # fmt: skip
         """The outcome as gRPC's answer (whole, or a coroutine for the rest)."""
         payload = outcome.payload
         if outcome.code == OK and payload is not None:
             data = b"\x00" + len(payload).to_bytes(4, "big") + payload
-            tail = _trailers(OK, "", trailers) if trailers else _OK_TRAILERS
+            tail = _ok_trailers(trailers) if trailers else _OK_TRAILERS
             return connection.answer(stream, _HEAD, data, tail)
         return connection.answer(
             stream, b"", b"", _HEAD + _trailers(outcome.code, outcome.message, trailers)

@@ -27,7 +27,7 @@ COMPRESSION_ERROR.
 import asyncio
 import re
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -56,6 +56,7 @@ ANSWER_TIMEOUT_SECONDS = 30.0
 CONTROL_BURST = 1000.0  # control frames a connection may send at once...
 CONTROL_PER_SECOND = 200.0  # ...and per second after that
 _HEADER = struct.Struct(">I")
+_FRAME_HEAD = struct.Struct(">IBI")  # length << 8 | type, flags, stream id
 
 # RFC 9113, section 8.2.1: names are lowercase tokens, values hold no CR, LF or NUL and neither
 # start nor end with white space; connection-specific fields are malformed.
@@ -89,7 +90,7 @@ def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
 
 
 def _frame_head(length: int, kind: int, flags: int, stream: int) -> bytes:
-    return _HEADER.pack(length << 8 | kind) + bytes((flags,)) + _HEADER.pack(stream)
+    return _FRAME_HEAD.pack(length << 8 | kind, flags, stream)
 
 
 def _integer(value: int, prefix_bits: int, first: int) -> bytes:
@@ -114,15 +115,20 @@ def encode_literals(fields: list[tuple[bytes, bytes]]) -> bytes:
     return bytes(out)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestHead:
-    """A request's header block, checked: its pseudo-headers and the rest."""
+    """A request's header block, checked: its pseudo-headers and the rest.
+
+    Heads are cached with their header block (server/hpack_cache.py), so a repeated call gets
+    the same object: `memo` keeps what the call layer makes of it, made once.
+    """
 
     method: bytes
     path: bytes
     content_type: bytes
     fields: list[tuple[bytes, bytes]]  # the regular fields, in order
     size: int  # as HPACK counts a header list
+    memo: Any = None
 
 
 def request_head(fields: list[tuple[bytes, bytes]]) -> RequestHead:
@@ -691,7 +697,7 @@ class Connection(asyncio.Protocol):
 
     def answer(
         self, stream: Stream, head: bytes, data: bytes, trailers: bytes
-    ) -> Awaitable[None] | None:
+    ) -> Coroutine[Any, Any, None] | None:
         """Send an answer: `head` block, `data` in DATA frames, `trailers` block with
         END_STREAM (`data` empty and `head` empty: a trailers-only answer).
 
