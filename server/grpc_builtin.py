@@ -17,6 +17,7 @@ reset or its connection lost: then nothing is sent.
 import asyncio
 import logging
 import re
+import socket
 from collections.abc import Coroutine
 from typing import Any
 
@@ -107,6 +108,21 @@ def _trailers(code: int, message: str, extra: list[tuple[str, str]]) -> bytes:
     return encode_literals(fields)
 
 
+def dual_stack_socket(port: int) -> socket.socket:
+    """A listening socket on every address, IPv6 and IPv4 alike."""
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(("::", port))
+        sock.listen(socket.SOMAXCONN)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class BuiltinFrontEnd:
     """The gRPC server on server/http2.py, started and stopped with the app."""
 
@@ -147,9 +163,15 @@ class BuiltinFrontEnd:
         host = settings.host.strip("[]") or None
         address = grpc_limits.listen_address(settings.host, settings.grpc_port)
         try:
-            self.server = await loop.create_server(
-                lambda: Connection(self, self.limits, loop.time), host, settings.grpc_port
-            )
+            if host == "::":  # both families, as grpc core listens (asyncio's is IPv6 only)
+                self.server = await loop.create_server(
+                    lambda: Connection(self, self.limits, loop.time),
+                    sock=dual_stack_socket(settings.grpc_port),
+                )
+            else:
+                self.server = await loop.create_server(
+                    lambda: Connection(self, self.limits, loop.time), host, settings.grpc_port
+                )
         except OSError as exc:
             raise OSError(
                 f"cannot listen for gRPC on {address} ({exc.strerror or exc}): choose another "

@@ -118,6 +118,14 @@ def test_a_failure_inside_a_call_is_still_answered(
     assert got[1][b"grpc-status"] == b"13"
 
 
+def test_host_all_ipv6_addresses_takes_ipv4_too(model_dirs: dict[str, Path]) -> None:
+    """HOST=:: listens on both families, as grpcio does (and docs/protocols.md says)."""
+    config = settings(model_dirs, host="::")
+    with serve(config), grpc_wire.connect(config.grpc_port) as sock:  # 127.0.0.1
+        sock.sendall(call(1))
+        assert answers(sock, 1)[1][b"grpc-status"] == b"0"
+
+
 def test_a_compressed_message_is_unimplemented(model_dirs: dict[str, Path]) -> None:
     config = settings(model_dirs)
     with serve(config), grpc_wire.connect(config.grpc_port) as sock:
