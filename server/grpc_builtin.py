@@ -37,7 +37,8 @@ from server.grpc_calls import (
     Outcome,
     methods,
 )
-from server.http2 import Connection, Limits, RequestHead, Stream, encode_literals
+from server.http2 import Connection, Limits, Stream
+from server.http2_wire import RequestHead, encode_literals
 from server.lifecycle import Models
 from server.limits import Concurrency
 from server.metrics import Metrics

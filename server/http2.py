@@ -5,6 +5,8 @@ server/grpc_builtin.py). It runs on the server's event loop, beside uvicorn's HT
 gRPC server uses is here: requests arrive as HEADERS (+ CONTINUATION) and DATA; answers go out
 as HEADERS, DATA and trailers HEADERS; no push, no priorities (PRIORITY is read and ignored).
 Answers encode their fields as HPACK literals without indexing, so no encoder state is kept.
+The wire format (frame types, codes, frames as bytes, header field rules) is
+server/http2_wire.py; this module is the connection: its streams, windows and bounds.
 
 What a client can make a connection hold or cost is bounded, since the port faces the network:
 - each stream's request body must end within `body_deadline` seconds, and an answer waiting on
@@ -25,7 +27,6 @@ COMPRESSION_ERROR.
 """
 
 import asyncio
-import re
 import struct
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -33,19 +34,46 @@ from typing import Any, Protocol, cast
 
 from hpack import HPACKError
 
-from server.hpack_cache import CachedDecoder, fields_size
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE = 0, 1, 2, 3, 4, 5
-PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 6, 7, 8, 9
-END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
-# Error codes (RFC 9113, section 7).
-NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x3
-STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL = 0x5, 0x6, 0x7, 0x8
-COMPRESSION_ERROR, ENHANCE_YOUR_CALM = 0x9, 0xB
-# Settings.
-HEADER_TABLE_SIZE, ENABLE_PUSH, MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE = 1, 2, 3, 4
-MAX_FRAME_SIZE, MAX_HEADER_LIST_SIZE = 5, 6
+from server.hpack_cache import CachedDecoder
+from server.http2_wire import (
+    ACK,
+    CANCEL,
+    COMPRESSION_ERROR,
+    CONTINUATION,
+    DATA,
+    ENABLE_PUSH,
+    END_HEADERS,
+    END_STREAM,
+    ENHANCE_YOUR_CALM,
+    FLOW_CONTROL_ERROR,
+    FRAME_SIZE_ERROR,
+    GOAWAY,
+    HEADERS,
+    INITIAL_WINDOW_SIZE,
+    MAX_CONCURRENT_STREAMS,
+    MAX_FRAME_SIZE,
+    MAX_HEADER_LIST_SIZE,
+    NO_ERROR,
+    PADDED,
+    PING,
+    PREFACE,
+    PRIORITY,
+    PRIORITY_FLAG,
+    PROTOCOL_ERROR,
+    PUSH_PROMISE,
+    REFUSED_STREAM,
+    RST_STREAM,
+    SETTINGS,
+    STREAM_CLOSED,
+    UINT32,
+    WINDOW_UPDATE,
+    ConnectionError_,
+    RequestHead,
+    StreamError,
+    frame,
+    frame_head,
+    request_head,
+)
 
 MAX_WINDOW = 2**31 - 1
 DEFAULT_WINDOW = 65_535
@@ -55,106 +83,6 @@ CONNECTION_WINDOW = 1024 * 1024
 ANSWER_TIMEOUT_SECONDS = 30.0
 CONTROL_BURST = 1000.0  # control frames a connection may send at once...
 CONTROL_PER_SECOND = 200.0  # ...and per second after that
-_HEADER = struct.Struct(">I")
-_FRAME_HEAD = struct.Struct(">IBI")  # length << 8 | type, flags, stream id
-
-# RFC 9113, section 8.2.1: names are lowercase tokens, values hold no CR, LF or NUL and neither
-# start nor end with white space; connection-specific fields are malformed.
-_BAD_NAME = re.compile(rb"[^a-z0-9!#$%&'*+\-.^_`|~]")
-_BAD_VALUE = re.compile(rb"[\r\n\x00]|^[ \t]|[ \t]$")
-_CONNECTION_SPECIFIC = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
-)
-_REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":path", b":authority"))
-
-
-class ConnectionError_(Exception):
-    """A connection error (RFC 9113, section 5.4.1): GOAWAY with `code`, then close."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-
-
-class StreamError(Exception):
-    """A stream error (section 5.4.2): RST_STREAM with `code`; the connection goes on."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-
-
-def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
-    """One frame: 24-bit length, type, flags, stream id, payload."""
-    return _frame_head(len(payload), kind, flags, stream) + payload
-
-
-def _frame_head(length: int, kind: int, flags: int, stream: int) -> bytes:
-    return _FRAME_HEAD.pack(length << 8 | kind, flags, stream)
-
-
-def _integer(value: int, prefix_bits: int, first: int) -> bytes:
-    """An HPACK integer (RFC 7541, section 5.1) whose first byte starts with `first`."""
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes((first | value,))
-    out = bytearray((first | limit,))
-    value -= limit
-    while value >= 128:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def encode_literals(fields: list[tuple[bytes, bytes]]) -> bytes:
-    """An HPACK block of literals without indexing, new names, no Huffman: no table state."""
-    out = bytearray()
-    for name, value in fields:
-        out += b"\x00" + _integer(len(name), 7, 0) + name + _integer(len(value), 7, 0) + value
-    return bytes(out)
-
-
-@dataclass(slots=True)
-class RequestHead:
-    """A request's header block, checked: its pseudo-headers and the rest.
-
-    Heads are cached with their header block (server/hpack_cache.py), so a repeated call gets
-    the same object: `memo` keeps what the call layer makes of it, made once.
-    """
-
-    method: bytes
-    path: bytes
-    content_type: bytes
-    fields: list[tuple[bytes, bytes]]  # the regular fields, in order
-    size: int  # as HPACK counts a header list
-    memo: Any = None
-
-
-def request_head(fields: list[tuple[bytes, bytes]]) -> RequestHead:
-    """The checked head of a request; StreamError(PROTOCOL_ERROR) if it is malformed."""
-    pseudo: dict[bytes, bytes] = {}
-    regular: list[tuple[bytes, bytes]] = []
-    content_type = b""
-    for name, value in fields:
-        if _BAD_VALUE.search(value):
-            raise StreamError(PROTOCOL_ERROR, "a field value holds CR, LF, NUL or edge spaces")
-        if name[:1] == b":":
-            if regular or name not in _REQUEST_PSEUDO or name in pseudo:
-                raise StreamError(PROTOCOL_ERROR, "a misplaced, repeated or unknown pseudo-header")
-            pseudo[name] = value
-            continue
-        if not name or _BAD_NAME.search(name):
-            raise StreamError(PROTOCOL_ERROR, "a field name that is not a lowercase token")
-        if name in _CONNECTION_SPECIFIC or (name == b"te" and value != b"trailers"):
-            raise StreamError(PROTOCOL_ERROR, "a connection-specific field")
-        if name == b"content-type":
-            content_type = value
-        regular.append((name, value))
-    method, path = pseudo.get(b":method"), pseudo.get(b":path")
-    if not method or not path or not pseudo.get(b":scheme"):
-        raise StreamError(PROTOCOL_ERROR, ":method, :scheme and :path are required")
-    return RequestHead(method, path, content_type, regular, fields_size(fields))
 
 
 class Stream:
@@ -279,7 +207,7 @@ class Connection(asyncio.Protocol):
         )
         self.transport.write(
             frame(SETTINGS, 0, 0, settings)
-            + frame(WINDOW_UPDATE, 0, 0, _HEADER.pack(CONNECTION_WINDOW - DEFAULT_WINDOW))
+            + frame(WINDOW_UPDATE, 0, 0, UINT32.pack(CONNECTION_WINDOW - DEFAULT_WINDOW))
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -540,12 +468,12 @@ class Connection(asyncio.Protocol):
     def _give_back(self) -> None:
         """WINDOW_UPDATE for what was buffered, once enough has been, so no sender waits."""
         if self._conn_unacked >= CONNECTION_WINDOW // 4:
-            self._send(frame(WINDOW_UPDATE, 0, 0, _HEADER.pack(self._conn_unacked)))
+            self._send(frame(WINDOW_UPDATE, 0, 0, UINT32.pack(self._conn_unacked)))
             self.recv_window += self._conn_unacked
             self._conn_unacked = 0
         for stream in self.streams.values():
             if stream.unacked >= STREAM_WINDOW // 4 and not stream.ended:
-                self._send(frame(WINDOW_UPDATE, 0, stream.id, _HEADER.pack(stream.unacked)))
+                self._send(frame(WINDOW_UPDATE, 0, stream.id, UINT32.pack(stream.unacked)))
                 stream.recv_window += stream.unacked
                 stream.unacked = 0
 
@@ -633,7 +561,7 @@ class Connection(asyncio.Protocol):
         stream = self.streams.get(stream_id)
         if stream is not None:
             self._close(stream)
-        self._send(frame(RST_STREAM, 0, stream_id, _HEADER.pack(code)))
+        self._send(frame(RST_STREAM, 0, stream_id, UINT32.pack(code)))
 
     def reset(self, stream: Stream, code: int) -> None:
         """Reset a stream (a call layer's timeout), unless it is closed already."""
@@ -661,7 +589,7 @@ class Connection(asyncio.Protocol):
         """A connection error: GOAWAY with `code`, then close."""
         if self.lost or self.transport is None:
             return
-        goaway = frame(GOAWAY, 0, 0, _HEADER.pack(self.last_stream) + _HEADER.pack(code))
+        goaway = frame(GOAWAY, 0, 0, UINT32.pack(self.last_stream) + UINT32.pack(code))
         if self._out:
             goaway = bytes(self._out) + goaway
             self._out.clear()
@@ -675,7 +603,7 @@ class Connection(asyncio.Protocol):
         if self.closing or self.lost:
             return
         self.closing = True
-        self._send(frame(GOAWAY, 0, 0, _HEADER.pack(self.last_stream) + _HEADER.pack(NO_ERROR)))
+        self._send(frame(GOAWAY, 0, 0, UINT32.pack(self.last_stream) + UINT32.pack(NO_ERROR)))
         self._close_if_done()
 
     def abort(self) -> None:
@@ -711,7 +639,7 @@ class Connection(asyncio.Protocol):
         ):
             out = self._block_frames(head, 0, stream.id) if head else b""
             if data:
-                out += _frame_head(len(data), DATA, 0, stream.id) + data
+                out += frame_head(len(data), DATA, 0, stream.id) + data
                 self.send_window -= len(data)
                 stream.send_window -= len(data)
             self._send(out + self._block_frames(trailers, END_STREAM, stream.id))
@@ -736,7 +664,7 @@ class Connection(asyncio.Protocol):
                 if not await self._wait_to_write(stream):
                     return
                 continue
-            out += _frame_head(size, DATA, 0, stream.id)
+            out += frame_head(size, DATA, 0, stream.id)
             out += view[pos : pos + size]
             self.send_window -= size
             stream.send_window -= size
@@ -775,19 +703,19 @@ class Connection(asyncio.Protocol):
     def _finish(self, stream: Stream) -> None:
         """The answer has ended the stream: if the client is still sending, it is told to stop."""
         if not stream.ended:
-            self._send(frame(RST_STREAM, 0, stream.id, _HEADER.pack(NO_ERROR)))
+            self._send(frame(RST_STREAM, 0, stream.id, UINT32.pack(NO_ERROR)))
         self._close(stream)
 
     def _block_frames(self, block: bytes, flags: int, stream_id: int) -> bytes:
         """A header block as HEADERS and, past the peer's frame size, CONTINUATION frames."""
         size = self.peer_max_frame
         if len(block) <= size:
-            return _frame_head(len(block), HEADERS, flags | END_HEADERS, stream_id) + block
-        out = [_frame_head(size, HEADERS, flags, stream_id), block[:size]]
+            return frame_head(len(block), HEADERS, flags | END_HEADERS, stream_id) + block
+        out = [frame_head(size, HEADERS, flags, stream_id), block[:size]]
         for i in range(size, len(block), size):
             piece = block[i : i + size]
             last = END_HEADERS if i + size >= len(block) else 0
-            out += [_frame_head(len(piece), CONTINUATION, last, stream_id), piece]
+            out += [frame_head(len(piece), CONTINUATION, last, stream_id), piece]
         return b"".join(out)
 
     def sweep(self, now: float, idle_seconds: float) -> None:

@@ -10,7 +10,9 @@ import pytest
 from hpack import Encoder
 
 from server import http2
-from server.http2 import (
+from server import http2_wire as wire
+from server.http2 import Connection, Limits, Stream
+from server.http2_wire import (
     ACK,
     CONTINUATION,
     DATA,
@@ -23,9 +25,6 @@ from server.http2 import (
     RST_STREAM,
     SETTINGS,
     WINDOW_UPDATE,
-    Connection,
-    Limits,
-    Stream,
     frame,
 )
 
@@ -147,7 +146,7 @@ def test_the_server_opens_with_settings_and_acks_the_clients() -> None:
     sent = peer.transport.frames()
     assert [f[0] for f in sent] == [SETTINGS, WINDOW_UPDATE]
     settings = dict(struct.iter_unpack(">HI", sent[0][3]))
-    assert settings[http2.MAX_CONCURRENT_STREAMS] == 100
+    assert settings[wire.MAX_CONCURRENT_STREAMS] == 100
     got = peer.send(PREFACE[:10])  # the preface may come in pieces
     got += peer.send(PREFACE[10:] + frame(SETTINGS, 0, 0) + frame(PING, 0, 0, b"12345678"))
     assert [(k, fl) for k, fl, _, _ in got] == [(SETTINGS, ACK), (PING, ACK)]
@@ -156,10 +155,10 @@ def test_the_server_opens_with_settings_and_acks_the_clients() -> None:
 @pytest.mark.parametrize(
     ("data", "code"),
     [
-        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", http2.PROTOCOL_ERROR),
-        (PREFACE + frame(PING, 0, 0, b"12345678"), http2.PROTOCOL_ERROR),  # no SETTINGS first
-        (PREFACE + frame(SETTINGS, 0, 0, b"\0" * 5), http2.FRAME_SIZE_ERROR),
-        (PREFACE + frame(SETTINGS, 0, 0, b"\0" * 16385), http2.FRAME_SIZE_ERROR),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", wire.PROTOCOL_ERROR),
+        (PREFACE + frame(PING, 0, 0, b"12345678"), wire.PROTOCOL_ERROR),  # no SETTINGS first
+        (PREFACE + frame(SETTINGS, 0, 0, b"\0" * 5), wire.FRAME_SIZE_ERROR),
+        (PREFACE + frame(SETTINGS, 0, 0, b"\0" * 16385), wire.FRAME_SIZE_ERROR),
     ],
 )
 def test_a_bad_preface_or_first_frame_is_a_connection_error(data: bytes, code: int) -> None:
@@ -171,27 +170,27 @@ def test_a_bad_preface_or_first_frame_is_a_connection_error(data: bytes, code: i
 @pytest.mark.parametrize(
     ("data", "code"),
     [
-        (frame(PING, 0, 0, b"1234"), http2.FRAME_SIZE_ERROR),
-        (frame(PING, 0, 1, b"12345678"), http2.PROTOCOL_ERROR),
-        (frame(SETTINGS, ACK, 0, b"\0" * 6), http2.FRAME_SIZE_ERROR),
-        (frame(SETTINGS, 0, 1), http2.PROTOCOL_ERROR),
-        (settings_frame((http2.ENABLE_PUSH, 2)), http2.PROTOCOL_ERROR),
-        (settings_frame((http2.INITIAL_WINDOW_SIZE, 2**31)), http2.FLOW_CONTROL_ERROR),
-        (settings_frame((http2.MAX_FRAME_SIZE, 100)), http2.PROTOCOL_ERROR),
-        (frame(WINDOW_UPDATE, 0, 0, b"\0\0\0"), http2.FRAME_SIZE_ERROR),
-        (frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 0)), http2.PROTOCOL_ERROR),
-        (frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 2**31 - 1)), http2.FLOW_CONTROL_ERROR),
-        (frame(DATA, 0, 1, b"x"), http2.PROTOCOL_ERROR),  # an idle stream
-        (frame(DATA, 0, 0, b"x"), http2.PROTOCOL_ERROR),
-        (frame(HEADERS, END_HEADERS, 2, b"\x83"), http2.PROTOCOL_ERROR),  # an even stream
-        (frame(HEADERS, END_HEADERS, 0, b"\x83"), http2.PROTOCOL_ERROR),
-        (frame(RST_STREAM, 0, 5, b"\0\0\0\0"), http2.PROTOCOL_ERROR),  # an idle stream
-        (frame(CONTINUATION, END_HEADERS, 1, b"\x83"), http2.PROTOCOL_ERROR),
-        (frame(5, 0, 1, b"\0\0\0\2"), http2.PROTOCOL_ERROR),  # PUSH_PROMISE from a client
-        (frame(HEADERS, END_HEADERS, 1, b"\xff\xff\xff\xff\x0f"), http2.COMPRESSION_ERROR),
-        (frame(HEADERS, END_HEADERS, 1, b"\xbe"), http2.COMPRESSION_ERROR),  # no such index
-        (frame(HEADERS, END_HEADERS, 1, b"\x3f\xe1\x3f"), http2.COMPRESSION_ERROR),  # 8192 > 4096
-        (frame(HEADERS, END_HEADERS | http2.PADDED, 1, b"\x09\x83"), http2.PROTOCOL_ERROR),
+        (frame(PING, 0, 0, b"1234"), wire.FRAME_SIZE_ERROR),
+        (frame(PING, 0, 1, b"12345678"), wire.PROTOCOL_ERROR),
+        (frame(SETTINGS, ACK, 0, b"\0" * 6), wire.FRAME_SIZE_ERROR),
+        (frame(SETTINGS, 0, 1), wire.PROTOCOL_ERROR),
+        (settings_frame((wire.ENABLE_PUSH, 2)), wire.PROTOCOL_ERROR),
+        (settings_frame((wire.INITIAL_WINDOW_SIZE, 2**31)), wire.FLOW_CONTROL_ERROR),
+        (settings_frame((wire.MAX_FRAME_SIZE, 100)), wire.PROTOCOL_ERROR),
+        (frame(WINDOW_UPDATE, 0, 0, b"\0\0\0"), wire.FRAME_SIZE_ERROR),
+        (frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 0)), wire.PROTOCOL_ERROR),
+        (frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 2**31 - 1)), wire.FLOW_CONTROL_ERROR),
+        (frame(DATA, 0, 1, b"x"), wire.PROTOCOL_ERROR),  # an idle stream
+        (frame(DATA, 0, 0, b"x"), wire.PROTOCOL_ERROR),
+        (frame(HEADERS, END_HEADERS, 2, b"\x83"), wire.PROTOCOL_ERROR),  # an even stream
+        (frame(HEADERS, END_HEADERS, 0, b"\x83"), wire.PROTOCOL_ERROR),
+        (frame(RST_STREAM, 0, 5, b"\0\0\0\0"), wire.PROTOCOL_ERROR),  # an idle stream
+        (frame(CONTINUATION, END_HEADERS, 1, b"\x83"), wire.PROTOCOL_ERROR),
+        (frame(5, 0, 1, b"\0\0\0\2"), wire.PROTOCOL_ERROR),  # PUSH_PROMISE from a client
+        (frame(HEADERS, END_HEADERS, 1, b"\xff\xff\xff\xff\x0f"), wire.COMPRESSION_ERROR),
+        (frame(HEADERS, END_HEADERS, 1, b"\xbe"), wire.COMPRESSION_ERROR),  # no such index
+        (frame(HEADERS, END_HEADERS, 1, b"\x3f\xe1\x3f"), wire.COMPRESSION_ERROR),  # 8192 > 4096
+        (frame(HEADERS, END_HEADERS | wire.PADDED, 1, b"\x09\x83"), wire.PROTOCOL_ERROR),
     ],
 )
 def test_malformed_frames_end_the_connection_with_the_rfcs_code(data: bytes, code: int) -> None:
@@ -205,14 +204,14 @@ def test_continuation_assembles_a_block_and_may_not_be_interleaved(peer: Peer) -
     peer.send(frame(CONTINUATION, END_HEADERS, 1, block[6:]))
     assert [s.head.path for s in peer.owner.streams if s.head] == [b"/s/M"]
     interrupted = peer.send(frame(HEADERS, 0, 3, block[:3]) + frame(PING, 0, 0, b"12345678"))
-    assert peer.goaway(interrupted) == http2.PROTOCOL_ERROR
+    assert peer.goaway(interrupted) == wire.PROTOCOL_ERROR
 
 
 def test_a_header_block_is_bounded_while_assembled() -> None:
     peer = Peer(max_header_bytes=1024)
     peer.send(frame(HEADERS, 0, 1, b"\x83"))
     piece = frame(CONTINUATION, 0, 1, b"\x83" * 1000)
-    assert peer.goaway(peer.send(piece * 10)) == http2.ENHANCE_YOUR_CALM
+    assert peer.goaway(peer.send(piece * 10)) == wire.ENHANCE_YOUR_CALM
 
 
 # --- header fields (RFC 9113, section 8.2.1) ---
@@ -234,7 +233,7 @@ def test_a_header_block_is_bounded_while_assembled() -> None:
     ],
 )
 def test_malformed_fields_reset_the_stream(peer: Peer, fields: list[tuple[str, str]]) -> None:
-    assert resets(peer.open(1, fields=fields)) == [(1, http2.PROTOCOL_ERROR)]
+    assert resets(peer.open(1, fields=fields)) == [(1, wire.PROTOCOL_ERROR)]
     assert peer.owner.streams == []
     assert peer.open(3)[:1] == []
     assert len(peer.owner.streams) == 1
@@ -285,8 +284,8 @@ def test_data_past_the_window_is_a_flow_control_error(peer: Peer) -> None:
     chunk = frame(DATA, 0, 1, b"x" * 16384)
     # Nothing buffered is given back past the body limit, so the stream's window runs out.
     frames = peer.send(chunk * 17)
-    assert resets(frames) == [(1, http2.FLOW_CONTROL_ERROR)] or peer.goaway(frames) in (
-        http2.FLOW_CONTROL_ERROR,
+    assert resets(frames) == [(1, wire.FLOW_CONTROL_ERROR)] or peer.goaway(frames) in (
+        wire.FLOW_CONTROL_ERROR,
     )
 
 
@@ -315,7 +314,7 @@ def test_a_window_past_2_31_on_a_stream_resets_it(peer: Peer) -> None:
     peer.open(1)
     increment = struct.pack(">I", 2**31 - 1)
     assert resets(peer.send(frame(WINDOW_UPDATE, 0, 1, increment))) == [
-        (1, http2.FLOW_CONTROL_ERROR)
+        (1, wire.FLOW_CONTROL_ERROR)
     ]
 
 
@@ -323,7 +322,7 @@ def test_streams_past_max_streams_are_refused(peer: Peer) -> None:
     refused = []
     for stream in range(1, 204, 2):
         refused += resets(peer.open(stream))
-    assert refused == [(201, http2.REFUSED_STREAM), (203, http2.REFUSED_STREAM)]
+    assert refused == [(201, wire.REFUSED_STREAM), (203, wire.REFUSED_STREAM)]
 
 
 # --- answers ---
@@ -336,7 +335,7 @@ def test_an_answer_goes_out_whole_and_never_on_a_reset_stream(peer: Peer) -> Non
     assert peer.connection.answer(first, b"\x88", b"body", b"\x00") is None
     kinds = [(k, fl, s) for k, fl, s, _ in peer.transport.frames()]
     assert kinds == [(HEADERS, END_HEADERS, 1), (DATA, 0, 1), (HEADERS, END_HEADERS | 1, 1)]
-    peer.send(frame(RST_STREAM, 0, 3, struct.pack(">I", http2.CANCEL)))
+    peer.send(frame(RST_STREAM, 0, 3, struct.pack(">I", wire.CANCEL)))
     assert peer.connection.answer(second, b"\x88", b"body", b"\x00") is None
     assert peer.transport.frames() == []
 
@@ -361,7 +360,7 @@ def test_what_a_read_queued_is_written_before_a_goaway_closes(peer: Peer) -> Non
 def test_an_answer_to_a_client_still_sending_ends_with_rst_stream_no_error(peer: Peer) -> None:
     peer.open(1)
     peer.connection.answer(peer.owner.streams[0], b"", b"", b"\x88")
-    assert resets(peer.transport.frames()) == [(1, http2.NO_ERROR)]
+    assert resets(peer.transport.frames()) == [(1, wire.NO_ERROR)]
     assert peer.send(frame(DATA, 0, 1, b"late")) == []  # ignored, not an error
 
 
@@ -372,7 +371,7 @@ def test_an_answer_blocked_on_the_stream_window_is_reset_in_time(
 
     async def run() -> list[Frame]:
         peer = Peer()
-        peer.send(settings_frame((http2.INITIAL_WINDOW_SIZE, 0)))
+        peer.send(settings_frame((wire.INITIAL_WINDOW_SIZE, 0)))
         peer.open(1, end=True)
         pending = peer.connection.answer(peer.owner.streams[0], b"\x88", b"x" * 10, b"\x00")
         assert pending is not None
@@ -380,7 +379,7 @@ def test_an_answer_blocked_on_the_stream_window_is_reset_in_time(
         return peer.transport.frames()
 
     frames = asyncio.run(run())
-    assert resets(frames) == [(1, http2.CANCEL)]
+    assert resets(frames) == [(1, wire.CANCEL)]
     assert not any(k == DATA for k, *_ in frames)
 
 
@@ -397,7 +396,7 @@ def test_a_connection_stuck_on_its_own_window_is_closed(monkeypatch: pytest.Monk
         return peer
 
     peer = asyncio.run(run())
-    assert peer.goaway(peer.transport.frames()) == http2.FLOW_CONTROL_ERROR
+    assert peer.goaway(peer.transport.frames()) == wire.FLOW_CONTROL_ERROR
 
 
 def test_an_answer_larger_than_the_window_waits_for_window_updates() -> None:
@@ -424,7 +423,7 @@ def test_a_late_body_is_reset_by_the_sweep(peer: Peer) -> None:
     peer.connection.sweep(peer.clock.now + 4, 30)
     assert resets(peer.transport.frames()) == []
     peer.connection.sweep(peer.clock.now + 6, 30)  # past body_deadline
-    assert resets(peer.transport.frames()) == [(1, http2.CANCEL)]
+    assert resets(peer.transport.frames()) == [(1, wire.CANCEL)]
     assert not peer.connection.streams
 
 
@@ -434,7 +433,7 @@ def test_the_handshake_and_idleness_are_bounded() -> None:
     assert silent.transport.closed
     idle = Peer()
     idle.connection.sweep(idle.clock.now + 31, 30)
-    assert idle.goaway(idle.transport.frames()) == http2.NO_ERROR
+    assert idle.goaway(idle.transport.frames()) == wire.NO_ERROR
 
 
 # --- control-frame floods (the rapid reset class) ---
@@ -444,9 +443,9 @@ def test_a_settings_frame_of_thousands_of_entries_is_refused() -> None:
     peer = Peer(max_streams=100)
     for stream in range(1, 200, 2):
         peer.open(stream)
-    entries = [(http2.INITIAL_WINDOW_SIZE, 65535)] * 2730
+    entries = [(wire.INITIAL_WINDOW_SIZE, 65535)] * 2730
     sent = peer.send(settings_frame(*entries[:2000])[:16393])  # a frame's worth of them
-    assert peer.goaway(sent) == http2.ENHANCE_YOUR_CALM
+    assert peer.goaway(sent) == wire.ENHANCE_YOUR_CALM
 
 
 @pytest.mark.parametrize(
@@ -456,7 +455,7 @@ def test_a_settings_frame_of_thousands_of_entries_is_refused() -> None:
         settings_frame(),
         frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1)),
         frame(DATA, 0, 1, b""),
-        frame(http2.PRIORITY, 0, 1, b"\0\0\0\0\x10"),
+        frame(wire.PRIORITY, 0, 1, b"\0\0\0\0\x10"),
         frame(0x20, 0, 0, b""),  # an unknown type
     ],
 )
@@ -465,7 +464,7 @@ def test_control_frame_floods_end_in_enhance_your_calm(flood: bytes) -> None:
     peer.open(1)
     peer.send(frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1)))
     got = peer.send(flood * 2000)
-    assert peer.goaway(got) == http2.ENHANCE_YOUR_CALM
+    assert peer.goaway(got) == wire.ENHANCE_YOUR_CALM
     assert sum(1 for k, *_ in got if k == PING) <= http2.CONTROL_BURST
 
 
@@ -476,11 +475,11 @@ def test_rapid_reset_is_bounded_and_answers_earn_no_allowance() -> None:
         frames = peer.open(stream, end=True)
         if peer.owner.streams:  # answered at once: must not refill the budget
             peer.connection.answer(peer.owner.streams.pop(), b"", b"", b"\x88")
-        frames += peer.send(frame(RST_STREAM, 0, stream, struct.pack(">I", http2.CANCEL)))
+        frames += peer.send(frame(RST_STREAM, 0, stream, struct.pack(">I", wire.CANCEL)))
         code = peer.goaway(frames)
         if code is not None:
             break
-    assert code == http2.ENHANCE_YOUR_CALM
+    assert code == wire.ENHANCE_YOUR_CALM
     assert stream < 2 * http2.CONTROL_BURST + 10
 
 
@@ -498,7 +497,7 @@ def test_window_given_back_for_answers_is_not_budgeted(peer: Peer) -> None:
 def test_stream_window_floods_are_budgeted(peer: Peer) -> None:
     peer.open(1)
     got = peer.send(frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 1)) * 2000)
-    assert peer.goaway(got) == http2.ENHANCE_YOUR_CALM
+    assert peer.goaway(got) == wire.ENHANCE_YOUR_CALM
 
 
 def test_the_budget_refills_with_time_only(peer: Peer) -> None:
@@ -506,4 +505,4 @@ def test_the_budget_refills_with_time_only(peer: Peer) -> None:
     peer.send(ping * 900)
     peer.clock.now += 1.0  # CONTROL_PER_SECOND more
     assert peer.goaway(peer.send(ping * 250)) is None
-    assert peer.goaway(peer.send(ping * 100)) == http2.ENHANCE_YOUR_CALM
+    assert peer.goaway(peer.send(ping * 100)) == wire.ENHANCE_YOUR_CALM
