@@ -148,8 +148,9 @@ class Limits:
     @property
     def max_block(self) -> int:
         """A header block's bytes while assembled, and its decoded size past which the
-        connection is closed (a block past max_header_bytes only fails its own stream)."""
-        return 4 * self.max_header_bytes + 4096
+        connection is closed (a block past max_header_bytes only fails its own stream).
+        Twice the limit leaves room for any encoding of a list within it."""
+        return 2 * self.max_header_bytes + 4096
 
 
 class Connection(asyncio.Protocol):
@@ -461,21 +462,21 @@ class Connection(asyncio.Protocol):
                 if self.buffered > self.limits.buffer_cap:
                     raise ConnectionError_(ENHANCE_YOUR_CALM, "too many bodies buffered")
                 stream.unacked += length
+                if stream.unacked >= STREAM_WINDOW // 4 and not end:  # queued, one write
+                    self._send(frame(WINDOW_UPDATE, 0, stream.id, UINT32.pack(stream.unacked)))
+                    stream.recv_window += stream.unacked
+                    stream.unacked = 0
         if end:
             stream.ended = True
             stream.wake()
 
     def _give_back(self) -> None:
-        """WINDOW_UPDATE for what was buffered, once enough has been, so no sender waits."""
+        """The connection's WINDOW_UPDATE for what was buffered, once enough has been, so no
+        sender waits (a stream's own goes as its DATA is buffered, in `_data`)."""
         if self._conn_unacked >= CONNECTION_WINDOW // 4:
             self._send(frame(WINDOW_UPDATE, 0, 0, UINT32.pack(self._conn_unacked)))
             self.recv_window += self._conn_unacked
             self._conn_unacked = 0
-        for stream in self.streams.values():
-            if stream.unacked >= STREAM_WINDOW // 4 and not stream.ended:
-                self._send(frame(WINDOW_UPDATE, 0, stream.id, UINT32.pack(stream.unacked)))
-                stream.recv_window += stream.unacked
-                stream.unacked = 0
 
     def _headers(self, flags: int, stream_id: int, payload: bytes) -> None:
         if not stream_id or not stream_id & 1:
