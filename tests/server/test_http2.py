@@ -3,6 +3,7 @@ transport. Malformed input, flow control, the bounds on what a client can make a
 hold or cost (each a defect a review and an attack found in an earlier version), header rules."""
 
 import asyncio
+import random
 import struct
 from typing import Any
 
@@ -506,3 +507,24 @@ def test_the_budget_refills_with_time_only(peer: Peer) -> None:
     peer.clock.now += 1.0  # CONTROL_PER_SECOND more
     assert peer.goaway(peer.send(ping * 250)) is None
     assert peer.goaway(peer.send(ping * 100)) == wire.ENHANCE_YOUR_CALM
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_random_frames_end_in_an_answer_or_a_goaway_never_an_exception(seed: int) -> None:
+    """Frames of every type with random flags, streams and payloads (some real requests among
+    them): data_received must never raise, whatever arrives."""
+    rng = random.Random(seed)  # noqa: S311 - a reproducible fuzz, not a secret
+    peer = Peer()
+    for _ in range(2000):
+        if peer.transport.closed:  # a connection error: go on with a new connection
+            peer = Peer()
+        roll = rng.random()
+        if roll < 0.2:
+            data = frame(HEADERS, rng.choice([4, 5]), rng.randrange(1, 40, 2), peer.block())
+        else:
+            kind = rng.randrange(0, 12)
+            payload = rng.randbytes(rng.choice([0, 1, 4, 5, 6, 8, 9, 12, 30]))
+            data = frame(kind, rng.randrange(256), rng.choice([0, 1, 2, 3, 5, 7, 2**31 - 1]),
+                         payload)  # fmt: skip
+        peer.connection.data_received(data)
+        peer.transport.frames()
