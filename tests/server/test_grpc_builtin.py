@@ -4,6 +4,8 @@ counted at dispatch, grpc-timeout is ASCII only. What every transport must do is
 test_grpc_server.py and test_grpc_limits.py, against both."""
 
 import socket
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +150,23 @@ def test_an_unknown_method_is_unimplemented_and_a_wrong_content_type_415(
         block = grpc_wire.grpc_headers(LIVE).replace(b"application/grpc", b"text/plain;q=0.9")
         sock.sendall(grpc_wire.frame(grpc_wire.HEADERS, 5, 3, block))
         assert answers(sock, 1)[3][b":status"] == b"415"
+
+
+def test_stopping_sends_goaway_and_lets_a_call_in_flight_finish(
+    model_dirs: dict[str, Path],
+) -> None:
+    """GOAWAY at the stop; a call already open still gets its answer within the grace."""
+    config = settings(model_dirs, shutdown_grace_seconds=5, body_timeout_seconds=0)
+    with serve(config) as client, grpc_wire.connect(config.grpc_port) as sock:
+        sock.sendall(call(1, LIVE, end=False))  # the call waits for its message
+        time.sleep(0.3)
+        grpc_front: Any = client.app.state.grpc  # type: ignore[attr-defined]
+        portal: Any = client.portal
+        stopping = threading.Thread(target=portal.call, args=(grpc_front.stop,))
+        stopping.start()
+        frames = grpc_wire.read_frames(sock, 5.0, lambda f: f[0] == grpc_wire.GOAWAY)
+        assert any(f[0] == grpc_wire.GOAWAY for f in frames)
+        sock.sendall(EMPTY_MESSAGE[:5] + (1).to_bytes(4, "big") + EMPTY_MESSAGE[9:])
+        assert answers(sock, 1)[1][b"grpc-status"] == b"0"  # answered after the GOAWAY
+        stopping.join(3)  # the stop ends once its last call does, not at the 5 s grace
+        assert not stopping.is_alive()
