@@ -4,6 +4,8 @@ counted at dispatch, grpc-timeout is ASCII only. What every transport must do is
 test_grpc_server.py and test_grpc_limits.py, against both."""
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -170,3 +172,16 @@ def test_stopping_sends_goaway_and_lets_a_call_in_flight_finish(
         assert answers(sock, 1)[1][b"grpc-status"] == b"0"  # answered after the GOAWAY
         stopping.join(3)  # the stop ends once its last call does, not at the 5 s grace
         assert not stopping.is_alive()
+
+
+def test_the_builtin_transport_never_imports_grpcio(tmp_path: Path) -> None:
+    """Its memory saving is grpc core not being loaded at all (a process of its own to see it)."""
+    code = (
+        "import sys; from server.app import create_app; from server.settings import Settings; "
+        f"create_app(Settings(model_uri={str(tmp_path)!r}, grpc_port=50051)); "
+        "print(sorted(m for m in sys.modules if m == 'grpc' or m.startswith('grpc.')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
