@@ -258,7 +258,7 @@ rehearse: chart-tools base-image $(DEV_ENV) ## Run what the chart renders for EN
 ##@ Tests and code quality
 
 .PHONY: system-deps
-system-deps: ## Install the Debian tools the tests use (prometheus, wrk, hey, postgresql) when missing; needs root then
+system-deps: ## Install the Debian tools the tests use (prometheus, wrk, hey, h2load, node, postgresql) when missing; needs root then
 	scripts/install-system-deps.sh
 
 .PHONY: lint

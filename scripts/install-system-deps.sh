@@ -10,6 +10,9 @@ declare -A package_of=(
   [wrk]=wrk
   [hey]=hey
   [h2load]=nghttp2-client
+  # tests/integration/test_grpc_js.py: @grpc/grpc-js, installed by npm ci from tests/interop.
+  [node]=nodejs
+  [npm]=npm
 )
 
 missing_tools=()

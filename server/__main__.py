@@ -27,7 +27,8 @@ from server.listen import ListenError, check_can_listen
 from server.logs import configure_logging
 from server.settings import Settings, SettingsError
 
-if TYPE_CHECKING:  # grpcio is imported only when gRPC is on
+if TYPE_CHECKING:  # a gRPC transport is imported only when gRPC is on
+    from server.grpc_builtin import BuiltinFrontEnd
     from server.grpc_server import GrpcFrontEnd
 
 log = logging.getLogger("server")
@@ -43,7 +44,7 @@ class DrainingServer(uvicorn.Server):
         config: uvicorn.Config,
         models: Models,
         delay_seconds: float,
-        grpc: "GrpcFrontEnd | None" = None,
+        grpc: "GrpcFrontEnd | BuiltinFrontEnd | None" = None,
     ) -> None:
         super().__init__(config)
         self.models = models

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -33,6 +34,10 @@ from server.routes import Route, RouteTable
 from server.settings import Settings
 from server.store import PredictionStore
 from server.web import error_response
+
+if TYPE_CHECKING:  # each transport is imported only when it is the one on
+    from server.grpc_builtin import BuiltinFrontEnd
+    from server.grpc_server import GrpcFrontEnd
 
 
 async def _starlette_error(request: Request, exc: Exception) -> Response:
@@ -90,12 +95,17 @@ def create_app(
     models = Models(settings, factory, metrics, plane.install)
     keys = ApiKeys(settings.api_keys)
     concurrency = Concurrency(settings.max_concurrency)
-    grpc = None
+    grpc: GrpcFrontEnd | BuiltinFrontEnd | None = None
     if settings.grpc_port:
-        # Imported only when on: grpcio and protobuf cost start-up time and memory otherwise.
-        from server.grpc_server import GrpcFrontEnd
+        # Imported only when on: protobuf (and grpcio) cost start-up time and memory otherwise.
+        if settings.grpc_transport == "builtin":
+            from server import grpc_builtin
 
-        grpc = GrpcFrontEnd(settings, models, plane, keys, metrics, concurrency)
+            grpc = grpc_builtin.BuiltinFrontEnd(settings, models, plane, keys, metrics, concurrency)
+        else:
+            from server import grpc_server
+
+            grpc = grpc_server.GrpcFrontEnd(settings, models, plane, keys, metrics, concurrency)
     live = loop_for(settings, plane, metrics)
 
     @contextlib.asynccontextmanager

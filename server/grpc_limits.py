@@ -1,8 +1,10 @@
-"""The gRPC port's limits: grpc core's channel arguments, from the settings that bound HTTP.
+"""The gRPC port's limits, from the settings that bound HTTP, for either transport.
 
-HTTP's connection limits live in our own protocol class (server/connections.py); gRPC's
-connections belong to grpc core, so the same bounds are given to it as channel arguments
-(each checked against the grpcio this project pins by a test that fails without it):
+HTTP's connection limits live in our own protocol class (server/connections.py). The builtin
+transport (server/grpc_builtin.py, server/http2.py) applies the values below itself; with
+GRPC_TRANSPORT=grpcio the connections belong to grpc core, so the same bounds are given to it as
+channel arguments (`server_options`, each checked against the grpcio this project pins by a
+test that fails without it):
 - connections: half the connection cap (HTTP has the other half), so idle gRPC connections cannot
   take the descriptors HTTP and its probes need; past it core closes a new connection at once
   (it cannot evict an older one, as HTTP does);

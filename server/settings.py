@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 ChallengerMode = Literal["off", "split", "shadow"]
+GrpcTransport = Literal["builtin", "grpcio"]
 
 # Route groups that API keys can leave open (see server.auth); probes are always open.
 ROUTE_GROUPS = ("metrics", "metadata", "docs")
@@ -32,6 +33,7 @@ class Settings:
     host: str = "127.0.0.1"  # the image and the chart set HOST=0.0.0.0
     port: int = 8000
     grpc_port: int = 0
+    grpc_transport: GrpcTransport = "builtin"
     log_level: str = "info"
     max_body_bytes: int = 1024 * 1024
     max_batch: int = 1000
@@ -202,6 +204,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("GRPC_PORT", "grpc_port", "int", "serving",
              "TCP port of the Open Inference Protocol over gRPC, beside HTTP and different from "
              "`PORT`; 0: no gRPC.", bounds=(0, 65535)),
+    Variable("GRPC_TRANSPORT", "grpc_transport", "choice", "serving",
+             "What speaks HTTP/2 on `GRPC_PORT`: `builtin`, the server's own small HTTP/2 "
+             "layer on its event loop (server/http2.py, a fraction of grpcio's CPU per call), "
+             "or `grpcio`, grpc's asyncio server.",
+             choices=("builtin", "grpcio")),
     Variable("WORKERS", None, "choice", "serving",
              "Worker processes: only 1, because each process would keep its own metrics and "
              "models; scale with more replicas instead.", choices=("1",), default="1",

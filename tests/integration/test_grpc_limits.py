@@ -29,12 +29,19 @@ def iris(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_model_dir("iris", tmp_path_factory.mktemp("iris"))
 
 
-def test_idle_grpc_connections_leave_descriptors_for_http(iris: Path, tmp_path: Path) -> None:
+TRANSPORTS = pytest.mark.parametrize("transport", ["grpcio", "builtin"])
+
+
+@TRANSPORTS
+def test_idle_grpc_connections_leave_descriptors_for_http(
+    iris: Path, tmp_path: Path, transport: str
+) -> None:
     """400 descriptors, 600 gRPC connections that send the preface and nothing more."""
     grpc_port = free_port()
     env = {
         "MODEL_URI": str(iris),
         "GRPC_PORT": str(grpc_port),
+        "GRPC_TRANSPORT": transport,
         "HEADER_TIMEOUT_SECONDS": "60",  # the connections stay for the whole test
     }
     with model_server(env, tmp_path, max_open_files=400) as limited, ExitStack() as stack:
@@ -53,13 +60,17 @@ def test_idle_grpc_connections_leave_descriptors_for_http(iris: Path, tmp_path: 
     assert server_errors(log) == []
 
 
-def test_sigterm_stops_http_and_grpc_together_within_the_grace(iris: Path, tmp_path: Path) -> None:
+@TRANSPORTS
+def test_sigterm_stops_http_and_grpc_together_within_the_grace(
+    iris: Path, tmp_path: Path, transport: str
+) -> None:
     """A call in flight on each port: gRPC's grace runs alongside HTTP's, not after it."""
     grace = 4.0
     grpc_port = free_port()
     env = {
         "MODEL_URI": str(iris),
         "GRPC_PORT": str(grpc_port),
+        "GRPC_TRANSPORT": transport,
         "SHUTDOWN_GRACE_SECONDS": str(grace),
         "BODY_TIMEOUT_SECONDS": "0",  # neither call ends by itself
     }

@@ -87,6 +87,25 @@ def ours(
         yield server, grpc_port
 
 
+@pytest.fixture(scope="module", params=["grpcio", "builtin"])
+def grpc_ours(
+    request: pytest.FixtureRequest, registry: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ServerProcess, int]]:  # fmt: skip
+    """The server with keys and gRPC on, over each GRPC_TRANSPORT."""
+    grpc_port = free_port()
+    env = {
+        "MODEL_URI": f"models:/{NAME}/1",
+        "MLFLOW_TRACKING_URI": registry["url"],
+        "API_KEYS": KEY,
+        "GRPC_PORT": str(grpc_port),
+        "GRPC_TRANSPORT": request.param,
+        "MAX_BATCH": "1000",
+    }
+    with model_server(env, tmp_path_factory.mktemp(f"grpc-{request.param}")) as server:
+        yield server, grpc_port
+
+
 @pytest.fixture(scope="module")
 def keyless(
     registry: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
@@ -195,9 +214,9 @@ def test_tritonclient_http_errors_are_4xx(ours: tuple[ServerProcess, int]) -> No
 
 @pytest.mark.parametrize("n", [1, 1000])
 def test_tritonclient_grpc_in_its_default_mode(
-    ours: tuple[ServerProcess, int], registry: dict[str, Any], n: int
+    grpc_ours: tuple[ServerProcess, int], registry: dict[str, Any], n: int
 ) -> None:
-    _, port = ours
+    _, port = grpc_ours
     client = triton_grpc.InferenceServerClient(f"127.0.0.1:{port}")
     assert client.is_server_live()
     assert client.is_server_ready()
@@ -215,8 +234,8 @@ def test_tritonclient_grpc_in_its_default_mode(
     client.close()
 
 
-def test_tritonclient_grpc_errors(ours: tuple[ServerProcess, int]) -> None:
-    _, port = ours
+def test_tritonclient_grpc_errors(grpc_ours: tuple[ServerProcess, int]) -> None:
+    _, port = grpc_ours
     client = triton_grpc.InferenceServerClient(f"127.0.0.1:{port}")
     auth = {"authorization": f"Bearer {KEY}"}
 

@@ -66,7 +66,7 @@ def run_script(
 
 
 APT_GET = 'echo "apt-get $*" >&2'
-TOOLS = ("promtool", "prometheus", "wrk", "hey", "h2load", "initdb")
+TOOLS = ("promtool", "prometheus", "wrk", "hey", "h2load", "node", "npm", "initdb")
 
 
 def test_with_every_tool_present_no_root_is_needed(tmp_path: Path) -> None:
@@ -77,7 +77,9 @@ def test_with_every_tool_present_no_root_is_needed(tmp_path: Path) -> None:
 
 def test_a_missing_tool_without_root_says_what_to_run(tmp_path: Path) -> None:
     bin_dir = toolbox(
-        tmp_path, ("promtool", "prometheus", "hey", "h2load", "initdb"), {"apt-get": APT_GET}
+        tmp_path,
+        ("promtool", "prometheus", "hey", "h2load", "node", "npm", "initdb"),
+        {"apt-get": APT_GET},
     )
     result = run_script("install-system-deps.sh", bin_dir)
     assert result.returncode == 1
@@ -90,7 +92,8 @@ def test_a_missing_tool_without_root_says_what_to_run(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not IS_ROOT, reason="the root path needs root to run (CI runners: sudo)")
 def test_as_root_it_says_so_before_running_apt_get(tmp_path: Path) -> None:
-    bin_dir = toolbox(tmp_path, ("wrk", "hey", "h2load", "initdb"), {"apt-get": APT_GET})
+    present = ("wrk", "hey", "h2load", "node", "npm", "initdb")
+    bin_dir = toolbox(tmp_path, present, {"apt-get": APT_GET})
     result = run_script("install-system-deps.sh", bin_dir, as_root=True)
     assert result.returncode == 0, result.stdout
     assert result.stdout.splitlines() == [

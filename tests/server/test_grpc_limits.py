@@ -17,7 +17,7 @@ import pytest
 from server import grpc_limits
 from server.grpc_limits import UNSHED_RPCS, listen_address
 from server.protos import grpc_predict_v2_pb2 as pb
-from server.settings import Settings
+from server.settings import GrpcTransport, Settings
 from tests import grpc_wire
 from tests.grpc_wire import Silent, open_call
 from tests.server.conftest import serve
@@ -28,16 +28,27 @@ from tests.server.test_grpc_server import (
     free_port,
     grpc_count,
     infer_request,
+    transport,
 )
 
 INFER = f"/{SERVICE}/ModelInfer"
 LIVE = f"/{SERVICE}/ServerLive"
 
 
+__all__ = ["transport"]  # the fixture: every test here runs against both transports
+TRANSPORT = "grpcio"
+
+
+@pytest.fixture(autouse=True)
+def _transport(transport: GrpcTransport, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`settings` names the transport the test runs against."""
+    monkeypatch.setitem(globals(), "TRANSPORT", transport)
+
+
 def settings(model_dirs: dict[str, Path], **changes: Any) -> Settings:
     values: dict[str, Any] = {
         "model_uri": str(model_dirs["iris"]), "host": "127.0.0.1", "grpc_port": free_port(),
-        "api_keys": frozenset({KEY}), **changes,
+        "api_keys": frozenset({KEY}), "grpc_transport": TRANSPORT, **changes,
     }  # fmt: skip
     return Settings(**values)
 

@@ -6,7 +6,7 @@ tests/integration/test_protocol_clients.py drives a server process with Triton's
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import numpy as np
@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from server.protos import grpc_predict_v2_pb2 as pb
 from server.protos import health_pb2
-from server.settings import Settings
+from server.settings import GrpcTransport, Settings
 from tests.samples import SETOSA, VIRGINICA
 from tests.server.conftest import serve
 
@@ -58,11 +58,20 @@ class Stub:
         return call(request, timeout=10, **kwargs)
 
 
+@pytest.fixture(scope="module", params=["grpcio", "builtin"])
+def transport(request: pytest.FixtureRequest) -> GrpcTransport:
+    """Each test runs against both transports of the gRPC port (GRPC_TRANSPORT)."""
+    return cast(GrpcTransport, request.param)
+
+
 @pytest.fixture(scope="module")
-def server(model_dirs: dict[str, Path]) -> Iterator[tuple[TestClient, Stub]]:
+def server(
+    model_dirs: dict[str, Path], transport: GrpcTransport
+) -> Iterator[tuple[TestClient, Stub]]:
     iris = str(model_dirs["iris"])
     settings = Settings(
         model_uri=iris, host="127.0.0.1", grpc_port=free_port(), max_batch=1000,
+        grpc_transport=transport,
         api_keys=frozenset({KEY}), challenger_uri=iris, challenger_mode="shadow",
     )  # fmt: skip
     with serve(settings) as client, grpc.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as ch:
@@ -260,10 +269,17 @@ def test_grpc_shares_metrics_drift_shadow_and_the_concurrency_limit(
         concurrency.limit, concurrency.in_flight = 0, 0
 
 
-def test_not_ready_and_draining(model_dirs: dict[str, Path], tmp_path: Path) -> None:
+def test_not_ready_and_draining(
+    model_dirs: dict[str, Path], tmp_path: Path, transport: GrpcTransport
+) -> None:
     port = free_port()
-    settings = Settings(model_uri=str(tmp_path / "none"), host="127.0.0.1", grpc_port=port,
-                        retry_seconds=60)  # fmt: skip
+    settings = Settings(
+        model_uri=str(tmp_path / "none"),
+        host="127.0.0.1",
+        grpc_port=port,
+        retry_seconds=60,
+        grpc_transport=transport,
+    )
     with serve(settings), grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         call = Stub(channel)
         assert not call("ServerReady", pb.ServerReadyRequest(), pb.ServerReadyResponse).ready
@@ -278,12 +294,19 @@ def test_grpc_is_off_unless_its_port_is_set(iris_app: TestClient) -> None:
     assert iris_app.app.state.grpc is None  # type: ignore[attr-defined]
 
 
-def test_a_port_that_cannot_be_bound_fails_the_start(model_dirs: dict[str, Path]) -> None:
+def test_a_port_that_cannot_be_bound_fails_the_start(
+    model_dirs: dict[str, Path], transport: GrpcTransport
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        settings = Settings(model_uri=str(model_dirs["iris"]), host="127.0.0.1", grpc_port=port)
+        settings = Settings(
+            model_uri=str(model_dirs["iris"]),
+            host="127.0.0.1",
+            grpc_port=port,
+            grpc_transport=transport,
+        )
         with pytest.raises(Exception, match=r"gRPC|bind|port"), serve(settings):
             pass
 

@@ -1,0 +1,737 @@
+"""HTTP/2 (RFC 9113) as gRPC needs it, server side: one asyncio.Protocol per connection.
+
+The frame layer of the builtin gRPC transport (GRPC_TRANSPORT=builtin; the calls are
+server/grpc_builtin.py). It runs on the server's event loop, beside uvicorn's HTTP. Only what a
+gRPC server uses is here: requests arrive as HEADERS (+ CONTINUATION) and DATA; answers go out
+as HEADERS, DATA and trailers HEADERS; no push, no priorities (PRIORITY is read and ignored).
+Answers encode their fields as HPACK literals without indexing, so no encoder state is kept.
+The wire format (frame types, codes, frames as bytes, header field rules) is
+server/http2_wire.py; this module is the connection: its streams, windows and bounds.
+
+What a client can make a connection hold or cost is bounded, since the port faces the network:
+- each stream's request body must end within `body_deadline` seconds, and an answer waiting on
+  the client's stream window ANSWER_TIMEOUT_SECONDS, else the stream is reset; a connection whose
+  own window (or TCP buffer) stays shut that long is closed;
+- windows are given back as DATA is buffered, not when a call ends, so parallel uploads on one
+  connection cannot deadlock on the connection window; buffered bodies are capped at
+  `buffer_cap` bytes per connection (100 streams' largest messages) and each body at its limit;
+- a body is one bytearray, however many DATA frames it came in;
+- header blocks are bounded while assembled and when decoded; the HPACK cache is capped;
+- control frames (each SETTINGS entry, PING, RST_STREAM, PRIORITY, unknown types, empty DATA,
+  HEADERS or CONTINUATION, a WINDOW_UPDATE that raises a window past its highest or initial
+  size) draw on a budget refilled with time only, never by answers: a flood (CVE-2023-44487's
+  rapid reset among them) ends with GOAWAY ENHANCE_YOUR_CALM;
+- nothing is sent on a stream once it is closed or reset.
+Protocol errors end the connection with GOAWAY and the RFC's error code; HPACK errors with
+COMPRESSION_ERROR.
+"""
+
+import asyncio
+import struct
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from hpack import HPACKError
+
+from server.hpack_cache import CachedDecoder
+from server.http2_wire import (
+    ACK,
+    CANCEL,
+    COMPRESSION_ERROR,
+    CONTINUATION,
+    DATA,
+    ENABLE_PUSH,
+    END_HEADERS,
+    END_STREAM,
+    ENHANCE_YOUR_CALM,
+    FLOW_CONTROL_ERROR,
+    FRAME_SIZE_ERROR,
+    GOAWAY,
+    HEADERS,
+    INITIAL_WINDOW_SIZE,
+    MAX_CONCURRENT_STREAMS,
+    MAX_FRAME_SIZE,
+    MAX_HEADER_LIST_SIZE,
+    NO_ERROR,
+    PADDED,
+    PING,
+    PREFACE,
+    PRIORITY,
+    PRIORITY_FLAG,
+    PROTOCOL_ERROR,
+    PUSH_PROMISE,
+    REFUSED_STREAM,
+    RST_STREAM,
+    SETTINGS,
+    STREAM_CLOSED,
+    UINT32,
+    WINDOW_UPDATE,
+    ConnectionError_,
+    RequestHead,
+    StreamError,
+    frame,
+    frame_head,
+    request_head,
+)
+
+MAX_WINDOW = 2**31 - 1
+DEFAULT_WINDOW = 65_535
+FRAME_SIZE = 16_384  # the largest frame we accept (the RFC's default; we never raise it)
+STREAM_WINDOW = 256 * 1024  # what each stream may send before we give window back
+CONNECTION_WINDOW = 1024 * 1024
+ANSWER_TIMEOUT_SECONDS = 30.0
+CONTROL_BURST = 1000.0  # control frames a connection may send at once...
+CONTROL_PER_SECOND = 200.0  # ...and per second after that
+
+
+class Stream:
+    """One request stream: its body as it arrives, its windows, whether it is closed."""
+
+    __slots__ = (
+        "body",
+        "closed",
+        "deadline",
+        "ended",
+        "head",
+        "id",
+        "recv_window",
+        "send_window",
+        "task",
+        "too_large",
+        "unacked",
+        "waiter",
+    )  # fmt: skip
+
+    def __init__(self, stream_id: int, send_window: int, deadline: float) -> None:
+        self.id = stream_id
+        self.body: bytearray | None = bytearray()
+        self.ended = False  # the client's END_STREAM arrived
+        self.too_large = False
+        self.closed = False  # answered and done, or reset: nothing more is sent
+        self.recv_window = STREAM_WINDOW
+        self.send_window = send_window
+        self.unacked = 0  # bytes taken in and not yet given back as window
+        self.deadline = deadline  # the body must have ended by then
+        self.waiter: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.head: RequestHead | None = None
+
+    def wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+class Owner(Protocol):
+    """What a connection needs from the server that accepted it."""
+
+    def admit(self, connection: "Connection") -> bool: ...
+    def forget(self, connection: "Connection") -> None: ...
+    def dispatch(self, connection: "Connection", stream: Stream) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A connection's bounds, from the settings."""
+
+    max_header_bytes: int  # a request's fields, as HPACK counts them
+    handshake_seconds: float
+    body_limit: int  # a stream's body in bytes: the largest message and its 5-byte prefix
+    body_deadline: float  # seconds for a stream's body to end
+    max_streams: int = 100
+
+    @property
+    def buffer_cap(self) -> int:
+        """Body bytes a connection may hold at once: 100 x (MAX_BODY_BYTES + 1 KiB)."""
+        return self.max_streams * (self.body_limit + 1024)
+
+    @property
+    def max_block(self) -> int:
+        """A header block's bytes while assembled, and its decoded size past which the
+        connection is closed (a block past max_header_bytes only fails its own stream).
+        Twice the limit leaves room for any encoding of a list within it."""
+        return 2 * self.max_header_bytes + 4096
+
+
+class Connection(asyncio.Protocol):
+    """One HTTP/2 connection's frames, streams and flow control."""
+
+    def __init__(self, owner: Owner, limits: Limits, clock: Callable[[], float]) -> None:
+        self.owner = owner
+        self.limits = limits
+        self.clock = clock
+        self.transport: asyncio.Transport | None = None
+        self._in = b""
+        self._out = bytearray()  # frames queued while input is handled, written once
+        self._handling = False
+        self._close_after = False
+        self.preface = False
+        self.handshaken = False  # the client's preface and first SETTINGS are in
+        self.started = clock()
+        self.idle_since = self.started
+        self.streams: dict[int, Stream] = {}
+        self.last_stream = 0
+        self._block: bytearray | None = None  # a header block being assembled
+        self._block_stream = 0
+        self._block_end_stream = False
+        self.decoder = CachedDecoder(limits.max_block)
+        self.recv_window = CONNECTION_WINDOW
+        self._conn_unacked = 0
+        self.send_window = DEFAULT_WINDOW
+        self._send_high = DEFAULT_WINDOW  # the connection window's highest yet
+        self.peer_initial_window = DEFAULT_WINDOW
+        self.peer_max_frame = FRAME_SIZE
+        self.buffered = 0
+        self._tokens = CONTROL_BURST
+        self._tokens_at = self.started
+        self.closing = False  # GOAWAY sent: no new streams
+        self.lost = False
+        self._paused = False
+        self._changed: asyncio.Future[None] | None = None  # window opened, or writing resumed
+
+    # --- asyncio.Protocol ---
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        if not self.owner.admit(self):
+            self.lost = True
+            self.transport.abort()
+            return
+        settings = b"".join(
+            struct.pack(">HI", key, value)
+            for key, value in (
+                (MAX_CONCURRENT_STREAMS, self.limits.max_streams),
+                (INITIAL_WINDOW_SIZE, STREAM_WINDOW),
+                (MAX_HEADER_LIST_SIZE, self.limits.max_header_bytes),
+                (ENABLE_PUSH, 0),
+            )
+        )
+        self.transport.write(
+            frame(SETTINGS, 0, 0, settings)
+            + frame(WINDOW_UPDATE, 0, 0, UINT32.pack(CONNECTION_WINDOW - DEFAULT_WINDOW))
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        for stream in self.streams.values():
+            stream.closed = True
+            stream.wake()
+            if stream.task is not None:
+                stream.task.cancel()
+        self.streams.clear()
+        self._wake_writers()
+        self.owner.forget(self)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake_writers()
+
+    def data_received(self, data: bytes) -> None:
+        if self._in:
+            data = self._in + data
+            self._in = b""
+        self._handling = True
+        try:
+            self._frames(data)
+            self._give_back()
+        except ConnectionError_ as exc:
+            self.fail(exc.code)
+        finally:
+            self._handling = False
+            if self._out and self.transport is not None and not self.lost:
+                self.transport.write(bytes(self._out))
+                self._out.clear()
+            if self._close_after and self.transport is not None:
+                self.transport.close()
+
+    # --- input ---
+
+    def _frames(self, data: bytes) -> None:
+        view = memoryview(data)
+        pos, end = 0, len(data)
+        if not self.preface:
+            if end < len(PREFACE):
+                if PREFACE[:end] != data:
+                    raise ConnectionError_(PROTOCOL_ERROR, "not the HTTP/2 preface")
+                self._in = data
+                return
+            if data[: len(PREFACE)] != PREFACE:
+                raise ConnectionError_(PROTOCOL_ERROR, "not the HTTP/2 preface")
+            self.preface = True
+            pos = len(PREFACE)
+        while end - pos >= 9:
+            length = int.from_bytes(data[pos : pos + 3], "big")
+            if length > FRAME_SIZE:
+                raise ConnectionError_(FRAME_SIZE_ERROR, "a frame larger than SETTINGS allow")
+            if end - pos - 9 < length:
+                break
+            kind, flags = data[pos + 3], data[pos + 4]
+            stream_id = int.from_bytes(data[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
+            start = pos + 9
+            pos = start + length
+            if self.lost:
+                return
+            if not self.handshaken:
+                if kind != SETTINGS or flags & ACK:
+                    raise ConnectionError_(PROTOCOL_ERROR, "the preface's SETTINGS is missing")
+                self.handshaken = True
+            if self._block is not None and (
+                kind != CONTINUATION or stream_id != self._block_stream
+            ):
+                raise ConnectionError_(PROTOCOL_ERROR, "a header block was interrupted")
+            if kind == DATA:
+                self._data(flags, stream_id, view[start:pos])
+            elif kind == HEADERS:
+                self._headers(flags, stream_id, data[start:pos])
+            elif kind == CONTINUATION:
+                self._continuation(flags, stream_id, data[start:pos])
+            else:
+                self._control(kind, flags, stream_id, data[start:pos])
+        self._in = data[pos:]
+
+    def _spend(self, units: float) -> None:
+        """Take `units` from the control-frame budget; past it, the connection is closed."""
+        now = self.clock()
+        tokens = min(CONTROL_BURST, self._tokens + (now - self._tokens_at) * CONTROL_PER_SECOND)
+        self._tokens_at = now
+        if tokens < units:
+            self._tokens = 0.0
+            raise ConnectionError_(ENHANCE_YOUR_CALM, "too many control frames")
+        self._tokens = tokens - units
+
+    def _control(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
+        length = len(payload)
+        if kind == SETTINGS:
+            self._spend(1 + length // 6)
+            self._settings(flags, stream_id, payload)
+        elif kind == PING:
+            self._spend(1)
+            if stream_id:
+                raise ConnectionError_(PROTOCOL_ERROR, "PING on a stream")
+            if length != 8:
+                raise ConnectionError_(FRAME_SIZE_ERROR, "PING must be 8 bytes")
+            if not flags & ACK:
+                self._send(frame(PING, ACK, 0, payload))
+        elif kind == WINDOW_UPDATE:
+            self._window_update(stream_id, payload)
+        elif kind == RST_STREAM:
+            self._spend(1)
+            if not stream_id:
+                raise ConnectionError_(PROTOCOL_ERROR, "RST_STREAM on the connection")
+            if length != 4:
+                raise ConnectionError_(FRAME_SIZE_ERROR, "RST_STREAM must be 4 bytes")
+            if stream_id > self.last_stream:
+                raise ConnectionError_(PROTOCOL_ERROR, "RST_STREAM on an idle stream")
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                self._close(stream)
+                if stream.task is not None:
+                    stream.task.cancel()
+        elif kind == PRIORITY:
+            self._spend(1)
+            if not stream_id:
+                raise ConnectionError_(PROTOCOL_ERROR, "PRIORITY on the connection")
+            if length != 5:
+                self._reset(stream_id, FRAME_SIZE_ERROR)
+        elif kind == GOAWAY:
+            self._spend(1)
+            if stream_id:
+                raise ConnectionError_(PROTOCOL_ERROR, "GOAWAY on a stream")
+            self.closing = True  # the client opens no more streams; those open finish
+            self._close_if_done()
+        elif kind == PUSH_PROMISE:
+            raise ConnectionError_(PROTOCOL_ERROR, "a client cannot push")
+        else:  # unknown types are ignored (section 4.1), but not for free
+            self._spend(1)
+
+    def _settings(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if stream_id:
+            raise ConnectionError_(PROTOCOL_ERROR, "SETTINGS on a stream")
+        if flags & ACK:
+            if payload:
+                raise ConnectionError_(FRAME_SIZE_ERROR, "a SETTINGS ACK with a payload")
+            return
+        if len(payload) % 6:
+            raise ConnectionError_(FRAME_SIZE_ERROR, "SETTINGS not a multiple of 6 bytes")
+        window = None
+        for i in range(0, len(payload), 6):
+            key, value = struct.unpack_from(">HI", payload, i)
+            if key == ENABLE_PUSH and value > 1:
+                raise ConnectionError_(PROTOCOL_ERROR, "ENABLE_PUSH must be 0 or 1")
+            if key == INITIAL_WINDOW_SIZE:
+                if value > MAX_WINDOW:
+                    raise ConnectionError_(FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE too large")
+                window = value
+            elif key == MAX_FRAME_SIZE:
+                if not FRAME_SIZE <= value <= 2**24 - 1:
+                    raise ConnectionError_(PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range")
+                self.peer_max_frame = value
+        if window is not None:  # one pass over the streams, however many entries came
+            delta = window - self.peer_initial_window
+            self.peer_initial_window = window
+            for stream in self.streams.values():
+                stream.send_window += delta
+                if stream.send_window > MAX_WINDOW:
+                    raise ConnectionError_(FLOW_CONTROL_ERROR, "a stream window past 2^31-1")
+            self._wake_writers()
+        self._send(frame(SETTINGS, ACK, 0))
+
+    def _window_update(self, stream_id: int, payload: bytes) -> None:
+        if len(payload) != 4:
+            raise ConnectionError_(FRAME_SIZE_ERROR, "WINDOW_UPDATE must be 4 bytes")
+        increment = int.from_bytes(payload, "big") & 0x7FFFFFFF
+        if not stream_id:
+            if not increment:
+                raise ConnectionError_(PROTOCOL_ERROR, "a WINDOW_UPDATE of 0")
+            self.send_window += increment
+            if self.send_window > MAX_WINDOW:
+                raise ConnectionError_(FLOW_CONTROL_ERROR, "the connection window past 2^31-1")
+            # Giving back window our answers used is free (a client downloading answers sends
+            # many); only raising the window past its highest yet draws on the budget.
+            if self.send_window > self._send_high:
+                self._spend(1)
+                self._send_high = self.send_window
+            self._wake_writers()
+            return
+        if stream_id > self.last_stream:
+            raise ConnectionError_(PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream")
+        stream = self.streams.get(stream_id)
+        if stream is None:  # closed: allowed for a while after (section 6.9), but budgeted
+            self._spend(1)
+            return
+        if not increment:
+            self._reset(stream_id, PROTOCOL_ERROR)
+            return
+        stream.send_window += increment
+        if stream.send_window > MAX_WINDOW:
+            self._reset(stream_id, FLOW_CONTROL_ERROR)
+            return
+        if stream.send_window > self.peer_initial_window:  # past what it was given: budgeted
+            self._spend(1)
+        self._wake_writers()
+
+    def _unpad(self, flags: int, payload: Any) -> Any:
+        if not flags & PADDED:
+            return payload
+        if not payload:
+            raise ConnectionError_(FRAME_SIZE_ERROR, "a padded frame without its pad length")
+        pad = payload[0]
+        if pad >= len(payload):
+            raise ConnectionError_(PROTOCOL_ERROR, "padding past the frame")
+        return payload[1 : len(payload) - pad]
+
+    def _data(self, flags: int, stream_id: int, payload: memoryview) -> None:
+        if not stream_id:
+            raise ConnectionError_(PROTOCOL_ERROR, "DATA on the connection")
+        if stream_id > self.last_stream:
+            raise ConnectionError_(PROTOCOL_ERROR, "DATA on an idle stream")
+        length = len(payload)  # padding counts against the windows too
+        if length > self.recv_window:
+            raise ConnectionError_(FLOW_CONTROL_ERROR, "DATA past the connection window")
+        self.recv_window -= length
+        self._conn_unacked += length
+        content = self._unpad(flags, payload)
+        end = bool(flags & END_STREAM)
+        if not content and not end:
+            self._spend(1)
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.ended:  # closed or reset: only the windows count
+            if stream is not None:
+                self._reset(stream_id, STREAM_CLOSED)
+            return
+        if length > stream.recv_window:
+            self._reset(stream_id, FLOW_CONTROL_ERROR)
+            return
+        stream.recv_window -= length
+        body = stream.body
+        if body is not None:
+            if len(body) + len(content) > self.limits.body_limit or (
+                len(body) < 5 <= len(body) + len(content)
+                and int.from_bytes((body + content)[1:5], "big") + 5 > self.limits.body_limit
+            ):
+                stream.too_large = True  # the call answers RESOURCE_EXHAUSTED, then resets
+                self.buffered -= len(body)
+                stream.body = None
+                stream.wake()
+            else:
+                body += content
+                self.buffered += len(content)
+                if self.buffered > self.limits.buffer_cap:
+                    raise ConnectionError_(ENHANCE_YOUR_CALM, "too many bodies buffered")
+                stream.unacked += length
+                if stream.unacked >= STREAM_WINDOW // 4 and not end:  # queued, one write
+                    self._send(frame(WINDOW_UPDATE, 0, stream.id, UINT32.pack(stream.unacked)))
+                    stream.recv_window += stream.unacked
+                    stream.unacked = 0
+        if end:
+            stream.ended = True
+            stream.wake()
+
+    def _give_back(self) -> None:
+        """The connection's WINDOW_UPDATE for what was buffered, once enough has been, so no
+        sender waits (a stream's own goes as its DATA is buffered, in `_data`)."""
+        if self._conn_unacked >= CONNECTION_WINDOW // 4:
+            self._send(frame(WINDOW_UPDATE, 0, 0, UINT32.pack(self._conn_unacked)))
+            self.recv_window += self._conn_unacked
+            self._conn_unacked = 0
+
+    def _headers(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if not stream_id or not stream_id & 1:
+            raise ConnectionError_(PROTOCOL_ERROR, "HEADERS on stream 0 or an even stream")
+        payload = self._unpad(flags, payload)
+        if flags & PRIORITY_FLAG:
+            if len(payload) < 5:
+                raise ConnectionError_(FRAME_SIZE_ERROR, "HEADERS too short for its priority")
+            payload = payload[5:]
+        if not payload:
+            self._spend(1)
+        self._block_end_stream = bool(flags & END_STREAM)
+        if flags & END_HEADERS:
+            self._request(stream_id, bytes(payload))
+        else:
+            self._block = bytearray(payload)
+            self._block_stream = stream_id
+
+    def _continuation(self, flags: int, stream_id: int, payload: bytes) -> None:
+        block = self._block
+        if block is None:
+            raise ConnectionError_(PROTOCOL_ERROR, "CONTINUATION without HEADERS")
+        if not payload:
+            self._spend(1)
+        block += payload
+        if len(block) > self.limits.max_block:
+            raise ConnectionError_(ENHANCE_YOUR_CALM, "a header block too large")
+        if flags & END_HEADERS:
+            self._block = None
+            self._request(stream_id, bytes(block))
+
+    def _request(self, stream_id: int, block: bytes) -> None:
+        """A complete header block: decoded (always, to keep HPACK in step), then a stream."""
+        decoder = self.decoder
+        head = decoder.lookup(block)
+        if head is None:
+            try:
+                fields = decoder.decode(block)
+            except HPACKError:
+                raise ConnectionError_(COMPRESSION_ERROR, "a header block did not decode") from None
+            try:
+                head = request_head(fields)
+            except StreamError as exc:
+                head = exc
+            decoder.store(block, fields, head)
+        end_stream = self._block_end_stream
+        if stream_id <= self.last_stream:  # trailers on an open stream, or a closed one's
+            stream = self.streams.get(stream_id)
+            if stream is None:
+                raise ConnectionError_(STREAM_CLOSED, "HEADERS on a closed stream")
+            if not end_stream:
+                self._reset(stream_id, PROTOCOL_ERROR)
+            elif not stream.ended:
+                stream.ended = True
+                stream.wake()
+            return
+        self.last_stream = stream_id
+        if self.closing or len(self.streams) >= self.limits.max_streams:
+            self._reset(stream_id, REFUSED_STREAM)
+            return
+        if isinstance(head, StreamError):
+            self._reset(stream_id, head.code)
+            return
+        now = self.clock()
+        stream = Stream(stream_id, self.peer_initial_window, now + self.limits.body_deadline)
+        stream.head = head
+        stream.ended = end_stream
+        self.streams[stream_id] = stream
+        self.owner.dispatch(self, stream)
+
+    # --- output ---
+
+    def _send(self, data: bytes) -> None:
+        if self.lost or self.transport is None:
+            return
+        if self._handling:
+            self._out += data
+        else:
+            self.transport.write(data)
+
+    def _reset(self, stream_id: int, code: int) -> None:
+        """RST_STREAM, and the stream closed: nothing more is sent on it."""
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            self._close(stream)
+        self._send(frame(RST_STREAM, 0, stream_id, UINT32.pack(code)))
+
+    def reset(self, stream: Stream, code: int) -> None:
+        """Reset a stream (a call layer's timeout), unless it is closed already."""
+        if not stream.closed:
+            self._reset(stream.id, code)
+
+    def _close(self, stream: Stream) -> None:
+        stream.closed = True
+        stream.wake()
+        if stream.body:
+            self.buffered -= len(stream.body)
+        stream.body = None
+        if self.streams.pop(stream.id, None) is not None and not self.streams:
+            self.idle_since = self.clock()
+            self._close_if_done()
+
+    def _close_if_done(self) -> None:
+        if self.closing and not self.streams and self.transport is not None:
+            if self._handling:  # after what this input queued is written
+                self._close_after = True
+            else:
+                self.transport.close()
+
+    def fail(self, code: int) -> None:
+        """A connection error: GOAWAY with `code`, then close."""
+        if self.lost or self.transport is None:
+            return
+        goaway = frame(GOAWAY, 0, 0, UINT32.pack(self.last_stream) + UINT32.pack(code))
+        if self._out:
+            goaway = bytes(self._out) + goaway
+            self._out.clear()
+        self.transport.write(goaway)
+        self.transport.close()
+        self.lost = True
+        self.connection_lost(None)
+
+    def goaway(self) -> None:
+        """Stop taking streams (a drain): GOAWAY NO_ERROR; close once those open are done."""
+        if self.closing or self.lost:
+            return
+        self.closing = True
+        self._send(frame(GOAWAY, 0, 0, UINT32.pack(self.last_stream) + UINT32.pack(NO_ERROR)))
+        self._close_if_done()
+
+    def abort(self) -> None:
+        """Close at once (the grace is over, or the connection is stuck)."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def body(self, stream: Stream) -> bytearray | None:
+        """The stream's whole body once it has ended; None if it was too large."""
+        while not stream.ended and not stream.too_large and not stream.closed:
+            stream.waiter = asyncio.get_running_loop().create_future()
+            await stream.waiter
+        body = stream.body
+        if body is None or stream.closed:
+            return None
+        self.buffered -= len(body)
+        stream.body = None
+        return body
+
+    def answer(
+        self, stream: Stream, head: bytes, data: bytes, trailers: bytes
+    ) -> Coroutine[Any, Any, None] | None:
+        """Send an answer: `head` block, `data` in DATA frames, `trailers` block with
+        END_STREAM (`data` empty and `head` empty: a trailers-only answer).
+
+        Returns None when it went out at once, else a coroutine to await: the rest waits for
+        the client's windows (or its TCP buffer), up to ANSWER_TIMEOUT_SECONDS.
+        """
+        if stream.closed or self.lost:
+            return None
+        if len(data) <= min(self.send_window, stream.send_window, self.peer_max_frame) and (
+            not self._paused
+        ):
+            out = self._block_frames(head, 0, stream.id) if head else b""
+            if data:
+                out += frame_head(len(data), DATA, 0, stream.id) + data
+                self.send_window -= len(data)
+                stream.send_window -= len(data)
+            self._send(out + self._block_frames(trailers, END_STREAM, stream.id))
+            self._finish(stream)
+            return None
+        return self._answer_slowly(stream, head, data, trailers)
+
+    async def _answer_slowly(
+        self, stream: Stream, head: bytes, data: bytes, trailers: bytes
+    ) -> None:
+        # Frames gather in `out` and go in one write, unless a window or the TCP buffer is
+        # shut: then what is ready goes first, and the rest waits.
+        out = bytearray(self._block_frames(head, 0, stream.id) if head else b"")
+        view = memoryview(data)
+        pos = 0
+        while pos < len(data):
+            size = min(len(data) - pos, self.send_window, stream.send_window, self.peer_max_frame)
+            if size <= 0 or self._paused:
+                if out:
+                    self._send(bytes(out))
+                    out.clear()
+                if not await self._wait_to_write(stream):
+                    return
+                continue
+            out += frame_head(size, DATA, 0, stream.id)
+            out += view[pos : pos + size]
+            self.send_window -= size
+            stream.send_window -= size
+            pos += size
+        if self._paused:
+            if out:
+                self._send(bytes(out))
+                out.clear()
+            if not await self._wait_to_write(stream):
+                return
+        if not stream.closed and not self.lost:
+            out += self._block_frames(trailers, END_STREAM, stream.id)
+            self._send(bytes(out))
+            self._finish(stream)
+
+    async def _wait_to_write(self, stream: Stream) -> bool:
+        """Wait for window or the TCP buffer; False if the stream or connection ended."""
+        if self._changed is None or self._changed.done():
+            self._changed = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(ANSWER_TIMEOUT_SECONDS):
+                await asyncio.shield(self._changed)
+        except TimeoutError:
+            if stream.send_window <= 0 and self.send_window > 0 and not self._paused:
+                self.reset(stream, CANCEL)  # this stream's window stayed shut
+            else:  # the connection's own window or TCP buffer stayed shut
+                self.fail(FLOW_CONTROL_ERROR if not self._paused else ENHANCE_YOUR_CALM)
+                self.abort()
+            return False
+        return not stream.closed and not self.lost
+
+    def _wake_writers(self) -> None:
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
+
+    def _finish(self, stream: Stream) -> None:
+        """The answer has ended the stream: if the client is still sending, it is told to stop."""
+        if not stream.ended:
+            self._send(frame(RST_STREAM, 0, stream.id, UINT32.pack(NO_ERROR)))
+        self._close(stream)
+
+    def _block_frames(self, block: bytes, flags: int, stream_id: int) -> bytes:
+        """A header block as HEADERS and, past the peer's frame size, CONTINUATION frames."""
+        size = self.peer_max_frame
+        if len(block) <= size:
+            return frame_head(len(block), HEADERS, flags | END_HEADERS, stream_id) + block
+        out = [frame_head(size, HEADERS, flags, stream_id), block[:size]]
+        for i in range(size, len(block), size):
+            piece = block[i : i + size]
+            last = END_HEADERS if i + size >= len(block) else 0
+            out += [frame_head(len(piece), CONTINUATION, last, stream_id), piece]
+        return b"".join(out)
+
+    def sweep(self, now: float, idle_seconds: float) -> None:
+        """Close a connection past its handshake deadline or idle, reset late bodies."""
+        if self.lost:
+            return
+        if not self.handshaken:
+            if now - self.started > self.limits.handshake_seconds:
+                self.abort()
+            return
+        if not self.streams:
+            if now - self.idle_since > idle_seconds:
+                self.goaway()
+            return
+        for stream in [s for s in self.streams.values() if not s.ended and now > s.deadline]:
+            self._reset(stream.id, CANCEL)
+            if stream.task is not None:
+                stream.task.cancel()
