@@ -42,6 +42,7 @@ class BodyDeadlines:
         self._reading: dict[asyncio.Task[Any], float] = {}
         self._overdue: set[asyncio.Task[Any]] = set()
         self._watchdog: asyncio.Task[None] | None = None
+        self._reads = 0  # reads started: the watchdog ends only after a tick without one
 
     def receive(self, receive: Receive) -> Receive:
         if not self.seconds:
@@ -58,6 +59,7 @@ class BodyDeadlines:
             if deadline is None:
                 deadline = running_loop().time() + self.seconds
             self._reading[task] = deadline
+            self._reads += 1
             if self._watchdog is None:
                 self._watchdog = asyncio.create_task(self._watch(), name="body-deadlines")
             try:
@@ -79,9 +81,16 @@ class BodyDeadlines:
         return receive_before_deadline
 
     async def _watch(self) -> None:
+        """Cancel overdue reads, every tick while reads are waiting or starting.
+
+        It stays on while requests keep coming, even if each body is in at once (the usual case),
+        rather than ending with each and being started again by the next: a task per request.
+        """
         loop = asyncio.get_running_loop()
+        seen = -1
         try:
-            while self._reading:
+            while self._reading or self._reads != seen:
+                seen = self._reads
                 await asyncio.sleep(self._tick)
                 now = loop.time()
                 for task, deadline in list(self._reading.items()):

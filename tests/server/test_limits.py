@@ -1,6 +1,7 @@
 """BodyDeadlines: a body that does not arrive in time fails the read with RequestTimeout."""
 
 import asyncio
+from typing import Any
 
 import pytest
 from starlette.types import Message, Receive
@@ -140,3 +141,27 @@ def test_the_watchdog_stops_when_idle_and_starts_again() -> None:
     fast, slow = asyncio.run(asyncio.wait_for(two_bursts(), 10))
     assert fast == 1
     assert isinstance(slow, RequestTimeout)
+
+
+def test_one_watchdog_serves_a_stream_of_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests whose body is already in (the usual case) do not each start a watchdog task."""
+    deadlines = BodyDeadlines(10)
+    started: list[str] = []
+    create_task = asyncio.create_task
+
+    def counting(coro: Any, **kwargs: Any) -> "asyncio.Task[Any]":
+        started.append(kwargs.get("name", ""))
+        return create_task(coro, **kwargs)
+
+    monkeypatch.setattr(asyncio, "create_task", counting)
+
+    async def instant() -> Message:
+        return {"type": "http.request", "body": b"x", "more_body": False}
+
+    async def stream() -> None:
+        for _ in range(200):
+            await read_all(deadlines.receive(instant))
+            await asyncio.sleep(0)  # the loop runs whatever the read started
+
+    asyncio.run(stream())
+    assert started == ["body-deadlines"]
