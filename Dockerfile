@@ -50,7 +50,7 @@ RUN cd /opt/venv/lib/python3*/site-packages \
     && cd /opt/venv/lib/python3*/site-packages \
     && rm -rf onnxruntime/transformers onnxruntime/quantization onnxruntime/tools \
         onnxruntime/datasets /opt/venv/bin/onnxruntime_test \
-    && /opt/venv/bin/python -c "import numpy, onnxruntime, starlette, uvicorn, uvloop, httptools, grpc, google.protobuf"
+    && /opt/venv/bin/python -c "import numpy, onnxruntime, starlette, uvicorn, uvloop, httptools, hpack, google.protobuf"
 
 COPY server/ /app/server/
 COPY docker/healthcheck.py /app/healthcheck.py

@@ -134,12 +134,25 @@ def log_start(settings: Settings) -> None:
         )
 
 
+def check_grpcio() -> None:
+    """The grpcio transport needs grpcio, which is a development dependency: not in the image."""
+    try:
+        import grpc  # noqa: F401
+    except ImportError:
+        raise SettingsError(
+            "GRPC_TRANSPORT=grpcio needs the grpcio package, which is not installed (the image "
+            "leaves it out): install it (pip install grpcio) or use GRPC_TRANSPORT=builtin"
+        ) from None
+
+
 def main() -> int:
     try:
         settings = Settings.from_env()
         check_can_listen(settings.host, settings.port)
         if settings.grpc_port:
             check_can_listen(settings.host, settings.grpc_port, "GRPC_PORT")
+            if settings.grpc_transport == "grpcio":
+                check_grpcio()
     except (SettingsError, ListenError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

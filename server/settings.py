@@ -207,7 +207,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("GRPC_TRANSPORT", "grpc_transport", "choice", "serving",
              "What speaks HTTP/2 on `GRPC_PORT`: `builtin`, the server's own small HTTP/2 "
              "layer on its event loop (server/http2.py, a fraction of grpcio's CPU per call), "
-             "or `grpcio`, grpc's asyncio server.",
+             "or `grpcio`, grpc's asyncio server (needs the grpcio package, which the image "
+             "leaves out).",
              choices=("builtin", "grpcio")),
     Variable("WORKERS", None, "choice", "serving",
              "Worker processes: only 1, because each process would keep its own metrics and "

@@ -146,3 +146,23 @@ def test_a_bad_model_uri_stops_the_server_with_one_line() -> None:
         "error: MODEL_URI='models:/iris-classifier' names no alias or version; "
         "did you mean MODEL_URI=models:/iris-classifier@production?\n"
     )
+
+
+def test_the_grpcio_transport_without_grpcio_is_one_line_naming_the_choices(
+    tmp_path: Path,
+) -> None:
+    """The image leaves grpcio out: choosing its transport there says what to do, at start."""
+    (tmp_path / "grpc.py").write_text("raise ImportError(\"No module named 'grpc'\")\n")
+    with socket.socket() as one, socket.socket() as two:
+        one.bind(("127.0.0.1", 0))
+        two.bind(("127.0.0.1", 0))
+        ports = one.getsockname()[1], two.getsockname()[1]
+    result = start(
+        {"HOST": "127.0.0.1", "PORT": str(ports[0]), "GRPC_PORT": str(ports[1]),
+         "GRPC_TRANSPORT": "grpcio", "PYTHONPATH": str(tmp_path)}
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        "error: GRPC_TRANSPORT=grpcio needs the grpcio package, which is not installed (the "
+        "image leaves it out): install it (pip install grpcio) or use GRPC_TRANSPORT=builtin\n"
+    )
