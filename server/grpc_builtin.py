@@ -251,10 +251,17 @@ class BuiltinFrontEnd:
             self._send(connection, stream, refusal, [])
             return
         metadata = CallMetadata(authorization, request_id)
-        self.running += 1  # counted now, before the task runs: the cap cannot be passed
-        stream.task = asyncio.get_running_loop().create_task(
+        # Counted now, before the task runs, so the cap cannot be passed; uncounted when the
+        # task is done, however: a task cancelled before its first step never runs `_call`.
+        self.running += 1
+        task = asyncio.get_running_loop().create_task(
             self._call(connection, stream, method, metadata, timeout)
         )
+        task.add_done_callback(self._ended)
+        stream.task = task
+
+    def _ended(self, task: "asyncio.Task[None]") -> None:
+        self.running -= 1
 
     def _call_of(
         self, head: RequestHead
@@ -303,8 +310,6 @@ class BuiltinFrontEnd:
         except Exception as exc:  # a bug here: the call is still answered
             log.error("unhandled error", exc_info=exc, extra={"rpc": method.path})
             self._send(connection, stream, Outcome(INTERNAL, INTERNAL_MESSAGE), [])
-        finally:
-            self.running -= 1
 
     def _send(
         self, connection: Connection, stream: Stream, outcome: Outcome,

@@ -108,6 +108,25 @@ def test_the_cap_on_calls_is_counted_at_dispatch(model_dirs: dict[str, Path]) ->
     assert {fields[b"grpc-status"] for fields in got.values()} == {b"8"}
 
 
+def test_calls_cancelled_before_they_run_are_uncounted(model_dirs: dict[str, Path]) -> None:
+    """HEADERS + RST_STREAM in one write cancels a call's task before its first step; 40 of
+    them (past MAX_CONCURRENCY + 32) must not leave later calls refused as too many."""
+    config = settings(model_dirs, max_concurrency=1, body_timeout_seconds=0)
+    reset = b"".join(
+        call(2 * i + 1, LIVE, end=False)
+        + grpc_wire.frame(grpc_wire.RST_STREAM, 0, 2 * i + 1, (8).to_bytes(4, "big"))
+        for i in range(40)
+    )
+    with serve(config) as client:
+        with grpc_wire.connect(config.grpc_port) as sock:
+            sock.sendall(reset)
+            grpc_wire.read_frames(sock, 0.3)
+        with grpc_wire.connect(config.grpc_port) as sock:
+            sock.sendall(call(1))
+            assert answers(sock, 1)[1][b"grpc-status"] == b"0"
+        assert client.app.state.grpc.running == 0  # type: ignore[attr-defined]
+
+
 def test_a_failure_inside_a_call_is_still_answered(
     model_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
