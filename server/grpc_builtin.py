@@ -18,8 +18,6 @@ import asyncio
 import logging
 import re
 import socket
-from collections.abc import Coroutine
-from typing import Any
 
 from server import grpc_limits
 from server.auth import ApiKeys
@@ -314,8 +312,9 @@ class BuiltinFrontEnd:
     def _send(
         self, connection: Connection, stream: Stream, outcome: Outcome,
         trailers: list[tuple[str, str]],
-    ) -> Coroutine[Any, Any, None] | None:  # fmt: skip
-        """The outcome as gRPC's answer (whole, or a coroutine for the rest)."""
+    ) -> "asyncio.Task[None] | None":  # fmt: skip
+        """The outcome as gRPC's answer: sent, or being sent by the task returned (which the
+        connection holds, so an early refusal need not wait for it)."""
         payload = outcome.payload
         if outcome.code == OK and payload is not None:
             data = b"\x00" + len(payload).to_bytes(4, "big") + payload

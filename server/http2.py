@@ -21,6 +21,10 @@ What a client can make a connection hold or cost is bounded, since the port face
   HEADERS or CONTINUATION, a WINDOW_UPDATE that raises a window past its highest or initial
   size) draw on a budget refilled with time only, never by answers: a flood (CVE-2023-44487's
   rapid reset among them) ends with GOAWAY ENHANCE_YOUR_CALM;
+- while the transport's buffer is past its high-water mark (the client is not reading), the
+  connection is not read either, so input cannot make it queue answers or resets without bound;
+  one paused past ANSWER_TIMEOUT_SECONDS is closed;
+- every answer is written now or by a task the connection holds: no caller can drop one;
 - nothing is sent on a stream once it is closed or reset.
 Protocol errors end the connection with GOAWAY and the RFC's error code; HPACK errors with
 COMPRESSION_ERROR.
@@ -28,7 +32,7 @@ COMPRESSION_ERROR.
 
 import asyncio
 import struct
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -83,6 +87,8 @@ CONNECTION_WINDOW = 1024 * 1024
 ANSWER_TIMEOUT_SECONDS = 30.0
 CONTROL_BURST = 1000.0  # control frames a connection may send at once...
 CONTROL_PER_SECOND = 200.0  # ...and per second after that
+FLUSH_BYTES = 64 * 1024  # output queued while handling input is written past this, so the
+# transport can say its buffer is full (pause_writing) before more input is handled
 
 
 class Stream:
@@ -186,7 +192,9 @@ class Connection(asyncio.Protocol):
         self._tokens_at = self.started
         self.closing = False  # GOAWAY sent: no new streams
         self.lost = False
-        self._paused = False
+        self._paused = False  # the transport's buffer is past its high-water mark
+        self._paused_at = 0.0
+        self._answering: set[asyncio.Task[None]] = set()  # answers waiting to be written
         self._changed: asyncio.Future[None] | None = None  # window opened, or writing resumed
 
     # --- asyncio.Protocol ---
@@ -223,11 +231,20 @@ class Connection(asyncio.Protocol):
         self.owner.forget(self)
 
     def pause_writing(self) -> None:
+        """The client is not reading: stop reading it too, so what it sends cannot make us
+        queue answers, resets or acks without bound (the sweep closes it if this lasts)."""
         self._paused = True
+        self._paused_at = self.clock()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._paused = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
         self._wake_writers()
+        if self._in and not self._handling and not self.lost:  # input kept while paused
+            self.data_received(b"")
 
     def data_received(self, data: bytes) -> None:
         if self._in:
@@ -263,6 +280,11 @@ class Connection(asyncio.Protocol):
             self.preface = True
             pos = len(PREFACE)
         while end - pos >= 9:
+            if len(self._out) >= FLUSH_BYTES and self.transport is not None:
+                self.transport.write(bytes(self._out))  # may pause writing, checked next
+                self._out.clear()
+            if self._paused:  # the rest waits for resume_writing
+                break
             length = int.from_bytes(data[pos : pos + 3], "big")
             if length > FRAME_SIZE:
                 raise ConnectionError_(FRAME_SIZE_ERROR, "a frame larger than SETTINGS allow")
@@ -626,12 +648,13 @@ class Connection(asyncio.Protocol):
 
     def answer(
         self, stream: Stream, head: bytes, data: bytes, trailers: bytes
-    ) -> Coroutine[Any, Any, None] | None:
+    ) -> "asyncio.Task[None] | None":
         """Send an answer: `head` block, `data` in DATA frames, `trailers` block with
         END_STREAM (`data` empty and `head` empty: a trailers-only answer).
 
-        Returns None when it went out at once, else a coroutine to await: the rest waits for
-        the client's windows (or its TCP buffer), up to ANSWER_TIMEOUT_SECONDS.
+        Returns None when it went out at once, else the task writing the rest as the client's
+        windows (or its TCP buffer) allow, up to ANSWER_TIMEOUT_SECONDS. The connection holds
+        that task: a caller may await it (a call stays counted until answered) or drop it.
         """
         if stream.closed or self.lost:
             return None
@@ -646,7 +669,12 @@ class Connection(asyncio.Protocol):
             self._send(out + self._block_frames(trailers, END_STREAM, stream.id))
             self._finish(stream)
             return None
-        return self._answer_slowly(stream, head, data, trailers)
+        task = asyncio.get_running_loop().create_task(
+            self._answer_slowly(stream, head, data, trailers)
+        )
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+        return task
 
     async def _answer_slowly(
         self, stream: Stream, head: bytes, data: bytes, trailers: bytes
@@ -722,6 +750,10 @@ class Connection(asyncio.Protocol):
     def sweep(self, now: float, idle_seconds: float) -> None:
         """Close a connection past its handshake deadline or idle, reset late bodies."""
         if self.lost:
+            return
+        if self._paused and now - self._paused_at > ANSWER_TIMEOUT_SECONDS:
+            self.fail(ENHANCE_YOUR_CALM)  # the client has not read for that long
+            self.abort()
             return
         if not self.handshaken:
             if now - self.started > self.limits.handshake_seconds:

@@ -127,6 +127,40 @@ def test_calls_cancelled_before_they_run_are_uncounted(model_dirs: dict[str, Pat
         assert client.app.state.grpc.running == 0  # type: ignore[attr-defined]
 
 
+def test_a_client_that_never_reads_cannot_grow_the_servers_output(
+    model_dirs: dict[str, Path],
+) -> None:
+    """Unknown-method calls (each answered ~4x its size) from a client that never reads: once
+    the server's writing pauses it stops reading, so the client's sending stalls and what the
+    server holds for it stays near the transport's high-water mark."""
+    config = settings(model_dirs)
+    block = grpc_wire.grpc_headers("/nope.Service/Method")
+    with serve(config) as client:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", config.grpc_port))
+        sock.sendall(grpc_wire.PREFACE)
+        sock.settimeout(1.0)
+        sent, stream = 0, 1
+        try:
+            while sent < 64 * 2**20:  # the old code read all of it, whatever it cost
+                batch = b"".join(
+                    grpc_wire.frame(grpc_wire.HEADERS, 5, stream + 2 * i, block) for i in range(500)
+                )
+                stream += 1000
+                sock.sendall(batch)
+                sent += len(batch)
+        except TimeoutError:
+            pass  # the server stopped reading: the point
+        time.sleep(0.5)
+        front: Any = client.app.state.grpc  # type: ignore[attr-defined]
+        held = [c.transport.get_write_buffer_size() for c in front.connections]
+        sock.close()
+    assert sent < 64 * 2**20
+    assert held
+    assert max(held) < 8 * 2**20
+
+
 def test_a_failure_inside_a_call_is_still_answered(
     model_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

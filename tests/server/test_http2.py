@@ -40,6 +40,7 @@ class FakeTransport(asyncio.Transport):
         self.out = bytearray()
         self.closed = False
         self.writes = 0
+        self.reading = True
 
     def write(self, data: Any) -> None:
         assert not self.closed or not data, "written after close"
@@ -54,6 +55,12 @@ class FakeTransport(asyncio.Transport):
 
     def is_closing(self) -> bool:
         return self.closed
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
 
     def frames(self) -> list[Frame]:
         """Every frame written since the last call."""
@@ -344,9 +351,13 @@ def test_an_answer_goes_out_whole_and_never_on_a_reset_stream(peer: Peer) -> Non
 def test_an_answer_past_one_frame_goes_out_in_one_write(peer: Peer) -> None:
     peer.open(1, end=True)
     writes = peer.transport.writes
-    pending = peer.connection.answer(peer.owner.streams[0], b"\x88", b"x" * 20_000, b"\x00")
-    assert pending is not None  # two DATA frames: the slow path, though no window is shut
-    asyncio.run(pending)
+
+    async def run() -> None:
+        pending = peer.connection.answer(peer.owner.streams[0], b"\x88", b"x" * 20_000, b"\0")
+        assert pending is not None  # two DATA frames: the slow path, though no window is shut
+        await pending
+
+    asyncio.run(run())
     assert peer.transport.writes == writes + 1
     kinds = [(k, len(p)) for k, _, _, p in peer.transport.frames()]
     assert kinds == [(HEADERS, 1), (DATA, 16384), (DATA, 3616), (HEADERS, 1)]
@@ -417,6 +428,44 @@ def test_an_answer_larger_than_the_window_waits_for_window_updates() -> None:
     frames = asyncio.run(run())
     assert sum(len(p) for k, _, _, p in frames if k == DATA) == 100_000
     assert frames[-1][:3] == (HEADERS, END_HEADERS | END_STREAM, 1)
+
+
+def test_an_answer_while_writing_is_paused_goes_out_without_being_awaited() -> None:
+    """Call sites may drop what `answer` returns: the answer is still sent once writing
+    resumes (it used to be a coroutine that was never awaited, its stream never answered)."""
+
+    async def run() -> list[Frame]:
+        peer = Peer()
+        peer.open(1, end=True)
+        peer.connection.pause_writing()
+        peer.connection.answer(peer.owner.streams[0], b"", b"", b"\x88")
+        await asyncio.sleep(0)
+        peer.connection.resume_writing()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return peer.transport.frames()
+
+    frames = asyncio.run(run())
+    assert [(k, fl, s) for k, fl, s, _ in frames] == [(HEADERS, END_HEADERS | END_STREAM, 1)]
+
+
+def test_reading_pauses_while_writing_is_paused(peer: Peer) -> None:
+    """A client that does not read cannot make the server queue answers without bound: input
+    is not read (nor what was read handled) until the transport's buffer drains."""
+    peer.connection.pause_writing()
+    assert not peer.transport.reading
+    assert peer.send(frame(PING, 0, 0, b"12345678")) == []  # kept, not answered yet
+    peer.connection.resume_writing()
+    assert peer.transport.reading
+    assert [k for k, *_ in peer.send(b"")] == [PING]
+
+
+def test_a_connection_whose_writing_stays_paused_is_closed(peer: Peer) -> None:
+    peer.connection.pause_writing()
+    peer.connection.sweep(peer.clock.now + http2.ANSWER_TIMEOUT_SECONDS - 1, 1000)
+    assert not peer.transport.closed
+    peer.connection.sweep(peer.clock.now + http2.ANSWER_TIMEOUT_SECONDS + 1, 1000)
+    assert peer.transport.closed
 
 
 def test_a_late_body_is_reset_by_the_sweep(peer: Peer) -> None:
