@@ -7,7 +7,8 @@ grpc-status (and grpc-message, percent-encoded), or trailers alone for an error.
 grpc_limits.py's: half the connection cap, the handshake within HEADER_TIMEOUT_SECONDS, idle
 connections closed after IDLE_SECONDS, 100 streams per connection, MAX_CONCURRENCY +
 UNSHED_RPCS calls at once (counted when a call is dispatched), a call's metadata within
-MAX_HEADER_BYTES and its message within MAX_BODY_BYTES. On stop, GOAWAY: calls in flight get
+MAX_HEADER_BYTES and its message within MAX_BODY_BYTES, request bodies buffered across all
+connections within grpc_limits.body_buffer_cap (64 x MAX_BODY_BYTES). On stop, GOAWAY: calls in flight get
 SHUTDOWN_GRACE_SECONDS.
 
 Every call is answered, whatever fails inside it (a bug is INTERNAL), unless its stream was
@@ -35,7 +36,7 @@ from server.grpc_calls import (
     Outcome,
     methods,
 )
-from server.http2 import Connection, Limits, Stream
+from server.http2 import BodyBudget, Connection, Limits, Stream
 from server.http2_wire import RequestHead, encode_literals
 from server.lifecycle import Models
 from server.limits import Concurrency
@@ -145,6 +146,7 @@ class BuiltinFrontEnd:
             body_deadline=body_timeout + 1 if body_timeout else BODY_DEADLINE_SECONDS,
             max_streams=grpc_limits.STREAMS_PER_CONNECTION,
         )
+        self.bodies = BodyBudget(grpc_limits.body_buffer_cap(settings))  # shared by connections
         self.max_connections = grpc_limits.max_connections(settings)
         self.max_rpcs = grpc_limits.max_rpcs(settings) or 0
         self.running = 0  # calls dispatched and not yet ended, on every connection
@@ -164,12 +166,14 @@ class BuiltinFrontEnd:
         try:
             if host == "::":  # both families, as grpc core listens (asyncio's is IPv6 only)
                 self.server = await loop.create_server(
-                    lambda: Connection(self, self.limits, loop.time),
+                    lambda: Connection(self, self.limits, loop.time, self.bodies),
                     sock=dual_stack_socket(settings.grpc_port),
                 )
             else:
                 self.server = await loop.create_server(
-                    lambda: Connection(self, self.limits, loop.time), host, settings.grpc_port
+                    lambda: Connection(self, self.limits, loop.time, self.bodies),
+                    host,
+                    settings.grpc_port,
                 )
         except OSError as exc:
             raise OSError(

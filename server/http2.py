@@ -128,6 +128,17 @@ class Stream:
             self.waiter.set_result(None)
 
 
+class BodyBudget:
+    """Request-body bytes buffered by every connection of one listener, and their cap: the
+    per-connection cap alone multiplies by the connection cap (hundreds of GB in theory)."""
+
+    __slots__ = ("cap", "held")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.held = 0
+
+
 class Owner(Protocol):
     """What a connection needs from the server that accepted it."""
 
@@ -162,8 +173,12 @@ class Limits:
 class Connection(asyncio.Protocol):
     """One HTTP/2 connection's frames, streams and flow control."""
 
-    def __init__(self, owner: Owner, limits: Limits, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, owner: Owner, limits: Limits, clock: Callable[[], float],
+        bodies: BodyBudget | None = None,
+    ) -> None:  # fmt: skip
         self.owner = owner
+        self.bodies = bodies if bodies is not None else BodyBudget(2**63)
         self.limits = limits
         self.clock = clock
         self.transport: asyncio.Transport | None = None
@@ -222,6 +237,9 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         for stream in self.streams.values():
+            if stream.body:
+                self._unbuffer(len(stream.body))
+                stream.body = None
             stream.closed = True
             stream.wake()
             if stream.task is not None:
@@ -475,12 +493,16 @@ class Connection(asyncio.Protocol):
                 and int.from_bytes((body + content)[1:5], "big") + 5 > self.limits.body_limit
             ):
                 stream.too_large = True  # the call answers RESOURCE_EXHAUSTED, then resets
-                self.buffered -= len(body)
+                self._unbuffer(len(body))
                 stream.body = None
                 stream.wake()
+            elif self.bodies.held + len(content) > self.bodies.cap:
+                self._reset(stream_id, ENHANCE_YOUR_CALM)  # the server holds too many bodies
+                return
             else:
                 body += content
                 self.buffered += len(content)
+                self.bodies.held += len(content)
                 if self.buffered > self.limits.buffer_cap:
                     raise ConnectionError_(ENHANCE_YOUR_CALM, "too many bodies buffered")
                 stream.unacked += length
@@ -595,7 +617,7 @@ class Connection(asyncio.Protocol):
         stream.closed = True
         stream.wake()
         if stream.body:
-            self.buffered -= len(stream.body)
+            self._unbuffer(len(stream.body))
         stream.body = None
         if self.streams.pop(stream.id, None) is not None and not self.streams:
             self.idle_since = self.clock()
@@ -642,9 +664,13 @@ class Connection(asyncio.Protocol):
         body = stream.body
         if body is None or stream.closed:
             return None
-        self.buffered -= len(body)
+        self._unbuffer(len(body))
         stream.body = None
         return body
+
+    def _unbuffer(self, size: int) -> None:
+        self.buffered -= size
+        self.bodies.held -= size
 
     def answer(
         self, stream: Stream, head: bytes, data: bytes, trailers: bytes

@@ -12,7 +12,7 @@ from hpack import Encoder
 
 from server import http2
 from server import http2_wire as wire
-from server.http2 import Connection, Limits, Stream
+from server.http2 import BodyBudget, Connection, Limits, Stream
 from server.http2_wire import (
     ACK,
     CONTINUATION,
@@ -100,12 +100,14 @@ class Clock:
 class Peer:
     """A connection with a fake transport, its owner and clock, and a client's encoder."""
 
-    def __init__(self, handshake: bool = True, **limits: Any) -> None:
+    def __init__(
+        self, handshake: bool = True, bodies: BodyBudget | None = None, **limits: Any
+    ) -> None:
         self.owner = Owner()
         self.clock = Clock()
         values = {"max_header_bytes": 4096, "handshake_seconds": 1.0, "body_limit": 1000,
                   "body_deadline": 5.0, **limits}  # fmt: skip
-        self.connection = Connection(self.owner, Limits(**values), self.clock)
+        self.connection = Connection(self.owner, Limits(**values), self.clock, bodies)
         self.transport = FakeTransport()
         self.connection.connection_made(self.transport)
         self.encoder = Encoder()
@@ -307,6 +309,24 @@ def test_buffered_bodies_are_capped_per_connection() -> None:
     assert peer.goaway(frames) is None
     assert peer.connection.buffered == 100 * 16005
     assert peer.connection.buffered <= peer.connection.limits.buffer_cap
+
+
+def test_buffered_bodies_are_capped_across_connections() -> None:
+    """Past the listener's cap, a stream whose DATA would pass it is reset ENHANCE_YOUR_CALM
+    (grpc clients see RESOURCE_EXHAUSTED); bytes given up make room again."""
+    bodies = BodyBudget(1500)
+    first, second = Peer(bodies=bodies), Peer(bodies=bodies)
+    first.open(1)
+    second.open(1)
+    second.open(3)
+    body = b"\0\0\0\x03\x1b" + b"x" * 795  # one message of 795 bytes
+    assert first.send(frame(DATA, 0, 1, body)) == []
+    assert resets(second.send(frame(DATA, 0, 1, body))) == [(1, wire.ENHANCE_YOUR_CALM)]
+    assert bodies.held == 800
+    first.send(frame(RST_STREAM, 0, 1, struct.pack(">I", wire.CANCEL)))
+    assert bodies.held == 0
+    assert second.send(frame(DATA, 0, 3, body)) == []
+    assert bodies.held == 800
 
 
 def test_a_body_past_its_limit_is_dropped_at_once(peer: Peer) -> None:
