@@ -25,7 +25,8 @@ What a client can make a connection hold or cost is bounded, since the port face
   connection is not read either, so input cannot make it queue answers or resets without bound;
   one paused past ANSWER_TIMEOUT_SECONDS is closed;
 - every answer is written now or by a task the connection holds: no caller can drop one;
-- nothing is sent on a stream once it is closed or reset.
+- nothing is sent on a stream once it is closed or reset; a reset by either side cancels its
+  call, which counts toward max_streams until it has ended.
 Protocol errors end the connection with GOAWAY and the RFC's error code; HPACK errors with
 COMPRESSION_ERROR.
 """
@@ -210,6 +211,7 @@ class Connection(asyncio.Protocol):
         self._paused = False  # the transport's buffer is past its high-water mark
         self._paused_at = 0.0
         self._answering: set[asyncio.Task[None]] = set()  # answers waiting to be written
+        self._ending: set[asyncio.Task[None]] = set()  # calls of reset streams, cancelled
         self._changed: asyncio.Future[None] | None = None  # window opened, or writing resumed
 
     # --- asyncio.Protocol ---
@@ -368,8 +370,7 @@ class Connection(asyncio.Protocol):
             stream = self.streams.get(stream_id)
             if stream is not None:
                 self._close(stream)
-                if stream.task is not None:
-                    stream.task.cancel()
+                self._cancel(stream)
         elif kind == PRIORITY:
             self._spend(1)
             if not stream_id:
@@ -578,7 +579,7 @@ class Connection(asyncio.Protocol):
                 stream.wake()
             return
         self.last_stream = stream_id
-        if self.closing or len(self.streams) >= self.limits.max_streams:
+        if self.closing or len(self.streams) + len(self._ending) >= self.limits.max_streams:
             self._reset(stream_id, REFUSED_STREAM)
             return
         if isinstance(head, StreamError):
@@ -606,7 +607,16 @@ class Connection(asyncio.Protocol):
         stream = self.streams.get(stream_id)
         if stream is not None:
             self._close(stream)
+            self._cancel(stream)
         self._send(frame(RST_STREAM, 0, stream_id, UINT32.pack(code)))
+
+    def _cancel(self, stream: Stream) -> None:
+        """Cancel a reset stream's call; it counts toward max_streams until it has ended."""
+        task = stream.task
+        if task is not None and not task.done():
+            task.cancel()
+            self._ending.add(task)
+            task.add_done_callback(self._ending.discard)
 
     def reset(self, stream: Stream, code: int) -> None:
         """Reset a stream (a call layer's timeout), unless it is closed already."""
@@ -791,5 +801,3 @@ class Connection(asyncio.Protocol):
             return
         for stream in [s for s in self.streams.values() if not s.ended and now > s.deadline]:
             self._reset(stream.id, CANCEL)
-            if stream.task is not None:
-                stream.task.cancel()

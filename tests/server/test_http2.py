@@ -450,6 +450,24 @@ def test_an_answer_larger_than_the_window_waits_for_window_updates() -> None:
     assert frames[-1][:3] == (HEADERS, END_HEADERS | END_STREAM, 1)
 
 
+def test_a_stream_the_server_resets_cancels_its_call_and_counts_until_it_ends() -> None:
+    async def run() -> tuple[bool, list[tuple[int, int]], list[tuple[int, int]]]:
+        peer = Peer(max_streams=1)
+        peer.open(1)
+        task = asyncio.get_running_loop().create_task(asyncio.sleep(60))
+        peer.owner.streams[0].task = task
+        peer.send(frame(wire.PRIORITY, 0, 1, b"\0"))  # a bad length: the server resets it
+        refused = resets(peer.open(3))  # its call has not ended yet: still counted
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return task.cancelled(), refused, resets(peer.open(5))
+
+    cancelled, refused, later = asyncio.run(run())
+    assert cancelled
+    assert refused == [(3, wire.REFUSED_STREAM)]
+    assert later == []
+
+
 def test_an_answer_while_writing_is_paused_goes_out_without_being_awaited() -> None:
     """Call sites may drop what `answer` returns: the answer is still sent once writing
     resumes (it used to be a coroutine that was never awaited, its stream never answered)."""
