@@ -476,9 +476,9 @@ class Connection(asyncio.Protocol):
         self._conn_unacked += length
         content = self._unpad(flags, payload)
         end = bool(flags & END_STREAM)
-        if not content and not end:
-            self._spend(1)
         stream = self.streams.get(stream_id)
+        if not content and (not end or stream is None or stream.ended):
+            self._spend(1)  # an empty frame that ends nothing is a control frame
         if stream is None or stream.ended:  # closed or reset: only the windows count
             if stream is not None:
                 self._reset(stream_id, STREAM_CLOSED)

@@ -543,6 +543,7 @@ def test_a_settings_frame_of_thousands_of_entries_is_refused() -> None:
         settings_frame(),
         frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1)),
         frame(DATA, 0, 1, b""),
+        frame(DATA, END_STREAM, 1, b""),  # after the first, on a stream already ended
         frame(wire.PRIORITY, 0, 1, b"\0\0\0\0\x10"),
         frame(0x20, 0, 0, b""),  # an unknown type
     ],
