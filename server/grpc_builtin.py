@@ -76,10 +76,10 @@ def percent_encoded(message: str) -> bytes:
     )
 
 
-def message_of(body: bytearray) -> bytes | None:
+def message_of(body: bytearray) -> bytes:
     """The one message of a unary call's body (5-byte prefix, then the message)."""
-    if not body:
-        return None
+    if not body:  # the transport knows this from a body too large (None): say which
+        raise MalformedRequest("the call ended with no request message")
     if len(body) < 5:
         raise MalformedRequest("the request message is cut short")
     if body[0]:

@@ -72,10 +72,9 @@ def test_grpc_message_is_percent_encoded() -> None:
 
 def test_a_body_is_one_uncompressed_message() -> None:
     assert message_of(bytearray(b"\0\0\0\0\2ab")) == b"ab"
-    assert message_of(bytearray()) is None
     with pytest.raises(Unimplemented):
         message_of(bytearray(b"\1\0\0\0\2ab"))
-    for body in (b"\0\0", b"\0\0\0\0\3ab", b"\0\0\0\0\1ab"):
+    for body in (b"", b"\0\0", b"\0\0\0\0\3ab", b"\0\0\0\0\1ab"):
         with pytest.raises(MalformedRequest):
             message_of(bytearray(body))
 
@@ -159,6 +158,21 @@ def test_a_client_that_never_reads_cannot_grow_the_servers_output(
     assert sent < 64 * 2**20
     assert held
     assert max(held) < 8 * 2**20
+
+
+def test_a_call_without_a_message_is_invalid_argument(model_dirs: dict[str, Path]) -> None:
+    """HEADERS with END_STREAM and no DATA: the client's mistake, not a message too large."""
+    config = settings(model_dirs)
+    with serve(config), grpc_wire.connect(config.grpc_port) as sock:
+        sock.sendall(
+            grpc_wire.frame(
+                grpc_wire.HEADERS, grpc_wire.END_HEADERS | grpc_wire.END_STREAM, 1,
+                grpc_wire.grpc_headers(LIVE),
+            )
+        )  # fmt: skip
+        got = answers(sock, 1)
+    assert got[1][b"grpc-status"] == b"3"
+    assert b"no request message" in got[1][b"grpc-message"]
 
 
 def test_a_failure_inside_a_call_is_still_answered(
