@@ -208,6 +208,7 @@ class Connection(asyncio.Protocol):
         self._tokens_at = self.started
         self.closing = False  # GOAWAY sent: no new streams
         self.lost = False
+        self._forgotten = False  # connection_lost has run
         self._paused = False  # the transport's buffer is past its high-water mark
         self._paused_at = 0.0
         self._answering: set[asyncio.Task[None]] = set()  # answers waiting to be written
@@ -237,6 +238,11 @@ class Connection(asyncio.Protocol):
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # fail() and the server's stop call this at once, so calls end now; asyncio calls it
+        # again once the transport has closed: the second is a no-op.
+        if self._forgotten:
+            return
+        self._forgotten = True
         self.lost = True
         for stream in self.streams.values():
             if stream.body:

@@ -78,12 +78,14 @@ class Owner:
     def __init__(self) -> None:
         self.streams: list[Stream] = []
         self.forgotten = False
+        self.forgets = 0
 
     def admit(self, connection: Connection) -> bool:
         return True
 
     def forget(self, connection: Connection) -> None:
         self.forgotten = True
+        self.forgets += 1
 
     def dispatch(self, connection: Connection, stream: Stream) -> None:
         self.streams.append(stream)
@@ -206,6 +208,14 @@ def test_a_bad_preface_or_first_frame_is_a_connection_error(data: bytes, code: i
 def test_malformed_frames_end_the_connection_with_the_rfcs_code(data: bytes, code: int) -> None:
     peer = Peer()
     assert peer.goaway(peer.send(data)) == code
+
+
+def test_a_connection_is_forgotten_once_though_asyncio_reports_its_loss_again(
+    peer: Peer,
+) -> None:
+    assert peer.goaway(peer.send(frame(PING, 0, 1, b"12345678"))) == wire.PROTOCOL_ERROR
+    peer.connection.connection_lost(None)  # asyncio's own call, after fail() made its own
+    assert peer.owner.forgets == 1
 
 
 def test_continuation_assembles_a_block_and_may_not_be_interleaved(peer: Peer) -> None:
