@@ -7,7 +7,8 @@ grpc-status (and grpc-message, percent-encoded), or trailers alone for an error.
 grpc_limits.py's: half the connection cap, the handshake within HEADER_TIMEOUT_SECONDS, idle
 connections closed after IDLE_SECONDS, 100 streams per connection, MAX_CONCURRENCY +
 UNSHED_RPCS calls at once (counted when a call is dispatched), a call's metadata within
-MAX_HEADER_BYTES and its message within MAX_BODY_BYTES. On stop, GOAWAY: calls in flight get
+MAX_HEADER_BYTES and its message within MAX_BODY_BYTES, request bodies buffered across all
+connections within grpc_limits.body_buffer_cap (64 x MAX_BODY_BYTES). On stop, GOAWAY: calls in flight get
 SHUTDOWN_GRACE_SECONDS.
 
 Every call is answered, whatever fails inside it (a bug is INTERNAL), unless its stream was
@@ -18,8 +19,6 @@ import asyncio
 import logging
 import re
 import socket
-from collections.abc import Coroutine
-from typing import Any
 
 from server import grpc_limits
 from server.auth import ApiKeys
@@ -37,7 +36,7 @@ from server.grpc_calls import (
     Outcome,
     methods,
 )
-from server.http2 import Connection, Limits, Stream
+from server.http2 import BodyBudget, Connection, Limits, Stream
 from server.http2_wire import RequestHead, encode_literals
 from server.lifecycle import Models
 from server.limits import Concurrency
@@ -77,10 +76,10 @@ def percent_encoded(message: str) -> bytes:
     )
 
 
-def message_of(body: bytearray) -> bytes | None:
+def message_of(body: bytearray) -> bytes:
     """The one message of a unary call's body (5-byte prefix, then the message)."""
-    if not body:
-        return None
+    if not body:  # the transport knows this from a body too large (None): say which
+        raise MalformedRequest("the call ended with no request message")
     if len(body) < 5:
         raise MalformedRequest("the request message is cut short")
     if body[0]:
@@ -147,6 +146,7 @@ class BuiltinFrontEnd:
             body_deadline=body_timeout + 1 if body_timeout else BODY_DEADLINE_SECONDS,
             max_streams=grpc_limits.STREAMS_PER_CONNECTION,
         )
+        self.bodies = BodyBudget(grpc_limits.body_buffer_cap(settings))  # shared by connections
         self.max_connections = grpc_limits.max_connections(settings)
         self.max_rpcs = grpc_limits.max_rpcs(settings) or 0
         self.running = 0  # calls dispatched and not yet ended, on every connection
@@ -166,12 +166,14 @@ class BuiltinFrontEnd:
         try:
             if host == "::":  # both families, as grpc core listens (asyncio's is IPv6 only)
                 self.server = await loop.create_server(
-                    lambda: Connection(self, self.limits, loop.time),
+                    lambda: Connection(self, self.limits, loop.time, self.bodies),
                     sock=dual_stack_socket(settings.grpc_port),
                 )
             else:
                 self.server = await loop.create_server(
-                    lambda: Connection(self, self.limits, loop.time), host, settings.grpc_port
+                    lambda: Connection(self, self.limits, loop.time, self.bodies),
+                    host,
+                    settings.grpc_port,
                 )
         except OSError as exc:
             raise OSError(
@@ -251,10 +253,17 @@ class BuiltinFrontEnd:
             self._send(connection, stream, refusal, [])
             return
         metadata = CallMetadata(authorization, request_id)
-        self.running += 1  # counted now, before the task runs: the cap cannot be passed
-        stream.task = asyncio.get_running_loop().create_task(
+        # Counted now, before the task runs, so the cap cannot be passed; uncounted when the
+        # task is done, however: a task cancelled before its first step never runs `_call`.
+        self.running += 1
+        task = asyncio.get_running_loop().create_task(
             self._call(connection, stream, method, metadata, timeout)
         )
+        task.add_done_callback(self._ended)
+        stream.task = task
+
+    def _ended(self, task: "asyncio.Task[None]") -> None:
+        self.running -= 1
 
     def _call_of(
         self, head: RequestHead
@@ -303,14 +312,13 @@ class BuiltinFrontEnd:
         except Exception as exc:  # a bug here: the call is still answered
             log.error("unhandled error", exc_info=exc, extra={"rpc": method.path})
             self._send(connection, stream, Outcome(INTERNAL, INTERNAL_MESSAGE), [])
-        finally:
-            self.running -= 1
 
     def _send(
         self, connection: Connection, stream: Stream, outcome: Outcome,
         trailers: list[tuple[str, str]],
-    ) -> Coroutine[Any, Any, None] | None:  # fmt: skip
-        """The outcome as gRPC's answer (whole, or a coroutine for the rest)."""
+    ) -> "asyncio.Task[None] | None":  # fmt: skip
+        """The outcome as gRPC's answer: sent, or being sent by the task returned (which the
+        connection holds, so an early refusal need not wait for it)."""
         payload = outcome.payload
         if outcome.code == OK and payload is not None:
             data = b"\x00" + len(payload).to_bytes(4, "big") + payload

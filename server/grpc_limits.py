@@ -31,6 +31,7 @@ IDLE_SECONDS = 30.0
 # HTTP/2's recommended minimum for SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113, section 6.5.2).
 STREAMS_PER_CONNECTION = 100
 UNSHED_RPCS = 32
+BUFFERED_BODIES = 64  # request bodies of the largest size the builtin transport holds at once
 LISTENERS = 2  # with gRPC on: HTTP and gRPC share the connection cap
 
 
@@ -51,6 +52,13 @@ def max_connections(settings: Settings) -> int:
 def max_rpcs(settings: Settings) -> int | None:
     """Calls grpc runs at once (`maximum_concurrent_rpcs`): None without MAX_CONCURRENCY."""
     return settings.max_concurrency + UNSHED_RPCS if settings.max_concurrency else None
+
+
+def body_buffer_cap(settings: Settings) -> int:
+    """Request-body bytes the builtin transport buffers across all its connections: 64 x
+    (MAX_BODY_BYTES + 1 KiB). Past it a stream's further DATA resets it (ENHANCE_YOUR_CALM,
+    which grpc clients report as RESOURCE_EXHAUSTED); grpc core bounds its own buffers."""
+    return BUFFERED_BODIES * (settings.max_body_bytes + 1024)
 
 
 def server_options(settings: Settings) -> list[tuple[str, Any]]:

@@ -21,14 +21,19 @@ What a client can make a connection hold or cost is bounded, since the port face
   HEADERS or CONTINUATION, a WINDOW_UPDATE that raises a window past its highest or initial
   size) draw on a budget refilled with time only, never by answers: a flood (CVE-2023-44487's
   rapid reset among them) ends with GOAWAY ENHANCE_YOUR_CALM;
-- nothing is sent on a stream once it is closed or reset.
+- while the transport's buffer is past its high-water mark (the client is not reading), the
+  connection is not read either, so input cannot make it queue answers or resets without bound;
+  one paused past ANSWER_TIMEOUT_SECONDS is closed;
+- every answer is written now or by a task the connection holds: no caller can drop one;
+- nothing is sent on a stream once it is closed or reset; a reset by either side cancels its
+  call, which counts toward max_streams until it has ended.
 Protocol errors end the connection with GOAWAY and the RFC's error code; HPACK errors with
 COMPRESSION_ERROR.
 """
 
 import asyncio
 import struct
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -83,6 +88,8 @@ CONNECTION_WINDOW = 1024 * 1024
 ANSWER_TIMEOUT_SECONDS = 30.0
 CONTROL_BURST = 1000.0  # control frames a connection may send at once...
 CONTROL_PER_SECOND = 200.0  # ...and per second after that
+FLUSH_BYTES = 64 * 1024  # output queued while handling input is written past this, so the
+# transport can say its buffer is full (pause_writing) before more input is handled
 
 
 class Stream:
@@ -122,6 +129,17 @@ class Stream:
             self.waiter.set_result(None)
 
 
+class BodyBudget:
+    """Request-body bytes buffered by every connection of one listener, and their cap: the
+    per-connection cap alone multiplies by the connection cap (hundreds of GB in theory)."""
+
+    __slots__ = ("cap", "held")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.held = 0
+
+
 class Owner(Protocol):
     """What a connection needs from the server that accepted it."""
 
@@ -156,8 +174,12 @@ class Limits:
 class Connection(asyncio.Protocol):
     """One HTTP/2 connection's frames, streams and flow control."""
 
-    def __init__(self, owner: Owner, limits: Limits, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, owner: Owner, limits: Limits, clock: Callable[[], float],
+        bodies: BodyBudget | None = None,
+    ) -> None:  # fmt: skip
         self.owner = owner
+        self.bodies = bodies if bodies is not None else BodyBudget(2**63)
         self.limits = limits
         self.clock = clock
         self.transport: asyncio.Transport | None = None
@@ -186,7 +208,11 @@ class Connection(asyncio.Protocol):
         self._tokens_at = self.started
         self.closing = False  # GOAWAY sent: no new streams
         self.lost = False
-        self._paused = False
+        self._forgotten = False  # connection_lost has run
+        self._paused = False  # the transport's buffer is past its high-water mark
+        self._paused_at = 0.0
+        self._answering: set[asyncio.Task[None]] = set()  # answers waiting to be written
+        self._ending: set[asyncio.Task[None]] = set()  # calls of reset streams, cancelled
         self._changed: asyncio.Future[None] | None = None  # window opened, or writing resumed
 
     # --- asyncio.Protocol ---
@@ -212,8 +238,16 @@ class Connection(asyncio.Protocol):
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # fail() and the server's stop call this at once, so calls end now; asyncio calls it
+        # again once the transport has closed: the second is a no-op.
+        if self._forgotten:
+            return
+        self._forgotten = True
         self.lost = True
         for stream in self.streams.values():
+            if stream.body:
+                self._unbuffer(len(stream.body))
+                stream.body = None
             stream.closed = True
             stream.wake()
             if stream.task is not None:
@@ -223,11 +257,20 @@ class Connection(asyncio.Protocol):
         self.owner.forget(self)
 
     def pause_writing(self) -> None:
+        """The client is not reading: stop reading it too, so what it sends cannot make us
+        queue answers, resets or acks without bound (the sweep closes it if this lasts)."""
         self._paused = True
+        self._paused_at = self.clock()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._paused = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
         self._wake_writers()
+        if self._in and not self._handling and not self.lost:  # input kept while paused
+            self.data_received(b"")
 
     def data_received(self, data: bytes) -> None:
         if self._in:
@@ -263,6 +306,11 @@ class Connection(asyncio.Protocol):
             self.preface = True
             pos = len(PREFACE)
         while end - pos >= 9:
+            if len(self._out) >= FLUSH_BYTES and self.transport is not None:
+                self.transport.write(bytes(self._out))  # may pause writing, checked next
+                self._out.clear()
+            if self._paused:  # the rest waits for resume_writing
+                break
             length = int.from_bytes(data[pos : pos + 3], "big")
             if length > FRAME_SIZE:
                 raise ConnectionError_(FRAME_SIZE_ERROR, "a frame larger than SETTINGS allow")
@@ -328,8 +376,7 @@ class Connection(asyncio.Protocol):
             stream = self.streams.get(stream_id)
             if stream is not None:
                 self._close(stream)
-                if stream.task is not None:
-                    stream.task.cancel()
+                self._cancel(stream)
         elif kind == PRIORITY:
             self._spend(1)
             if not stream_id:
@@ -435,9 +482,9 @@ class Connection(asyncio.Protocol):
         self._conn_unacked += length
         content = self._unpad(flags, payload)
         end = bool(flags & END_STREAM)
-        if not content and not end:
-            self._spend(1)
         stream = self.streams.get(stream_id)
+        if not content and (not end or stream is None or stream.ended):
+            self._spend(1)  # an empty frame that ends nothing is a control frame
         if stream is None or stream.ended:  # closed or reset: only the windows count
             if stream is not None:
                 self._reset(stream_id, STREAM_CLOSED)
@@ -453,12 +500,16 @@ class Connection(asyncio.Protocol):
                 and int.from_bytes((body + content)[1:5], "big") + 5 > self.limits.body_limit
             ):
                 stream.too_large = True  # the call answers RESOURCE_EXHAUSTED, then resets
-                self.buffered -= len(body)
+                self._unbuffer(len(body))
                 stream.body = None
                 stream.wake()
+            elif self.bodies.held + len(content) > self.bodies.cap:
+                self._reset(stream_id, ENHANCE_YOUR_CALM)  # the server holds too many bodies
+                return
             else:
                 body += content
                 self.buffered += len(content)
+                self.bodies.held += len(content)
                 if self.buffered > self.limits.buffer_cap:
                     raise ConnectionError_(ENHANCE_YOUR_CALM, "too many bodies buffered")
                 stream.unacked += length
@@ -534,7 +585,7 @@ class Connection(asyncio.Protocol):
                 stream.wake()
             return
         self.last_stream = stream_id
-        if self.closing or len(self.streams) >= self.limits.max_streams:
+        if self.closing or len(self.streams) + len(self._ending) >= self.limits.max_streams:
             self._reset(stream_id, REFUSED_STREAM)
             return
         if isinstance(head, StreamError):
@@ -562,7 +613,16 @@ class Connection(asyncio.Protocol):
         stream = self.streams.get(stream_id)
         if stream is not None:
             self._close(stream)
+            self._cancel(stream)
         self._send(frame(RST_STREAM, 0, stream_id, UINT32.pack(code)))
+
+    def _cancel(self, stream: Stream) -> None:
+        """Cancel a reset stream's call; it counts toward max_streams until it has ended."""
+        task = stream.task
+        if task is not None and not task.done():
+            task.cancel()
+            self._ending.add(task)
+            task.add_done_callback(self._ending.discard)
 
     def reset(self, stream: Stream, code: int) -> None:
         """Reset a stream (a call layer's timeout), unless it is closed already."""
@@ -573,7 +633,7 @@ class Connection(asyncio.Protocol):
         stream.closed = True
         stream.wake()
         if stream.body:
-            self.buffered -= len(stream.body)
+            self._unbuffer(len(stream.body))
         stream.body = None
         if self.streams.pop(stream.id, None) is not None and not self.streams:
             self.idle_since = self.clock()
@@ -620,18 +680,23 @@ class Connection(asyncio.Protocol):
         body = stream.body
         if body is None or stream.closed:
             return None
-        self.buffered -= len(body)
+        self._unbuffer(len(body))
         stream.body = None
         return body
 
+    def _unbuffer(self, size: int) -> None:
+        self.buffered -= size
+        self.bodies.held -= size
+
     def answer(
         self, stream: Stream, head: bytes, data: bytes, trailers: bytes
-    ) -> Coroutine[Any, Any, None] | None:
+    ) -> "asyncio.Task[None] | None":
         """Send an answer: `head` block, `data` in DATA frames, `trailers` block with
         END_STREAM (`data` empty and `head` empty: a trailers-only answer).
 
-        Returns None when it went out at once, else a coroutine to await: the rest waits for
-        the client's windows (or its TCP buffer), up to ANSWER_TIMEOUT_SECONDS.
+        Returns None when it went out at once, else the task writing the rest as the client's
+        windows (or its TCP buffer) allow, up to ANSWER_TIMEOUT_SECONDS. The connection holds
+        that task: a caller may await it (a call stays counted until answered) or drop it.
         """
         if stream.closed or self.lost:
             return None
@@ -646,7 +711,12 @@ class Connection(asyncio.Protocol):
             self._send(out + self._block_frames(trailers, END_STREAM, stream.id))
             self._finish(stream)
             return None
-        return self._answer_slowly(stream, head, data, trailers)
+        task = asyncio.get_running_loop().create_task(
+            self._answer_slowly(stream, head, data, trailers)
+        )
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+        return task
 
     async def _answer_slowly(
         self, stream: Stream, head: bytes, data: bytes, trailers: bytes
@@ -723,6 +793,10 @@ class Connection(asyncio.Protocol):
         """Close a connection past its handshake deadline or idle, reset late bodies."""
         if self.lost:
             return
+        if self._paused and now - self._paused_at > ANSWER_TIMEOUT_SECONDS:
+            self.fail(ENHANCE_YOUR_CALM)  # the client has not read for that long
+            self.abort()
+            return
         if not self.handshaken:
             if now - self.started > self.limits.handshake_seconds:
                 self.abort()
@@ -733,5 +807,3 @@ class Connection(asyncio.Protocol):
             return
         for stream in [s for s in self.streams.values() if not s.ended and now > s.deadline]:
             self._reset(stream.id, CANCEL)
-            if stream.task is not None:
-                stream.task.cancel()

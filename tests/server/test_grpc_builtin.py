@@ -72,10 +72,9 @@ def test_grpc_message_is_percent_encoded() -> None:
 
 def test_a_body_is_one_uncompressed_message() -> None:
     assert message_of(bytearray(b"\0\0\0\0\2ab")) == b"ab"
-    assert message_of(bytearray()) is None
     with pytest.raises(Unimplemented):
         message_of(bytearray(b"\1\0\0\0\2ab"))
-    for body in (b"\0\0", b"\0\0\0\0\3ab", b"\0\0\0\0\1ab"):
+    for body in (b"", b"\0\0", b"\0\0\0\0\3ab", b"\0\0\0\0\1ab"):
         with pytest.raises(MalformedRequest):
             message_of(bytearray(body))
 
@@ -106,6 +105,74 @@ def test_the_cap_on_calls_is_counted_at_dispatch(model_dirs: dict[str, Path]) ->
         got = answers(sock, 7)
     assert sorted(got) == list(range(67, 81, 2))
     assert {fields[b"grpc-status"] for fields in got.values()} == {b"8"}
+
+
+def test_calls_cancelled_before_they_run_are_uncounted(model_dirs: dict[str, Path]) -> None:
+    """HEADERS + RST_STREAM in one write cancels a call's task before its first step; 40 of
+    them (past MAX_CONCURRENCY + 32) must not leave later calls refused as too many."""
+    config = settings(model_dirs, max_concurrency=1, body_timeout_seconds=0)
+    reset = b"".join(
+        call(2 * i + 1, LIVE, end=False)
+        + grpc_wire.frame(grpc_wire.RST_STREAM, 0, 2 * i + 1, (8).to_bytes(4, "big"))
+        for i in range(40)
+    )
+    with serve(config) as client:
+        with grpc_wire.connect(config.grpc_port) as sock:
+            sock.sendall(reset)
+            grpc_wire.read_frames(sock, 0.3)
+        with grpc_wire.connect(config.grpc_port) as sock:
+            sock.sendall(call(1))
+            assert answers(sock, 1)[1][b"grpc-status"] == b"0"
+        assert client.app.state.grpc.running == 0  # type: ignore[attr-defined]
+
+
+def test_a_client_that_never_reads_cannot_grow_the_servers_output(
+    model_dirs: dict[str, Path],
+) -> None:
+    """Unknown-method calls (each answered ~4x its size) from a client that never reads: once
+    the server's writing pauses it stops reading, so the client's sending stalls and what the
+    server holds for it stays near the transport's high-water mark."""
+    config = settings(model_dirs)
+    block = grpc_wire.grpc_headers("/nope.Service/Method")
+    with serve(config) as client:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", config.grpc_port))
+        sock.sendall(grpc_wire.PREFACE)
+        sock.settimeout(1.0)
+        sent, stream = 0, 1
+        try:
+            while sent < 64 * 2**20:  # the old code read all of it, whatever it cost
+                batch = b"".join(
+                    grpc_wire.frame(grpc_wire.HEADERS, 5, stream + 2 * i, block) for i in range(500)
+                )
+                stream += 1000
+                sock.sendall(batch)
+                sent += len(batch)
+        except TimeoutError:
+            pass  # the server stopped reading: the point
+        time.sleep(0.5)
+        front: Any = client.app.state.grpc  # type: ignore[attr-defined]
+        held = [c.transport.get_write_buffer_size() for c in front.connections]
+        sock.close()
+    assert sent < 64 * 2**20
+    assert held
+    assert max(held) < 8 * 2**20
+
+
+def test_a_call_without_a_message_is_invalid_argument(model_dirs: dict[str, Path]) -> None:
+    """HEADERS with END_STREAM and no DATA: the client's mistake, not a message too large."""
+    config = settings(model_dirs)
+    with serve(config), grpc_wire.connect(config.grpc_port) as sock:
+        sock.sendall(
+            grpc_wire.frame(
+                grpc_wire.HEADERS, grpc_wire.END_HEADERS | grpc_wire.END_STREAM, 1,
+                grpc_wire.grpc_headers(LIVE),
+            )
+        )  # fmt: skip
+        got = answers(sock, 1)
+    assert got[1][b"grpc-status"] == b"3"
+    assert b"no request message" in got[1][b"grpc-message"]
 
 
 def test_a_failure_inside_a_call_is_still_answered(

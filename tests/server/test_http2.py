@@ -12,7 +12,7 @@ from hpack import Encoder
 
 from server import http2
 from server import http2_wire as wire
-from server.http2 import Connection, Limits, Stream
+from server.http2 import BodyBudget, Connection, Limits, Stream
 from server.http2_wire import (
     ACK,
     CONTINUATION,
@@ -40,6 +40,7 @@ class FakeTransport(asyncio.Transport):
         self.out = bytearray()
         self.closed = False
         self.writes = 0
+        self.reading = True
 
     def write(self, data: Any) -> None:
         assert not self.closed or not data, "written after close"
@@ -54,6 +55,15 @@ class FakeTransport(asyncio.Transport):
 
     def is_closing(self) -> bool:
         return self.closed
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def is_reading(self) -> bool:
+        return self.reading
+
+    def resume_reading(self) -> None:
+        self.reading = True
 
     def frames(self) -> list[Frame]:
         """Every frame written since the last call."""
@@ -71,12 +81,14 @@ class Owner:
     def __init__(self) -> None:
         self.streams: list[Stream] = []
         self.forgotten = False
+        self.forgets = 0
 
     def admit(self, connection: Connection) -> bool:
         return True
 
     def forget(self, connection: Connection) -> None:
         self.forgotten = True
+        self.forgets += 1
 
     def dispatch(self, connection: Connection, stream: Stream) -> None:
         self.streams.append(stream)
@@ -93,12 +105,14 @@ class Clock:
 class Peer:
     """A connection with a fake transport, its owner and clock, and a client's encoder."""
 
-    def __init__(self, handshake: bool = True, **limits: Any) -> None:
+    def __init__(
+        self, handshake: bool = True, bodies: BodyBudget | None = None, **limits: Any
+    ) -> None:
         self.owner = Owner()
         self.clock = Clock()
         values = {"max_header_bytes": 4096, "handshake_seconds": 1.0, "body_limit": 1000,
                   "body_deadline": 5.0, **limits}  # fmt: skip
-        self.connection = Connection(self.owner, Limits(**values), self.clock)
+        self.connection = Connection(self.owner, Limits(**values), self.clock, bodies)
         self.transport = FakeTransport()
         self.connection.connection_made(self.transport)
         self.encoder = Encoder()
@@ -197,6 +211,14 @@ def test_a_bad_preface_or_first_frame_is_a_connection_error(data: bytes, code: i
 def test_malformed_frames_end_the_connection_with_the_rfcs_code(data: bytes, code: int) -> None:
     peer = Peer()
     assert peer.goaway(peer.send(data)) == code
+
+
+def test_a_connection_is_forgotten_once_though_asyncio_reports_its_loss_again(
+    peer: Peer,
+) -> None:
+    assert peer.goaway(peer.send(frame(PING, 0, 1, b"12345678"))) == wire.PROTOCOL_ERROR
+    peer.connection.connection_lost(None)  # asyncio's own call, after fail() made its own
+    assert peer.owner.forgets == 1
 
 
 def test_continuation_assembles_a_block_and_may_not_be_interleaved(peer: Peer) -> None:
@@ -302,6 +324,24 @@ def test_buffered_bodies_are_capped_per_connection() -> None:
     assert peer.connection.buffered <= peer.connection.limits.buffer_cap
 
 
+def test_buffered_bodies_are_capped_across_connections() -> None:
+    """Past the listener's cap, a stream whose DATA would pass it is reset ENHANCE_YOUR_CALM
+    (grpc clients see RESOURCE_EXHAUSTED); bytes given up make room again."""
+    bodies = BodyBudget(1500)
+    first, second = Peer(bodies=bodies), Peer(bodies=bodies)
+    first.open(1)
+    second.open(1)
+    second.open(3)
+    body = b"\0\0\0\x03\x1b" + b"x" * 795  # one message of 795 bytes
+    assert first.send(frame(DATA, 0, 1, body)) == []
+    assert resets(second.send(frame(DATA, 0, 1, body))) == [(1, wire.ENHANCE_YOUR_CALM)]
+    assert bodies.held == 800
+    first.send(frame(RST_STREAM, 0, 1, struct.pack(">I", wire.CANCEL)))
+    assert bodies.held == 0
+    assert second.send(frame(DATA, 0, 3, body)) == []
+    assert bodies.held == 800
+
+
 def test_a_body_past_its_limit_is_dropped_at_once(peer: Peer) -> None:
     peer.open(1)
     peer.send(frame(DATA, 0, 1, b"\0" + (5000).to_bytes(4, "big")))  # announces 5000 > 1000
@@ -344,9 +384,13 @@ def test_an_answer_goes_out_whole_and_never_on_a_reset_stream(peer: Peer) -> Non
 def test_an_answer_past_one_frame_goes_out_in_one_write(peer: Peer) -> None:
     peer.open(1, end=True)
     writes = peer.transport.writes
-    pending = peer.connection.answer(peer.owner.streams[0], b"\x88", b"x" * 20_000, b"\x00")
-    assert pending is not None  # two DATA frames: the slow path, though no window is shut
-    asyncio.run(pending)
+
+    async def run() -> None:
+        pending = peer.connection.answer(peer.owner.streams[0], b"\x88", b"x" * 20_000, b"\0")
+        assert pending is not None  # two DATA frames: the slow path, though no window is shut
+        await pending
+
+    asyncio.run(run())
     assert peer.transport.writes == writes + 1
     kinds = [(k, len(p)) for k, _, _, p in peer.transport.frames()]
     assert kinds == [(HEADERS, 1), (DATA, 16384), (DATA, 3616), (HEADERS, 1)]
@@ -419,6 +463,62 @@ def test_an_answer_larger_than_the_window_waits_for_window_updates() -> None:
     assert frames[-1][:3] == (HEADERS, END_HEADERS | END_STREAM, 1)
 
 
+def test_a_stream_the_server_resets_cancels_its_call_and_counts_until_it_ends() -> None:
+    async def run() -> tuple[bool, list[tuple[int, int]], list[tuple[int, int]]]:
+        peer = Peer(max_streams=1)
+        peer.open(1)
+        task = asyncio.get_running_loop().create_task(asyncio.sleep(60))
+        peer.owner.streams[0].task = task
+        peer.send(frame(wire.PRIORITY, 0, 1, b"\0"))  # a bad length: the server resets it
+        refused = resets(peer.open(3))  # its call has not ended yet: still counted
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return task.cancelled(), refused, resets(peer.open(5))
+
+    cancelled, refused, later = asyncio.run(run())
+    assert cancelled
+    assert refused == [(3, wire.REFUSED_STREAM)]
+    assert later == []
+
+
+def test_an_answer_while_writing_is_paused_goes_out_without_being_awaited() -> None:
+    """Call sites may drop what `answer` returns: the answer is still sent once writing
+    resumes (it used to be a coroutine that was never awaited, its stream never answered)."""
+
+    async def run() -> list[Frame]:
+        peer = Peer()
+        peer.open(1, end=True)
+        peer.connection.pause_writing()
+        peer.connection.answer(peer.owner.streams[0], b"", b"", b"\x88")
+        await asyncio.sleep(0)
+        peer.connection.resume_writing()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return peer.transport.frames()
+
+    frames = asyncio.run(run())
+    assert [(k, fl, s) for k, fl, s, _ in frames] == [(HEADERS, END_HEADERS | END_STREAM, 1)]
+
+
+def test_reading_pauses_while_writing_is_paused(peer: Peer) -> None:
+    """A client that does not read cannot make the server queue answers without bound: input
+    is not read (nor what was read handled) until the transport's buffer drains."""
+    peer.connection.pause_writing()
+    assert not peer.transport.is_reading()
+    assert peer.send(frame(PING, 0, 0, b"12345678")) == []  # kept, not answered yet
+    peer.connection.resume_writing()
+    assert peer.transport.is_reading()
+    assert [k for k, *_ in peer.send(b"")] == [PING]
+
+
+def test_a_connection_whose_writing_stays_paused_is_closed(peer: Peer) -> None:
+    peer.connection.pause_writing()
+    peer.connection.sweep(peer.clock.now + http2.ANSWER_TIMEOUT_SECONDS - 1, 1000)
+    assert not peer.transport.closed
+    peer.connection.sweep(peer.clock.now + http2.ANSWER_TIMEOUT_SECONDS + 1, 1000)
+    assert peer.transport.closed
+
+
 def test_a_late_body_is_reset_by_the_sweep(peer: Peer) -> None:
     peer.open(1)
     peer.connection.sweep(peer.clock.now + 4, 30)
@@ -456,6 +556,7 @@ def test_a_settings_frame_of_thousands_of_entries_is_refused() -> None:
         settings_frame(),
         frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1)),
         frame(DATA, 0, 1, b""),
+        frame(DATA, END_STREAM, 1, b""),  # after the first, on a stream already ended
         frame(wire.PRIORITY, 0, 1, b"\0\0\0\0\x10"),
         frame(0x20, 0, 0, b""),  # an unknown type
     ],
