@@ -28,8 +28,7 @@ from server.logs import configure_logging
 from server.settings import Settings, SettingsError
 
 if TYPE_CHECKING:  # a gRPC transport is imported only when gRPC is on
-    from server.grpc_builtin import BuiltinFrontEnd
-    from server.grpc_server import GrpcFrontEnd
+    from server.grpc_calls import FrontEnd
 
 log = logging.getLogger("server")
 _CONNECTION_CLOSE = (b"connection", b"close")
@@ -44,7 +43,7 @@ class DrainingServer(uvicorn.Server):
         config: uvicorn.Config,
         models: Models,
         delay_seconds: float,
-        grpc: "GrpcFrontEnd | BuiltinFrontEnd | None" = None,
+        grpc: "FrontEnd | None" = None,
     ) -> None:
         super().__init__(config)
         self.models = models

@@ -36,8 +36,7 @@ from server.store import PredictionStore
 from server.web import error_response
 
 if TYPE_CHECKING:  # each transport is imported only when it is the one on
-    from server.grpc_builtin import BuiltinFrontEnd
-    from server.grpc_server import GrpcFrontEnd
+    from server.grpc_calls import FrontEnd
 
 
 async def _starlette_error(request: Request, exc: Exception) -> Response:
@@ -95,7 +94,7 @@ def create_app(
     models = Models(settings, factory, metrics, plane.install)
     keys = ApiKeys(settings.api_keys)
     concurrency = Concurrency(settings.max_concurrency)
-    grpc: GrpcFrontEnd | BuiltinFrontEnd | None = None
+    grpc: FrontEnd | None = None
     if settings.grpc_port:
         # Imported only when on: protobuf (and grpcio) cost start-up time and memory otherwise.
         if settings.grpc_transport == "builtin":

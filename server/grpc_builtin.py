@@ -21,8 +21,6 @@ import re
 import socket
 
 from server import grpc_limits
-from server.auth import ApiKeys
-from server.dataplane import DataPlane
 from server.errors import INTERNAL_MESSAGE, MalformedRequest, ServerError
 from server.grpc_calls import (
     DEADLINE_EXCEEDED,
@@ -31,17 +29,12 @@ from server.grpc_calls import (
     RESOURCE_EXHAUSTED,
     UNIMPLEMENTED,
     CallMetadata,
-    Calls,
+    FrontEnd,
     Method,
     Outcome,
-    methods,
 )
 from server.http2 import BodyBudget, Connection, Limits, Stream
 from server.http2_wire import RequestHead, encode_literals
-from server.lifecycle import Models
-from server.limits import Concurrency
-from server.metrics import Metrics
-from server.settings import Settings
 
 log = logging.getLogger("server.grpc")
 SWEEP_SECONDS = 0.5
@@ -123,21 +116,11 @@ def dual_stack_socket(port: int) -> socket.socket:
     return sock
 
 
-class BuiltinFrontEnd:
+class BuiltinFrontEnd(FrontEnd):
     """The gRPC server on server/http2.py, started and stopped with the app."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        models: Models,
-        plane: DataPlane,
-        keys: ApiKeys,
-        metrics: Metrics,
-        concurrency: Concurrency,
-    ) -> None:
-        self.settings = settings
-        self.methods = methods(settings, models, plane)
-        self.calls = Calls(settings, keys, metrics, concurrency)
+    def setup(self) -> None:
+        settings = self.settings
         body_timeout = settings.body_timeout_seconds
         self.limits = Limits(
             max_header_bytes=settings.max_header_bytes,
@@ -152,13 +135,14 @@ class BuiltinFrontEnd:
         self.running = 0  # calls dispatched and not yet ended, on every connection
         self.connections: set[Connection] = set()
         self.server: asyncio.Server | None = None
-        self.port = 0
         self._sweeper: asyncio.TimerHandle | None = None
-        self._stopped: asyncio.Future[None] | None = None
         self._empty: asyncio.Event | None = None
 
+    @property
+    def listening(self) -> bool:
+        return self.server is not None
+
     async def start(self) -> None:
-        """Listen on HOST:GRPC_PORT; raise OSError naming GRPC_PORT if it cannot be bound."""
         settings = self.settings
         loop = asyncio.get_running_loop()
         host = settings.host.strip("[]") or None
@@ -184,20 +168,9 @@ class BuiltinFrontEnd:
         self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
         log.info("gRPC listening", extra={"port": self.port, "transport": "builtin"})
 
-    async def stop(self) -> None:
-        """Stop accepting calls; those in flight get SHUTDOWN_GRACE_SECONDS to finish.
-
-        Called when HTTP stops accepting (so both share the grace) and again at the app's
-        shutdown: the second call waits for the first.
-        """
-        if self.server is None:
-            return
-        if self._stopped is None:
-            self._stopped = asyncio.ensure_future(self._stop(self.server))
-        await asyncio.shield(self._stopped)
-
-    async def _stop(self, server: asyncio.Server) -> None:
-        server.close()
+    async def _stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
         self._empty = asyncio.Event()
         for connection in list(self.connections):
             connection.goaway()

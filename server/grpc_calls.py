@@ -351,3 +351,50 @@ class Calls:
             return message.FromString(raw)
         except DecodeError:  # invalid UTF-8 in a string, a truncated field, not protobuf
             raise MalformedRequest(f"the request is not a valid {message.__name__}") from None
+
+
+class FrontEnd:
+    """What both transports are: the methods and the call checks above, a port, and a stop that
+    runs once. Each transport adds its own state in `setup` and implements `start` and `_stop`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        models: Models,
+        plane: DataPlane,
+        keys: ApiKeys,
+        metrics: Metrics,
+        concurrency: Concurrency,
+    ) -> None:
+        self.settings = settings
+        self.methods = methods(settings, models, plane)
+        self.calls = Calls(settings, keys, metrics, concurrency)
+        self.port = 0  # the bound port, once started
+        self._stopped: asyncio.Future[None] | None = None
+        self.setup()
+
+    def setup(self) -> None:
+        """The transport's own state, from `self.settings`."""
+
+    @property
+    def listening(self) -> bool:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        """Listen on HOST:GRPC_PORT; raise OSError naming GRPC_PORT if it cannot be bound."""
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        """Stop accepting calls; those in flight get SHUTDOWN_GRACE_SECONDS to finish.
+
+        Called when HTTP stops accepting (so both share the grace) and again at the app's
+        shutdown: the second call waits for the first.
+        """
+        if not self.listening:
+            return
+        if self._stopped is None:
+            self._stopped = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stopped)
+
+    async def _stop(self) -> None:
+        raise NotImplementedError

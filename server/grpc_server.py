@@ -9,45 +9,28 @@ message gets the BODY_TIMEOUT_SECONDS deadline HTTP bodies get. The connection l
 server/grpc_limits.py.
 """
 
-import asyncio
 import logging
 from typing import Any
 
 import grpc
 
-from server.auth import ApiKeys
-from server.dataplane import DataPlane
-from server.grpc_calls import CallMetadata, Calls, Method, methods
+from server.grpc_calls import CallMetadata, FrontEnd, Method
 from server.grpc_limits import listen_address, max_rpcs, server_options
-from server.lifecycle import Models
-from server.limits import Concurrency
-from server.metrics import Metrics
-from server.settings import Settings
 
 log = logging.getLogger("server.grpc")
 
 
-class GrpcFrontEnd:
-    """The gRPC server: the methods of server/grpc_calls.py, started and stopped with the app."""
+class GrpcFrontEnd(FrontEnd):
+    """The gRPC server on grpc's asyncio server (grpcio, a development dependency)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        models: Models,
-        plane: DataPlane,
-        keys: ApiKeys,
-        metrics: Metrics,
-        concurrency: Concurrency,
-    ) -> None:
-        self.settings = settings
-        self.methods = methods(settings, models, plane)
-        self.calls = Calls(settings, keys, metrics, concurrency)
+    def setup(self) -> None:
         self.server: grpc.aio.Server | None = None
-        self.port = 0  # the bound port, once started
-        self._stopped: asyncio.Future[None] | None = None
+
+    @property
+    def listening(self) -> bool:
+        return self.server is not None
 
     async def start(self) -> None:
-        """Listen on HOST:GRPC_PORT; raise OSError naming GRPC_PORT if it cannot be bound."""
         settings = self.settings
         server = grpc.aio.server(
             options=server_options(settings), maximum_concurrent_rpcs=max_rpcs(settings)
@@ -71,19 +54,9 @@ class GrpcFrontEnd:
         self.server = server
         log.info("gRPC listening", extra={"port": self.port, "transport": "grpcio"})
 
-    async def stop(self) -> None:
-        """Stop accepting calls; those in flight get SHUTDOWN_GRACE_SECONDS to finish.
-
-        Called when HTTP stops accepting (so both share the grace) and again at the app's
-        shutdown: the second call waits for the first.
-        """
-        if self.server is None:
-            return
-        if self._stopped is None:
-            self._stopped = asyncio.ensure_future(
-                self.server.stop(self.settings.shutdown_grace_seconds)
-            )
-        await asyncio.shield(self._stopped)
+    async def _stop(self) -> None:
+        assert self.server is not None
+        await self.server.stop(self.settings.shutdown_grace_seconds)
 
     def _handler(self, method: Method) -> grpc.RpcMethodHandler:
         run = self.calls.run

@@ -71,18 +71,23 @@ def registry(
     reset_mlflow_globals()
 
 
-@pytest.fixture(scope="module")
-def ours(
-    registry: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[ServerProcess, int]]:
-    grpc_port = free_port()
-    env = {
+def server_env(registry: dict[str, Any], grpc_port: int) -> dict[str, str]:
+    """Our server on the registered model, with keys and gRPC on."""
+    return {
         "MODEL_URI": f"models:/{NAME}/1",
         "MLFLOW_TRACKING_URI": registry["url"],
         "API_KEYS": KEY,
         "GRPC_PORT": str(grpc_port),
         "MAX_BATCH": "1000",
     }
+
+
+@pytest.fixture(scope="module")
+def ours(
+    registry: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServerProcess, int]]:
+    grpc_port = free_port()
+    env = server_env(registry, grpc_port)
     with model_server(env, tmp_path_factory.mktemp("ours")) as server:
         yield server, grpc_port
 
@@ -94,14 +99,7 @@ def grpc_ours(
 ) -> Iterator[tuple[ServerProcess, int]]:  # fmt: skip
     """The server with keys and gRPC on, over each GRPC_TRANSPORT."""
     grpc_port = free_port()
-    env = {
-        "MODEL_URI": f"models:/{NAME}/1",
-        "MLFLOW_TRACKING_URI": registry["url"],
-        "API_KEYS": KEY,
-        "GRPC_PORT": str(grpc_port),
-        "GRPC_TRANSPORT": request.param,
-        "MAX_BATCH": "1000",
-    }
+    env = {**server_env(registry, grpc_port), "GRPC_TRANSPORT": request.param}
     with model_server(env, tmp_path_factory.mktemp(f"grpc-{request.param}")) as server:
         yield server, grpc_port
 
