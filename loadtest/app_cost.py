@@ -28,7 +28,10 @@ ROUTES: dict[str, tuple[str, bytes, tuple[tuple[bytes, bytes], ...]]] = {
     "OIP binary": (
         "/v2/models/iris-classifier/infer",
         _BINARY,
-        ((b"inference-header-content-length", str(_HEADER_LENGTH).encode()),),
+        (
+            (b"content-type", b"application/octet-stream"),
+            (b"inference-header-content-length", str(_HEADER_LENGTH).encode()),
+        ),
     ),
     "MLflow": ("/invocations", payloads.mlflow_split(list(SETOSA), _ROW), ()),
     "KServe V1": ("/v1/models/iris-classifier:predict", payloads.kserve_v1(_ROW), ()),
@@ -39,8 +42,9 @@ async def _drive(
     app: Any, path: str, body: bytes, n: int, extra: tuple[tuple[bytes, bytes], ...] = ()
 ) -> float:
     """CPU seconds for `n` sequential requests, each answered 200."""
+    named = {name for name, _ in extra}
     headers = [
-        (b"content-type", b"application/json"),
+        *([] if b"content-type" in named else [(b"content-type", b"application/json")]),
         (b"content-length", str(len(body)).encode()),
         *extra,
     ]

@@ -40,21 +40,19 @@ def infer_response(
 ) -> Response:
     """The outputs asked for, as JSON data or, where asked, as raw bytes after a JSON header."""
     outputs = []
-    chunks: list[bytes] = []
-    names = model.output_names
+    chunks = [b""]  # the JSON header goes first, once it is known
+    names, dtypes, raw_outputs = model.output_names, model.output_dtypes, result.raw
     for name, binary in request.outputs:
-        tensor = result.raw[names.index(name)]
-        output: dict[str, Any] = {
-            "name": name,
-            "datatype": datatype(model.output_dtypes[name]),
-            "shape": tensor.shape,
-        }
+        tensor = raw_outputs[names.index(name)]
         if binary:
             raw = output_bytes(tensor)
-            output["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
+            parameters = {"binary_data_size": len(raw)}
+            output = {"name": name, "datatype": datatype(dtypes[name]), "shape": tensor.shape,
+                      "parameters": parameters}  # fmt: skip
         else:
-            output["data"] = tensor.ravel()
+            output = {"name": name, "datatype": datatype(dtypes[name]), "shape": tensor.shape,
+                      "data": tensor.ravel()}  # fmt: skip
         outputs.append(output)
     body: dict[str, Any] = {
         "model_name": model.name,
@@ -63,11 +61,11 @@ def infer_response(
     }
     if request.id is not None:
         body["id"] = request.id
-    if not chunks:
+    if len(chunks) == 1:
         return JSONResponse(body, raw_headers=(version_header,))
-    header = orjson.dumps(body, option=_JSON_OPTIONS)
+    chunks[0] = header = orjson.dumps(body, option=_JSON_OPTIONS)
     return RawResponse(
-        b"".join((header, *chunks)),
+        b"".join(chunks),
         _BINARY_TYPE,
         raw_headers=((_HEADER_LENGTH, b"%d" % len(header)), version_header),
     )

@@ -77,7 +77,7 @@ def rows_from_bytes(
             f"input {model.input_name!r} has {len(raw)} bytes of data; shape "
             f"[{rows}, {model.n_features}] of {datatype(dtype.type)} needs {expected}"
         )
-    values = np.frombuffer(raw, dtype).reshape(rows, model.n_features)
+    values = np.ndarray((rows, model.n_features), dtype, raw)  # a view: nothing is copied
     return _as_model_input(values, model)
 
 
@@ -158,7 +158,8 @@ def _refuse(values: np.ndarray, model: Model) -> None:
 
 
 def output_bytes(tensor: np.ndarray) -> bytes:
-    """An output tensor as raw little-endian bytes, row-major."""
+    """An output tensor as raw little-endian bytes, row-major (`tobytes` writes C order from any
+    layout, so no contiguous copy is made first)."""
     if tensor.dtype.byteorder == ">":
         tensor = tensor.astype(tensor.dtype.newbyteorder("<"))
-    return np.ascontiguousarray(tensor).tobytes()
+    return tensor.tobytes()

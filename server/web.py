@@ -96,13 +96,14 @@ async def read_inference_body(request: Request, limit: int) -> tuple[bytes, int 
     body, _, header = await _read_body(request, limit, _JSON_OR_BINARY)
     if header is None:
         return body, None
-    if not header.isdigit() or len(header) > 12 or not 0 < int(header) <= len(body):
+    length = int(header) if header.isdigit() and len(header) <= 12 else 0
+    if not 0 < length <= len(body):
         shown = header[:30].decode("latin-1")
         raise MalformedRequest(
             f"Inference-Header-Content-Length must be the JSON header's length in bytes "
             f"(1 to the body's {len(body)}), got {shown!r}"
         )
-    return body, int(header)
+    return body, length
 
 
 async def _read_body(
@@ -119,8 +120,10 @@ async def _read_body(
         elif name == _HEADER_LENGTH:
             header = value
     media_type = _JSON_TYPE
-    # An exact `application/json` where JSON is accepted (everywhere today) skips the parsing.
-    if content_type is not None and (content_type != _JSON_TYPE or _JSON_TYPE not in accepted):
+    # A Content-Type that is exactly an accepted media type (the usual case) skips the parsing.
+    if content_type in accepted:
+        media_type = content_type
+    elif content_type is not None:
         media_type = _media_type(content_type)
         if media_type not in accepted:
             shown = content_type[:100].decode("latin-1")

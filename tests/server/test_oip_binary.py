@@ -218,3 +218,24 @@ def test_binary_requests_take_the_content_types_clients_send(
     assert iris.post(INFER, content=body, headers=headers).status_code == 200
     headers["Content-Type"] = "text/plain"
     assert iris.post(INFER, content=body, headers=headers).status_code == 415
+
+
+@pytest.mark.parametrize(
+    "tensor",
+    [
+        np.arange(6, dtype="<f4").reshape(2, 3),
+        np.arange(6, dtype="<f4").reshape(3, 2).T,  # Fortran order
+        np.arange(12, dtype="<i8").reshape(3, 4)[:, ::2],  # strided
+        np.arange(6, dtype=">f8").reshape(2, 3),  # big-endian
+    ],
+)
+def test_output_tensors_are_row_major_little_endian_whatever_their_layout(
+    tensor: np.ndarray,
+) -> None:
+    from server.tensors import output_bytes
+
+    expected = np.ascontiguousarray(tensor, dtype=tensor.dtype.newbyteorder("<")).tobytes()
+    assert output_bytes(tensor) == expected
+    assert np.frombuffer(output_bytes(tensor), tensor.dtype.newbyteorder("<")).tolist() == (
+        tensor.ravel().tolist()
+    )

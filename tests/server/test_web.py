@@ -66,6 +66,9 @@ def test_only_uncompressed_json_is_read() -> None:
         read([b"{}"], 10, **{"content-type": "text/plain"})
     with pytest.raises(UnsupportedMediaType, match="compressed"):
         read([b"{}"], 10, **{"content-encoding": "gzip"})
+    # Binary bodies are for the routes that take them: a JSON-only route refuses them.
+    with pytest.raises(UnsupportedMediaType, match="got 'application/octet-stream'"):
+        read([b"{}"], 10, **{"content-type": "application/octet-stream"})
 
 
 def test_a_client_that_hangs_up_mid_body_is_499() -> None:
