@@ -6,14 +6,14 @@ too many rows is 413. The Open Inference Protocol answers its errors with 400, a
 """
 
 import re
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import orjson
 
 from server.errors import InvalidInput, MalformedRequest, PayloadTooLarge
 from server.model import Model
-from server.tensors import NON_FINITE, check_input, rows_from_bytes, rows_from_json
+from server.tensors import NON_FINITE
 
 _NUMBER_TYPES = (float, int)
 
@@ -142,112 +142,3 @@ def simple_batch(payload: Any, model: Model, max_batch: int) -> tuple[np.ndarray
         rows = [_row(item, model, f"instances[{i}]") for i, item in enumerate(instances)]
         return np.array(rows, model.input_dtype), False
     raise InvalidInput('expected a JSON object with "features" or "instances"')
-
-
-class OipRequest(NamedTuple):
-    """An Open Inference Protocol inference request, checked: the batch and what to answer."""
-
-    rows: np.ndarray
-    outputs: list[tuple[str, bool]]  # (output name, answer as binary data), in order
-    id: str | None
-
-
-def oip_request(
-    payload: Any, model: Model, max_batch: int, binary: memoryview | None = None
-) -> OipRequest:
-    """The request's batch and outputs; `binary` holds the tensor data after a binary header.
-
-    The binary tensor data extension: an input carries `"parameters": {"binary_data_size": n}`
-    instead of `data`, its n bytes following the JSON header in input order; every byte after the
-    header must belong to an input. An output is answered in binary when its own `binary_data`
-    parameter says so, else when the request's `binary_data_output` does.
-    """
-    if not isinstance(payload, dict):
-        raise MalformedRequest("the inference request must be a JSON object")
-    request_id = payload.get("id")
-    if "id" in payload and not isinstance(request_id, str):
-        raise MalformedRequest('"id" must be a string')
-    binary_output = False
-    if "parameters" in payload:
-        parameters = payload["parameters"]
-        if not isinstance(parameters, dict):
-            raise MalformedRequest('"parameters" must be an object')
-        binary_output = _flag(parameters, "binary_data_output", "parameters")
-    inputs = payload.get("inputs")
-    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-        raise MalformedRequest(f'"inputs" must hold exactly one tensor, {model.input_name!r}')
-    tensor = inputs[0]
-    n_rows, dtype = check_input(
-        tensor.get("name"), tensor.get("datatype"), tensor.get("shape"), model, max_batch
-    )
-    size = _binary_size(tensor.get("parameters"))
-    if size is None:
-        if binary:
-            raise MalformedRequest(
-                f"{len(binary)} bytes follow the JSON header, but no input has binary_data_size"
-            )
-        rows = rows_from_json(tensor.get("data"), dtype, n_rows, model)
-    else:
-        if binary is None:
-            raise MalformedRequest(
-                "binary_data_size needs the Inference-Header-Content-Length header"
-            )
-        if "data" in tensor:
-            raise MalformedRequest('an input with binary_data_size must not also carry "data"')
-        if size != len(binary):  # one input: its bytes are all the bytes after the header
-            raise MalformedRequest(
-                f"binary_data_size is {size}, but {len(binary)} bytes follow the JSON header"
-            )
-        rows = rows_from_bytes(binary, dtype, n_rows, model)
-    if "outputs" not in payload:
-        return OipRequest(rows, [(name, binary_output) for name in model.output_names], request_id)
-    return OipRequest(rows, _outputs(payload["outputs"], model, binary_output), request_id)
-
-
-def _flag(parameters: dict[str, Any], name: str, where: str) -> bool:
-    value = parameters.get(name, False)
-    if type(value) is not bool:
-        raise MalformedRequest(f'{where}: "{name}" must be true or false')
-    return value
-
-
-def _binary_size(parameters: Any) -> int | None:
-    if parameters is None:
-        return None
-    if not isinstance(parameters, dict):
-        raise MalformedRequest('an input\'s "parameters" must be an object')
-    size = parameters.get("binary_data_size")
-    if size is None:
-        return None
-    if type(size) is not int or size < 0:
-        raise MalformedRequest("binary_data_size must be a whole number of bytes")
-    return size
-
-
-def _outputs(wanted: Any, model: Model, binary: bool) -> list[tuple[str, bool]]:
-    """The output tensors asked for, each with its encoding."""
-    if not isinstance(wanted, list) or not all(isinstance(o, dict) for o in wanted):
-        raise MalformedRequest('"outputs" must be a list of {"name": ...} objects')
-    outputs = []
-    for output in wanted:
-        name = output.get("name")
-        if name not in model.output_names:
-            raise MalformedRequest(
-                f"unknown output {str(name)[:200]!r}; this model has {model.output_names}"
-            )
-        parameters = output.get("parameters")
-        as_binary = binary
-        if parameters is not None:
-            if not isinstance(parameters, dict):
-                raise MalformedRequest(f'output {name!r}: "parameters" must be an object')
-            if parameters.get("class_count"):
-                raise MalformedRequest(
-                    "the classification extension (class_count) is not supported; "
-                    "ask for the probabilities output"
-                )
-            if "binary_data" in parameters:
-                as_binary = _flag(parameters, "binary_data", f"output {name!r}")
-        outputs.append((str(name), as_binary))
-    if len({name for name, _ in outputs}) != len(outputs):
-        raise MalformedRequest('an output is named twice in "outputs"')
-    return outputs

@@ -18,9 +18,10 @@ from server import __version__
 from server.auth import INFERENCE, METADATA, PROBES
 from server.dataplane import Choice, DataPlane
 from server.errors import OIP
-from server.inputs import OipRequest, oip_request, parse_json
+from server.inputs import parse_json
 from server.lifecycle import Models
 from server.model import Model, Predictions
+from server.oip_requests import HeaderCache, OipRequest, oip_request
 from server.routes import Answer, Route
 from server.settings import Settings
 from server.tensors import datatype, output_bytes
@@ -99,6 +100,7 @@ def model_metadata(model: Model, versions: list[str]) -> dict[str, Any]:
 
 def oip_routes(settings: Settings, models: Models, plane: DataPlane) -> list[Route]:
     max_body, max_batch = settings.max_body_bytes, settings.max_batch
+    headers = HeaderCache(max_batch)
 
     async def server_metadata(request: Request) -> Response:
         return JSONResponse({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
@@ -135,12 +137,7 @@ def oip_routes(settings: Settings, models: Models, plane: DataPlane) -> list[Rou
         if header_length is None:
             parsed = oip_request(parse_json(body, non_finite_ok=False), model, max_batch)
         else:
-            parsed = oip_request(
-                parse_json(body[:header_length], non_finite_ok=False),
-                model,
-                max_batch,
-                memoryview(body)[header_length:],
-            )
+            parsed = headers.request(body, header_length, model)
         result = await plane.coalescer.score(choice, parsed.rows, request.scope["request_id"])
         return infer_response(model, parsed, result, (b"x-model-version", model.version.encode()))
 

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from server.errors import InvalidInput, MalformedRequest, PayloadTooLarge
-from server.inputs import oip_request, parse_json, simple_batch
+from server.inputs import parse_json, simple_batch
 from server.model import Model, Origin, load_model
 from server.registry import read_model_dir
 from server.tensors import NON_FINITE
@@ -119,89 +119,6 @@ def test_the_slow_parser_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
         parse_json(b'{"a": "\\ud800"}')
 
 
-def tensor(**overrides: object) -> dict[str, object]:
-    base: dict[str, object] = {
-        "name": "input",
-        "shape": [1, 4],
-        "datatype": "FP32",
-        "data": list(ROW.values()),
-    }
-    return {"inputs": [{**base, **overrides}]}
-
-
-def test_oip_flat_and_nested(model: Model) -> None:
-    flat = oip_request(tensor(shape=[2, 4], data=list(ROW.values()) * 2), model, 10).rows
-    nested = oip_request(tensor(shape=[2, 4], data=[list(ROW.values())] * 2), model, 10).rows
-    assert flat.shape == nested.shape == (2, 4)
-    assert np.array_equal(flat, nested)
-
-
-@pytest.mark.parametrize(
-    "overrides",
-    [
-        {"name": "other"},
-        {"datatype": "BYTES"},
-        {"shape": [1]},
-        {"shape": [0, 4], "data": []},
-        {"shape": [1, 4.0]},
-        {"data": [True, False, True, False]},
-        {"data": "1,2,3,4"},
-        {"data": [1, 2, 3]},
-        {"data": [1, None, 3, 4]},
-    ],
-)
-def test_oip_errors(model: Model, overrides: dict[str, object]) -> None:
-    with pytest.raises(MalformedRequest):
-        oip_request(tensor(**overrides), model, 10)
-
-
-def test_oip_outputs(model: Model) -> None:
-    assert oip_request(tensor(), model, 10).outputs == [("label", False), ("probabilities", False)]
-    named = oip_request({**tensor(), "outputs": [{"name": "label"}]}, model, 10)
-    assert named.outputs == [("label", False)]
-    with pytest.raises(MalformedRequest):
-        oip_request({**tensor(), "outputs": [{"name": "nope"}]}, model, 10)
-
-
-@pytest.mark.parametrize("copies", [2, 3, 10_000])
-def test_oip_outputs_named_more_than_once_are_refused(model: Model, copies: int) -> None:
-    """Each copy was serialised in full: 1 MB of request made an 803 MB answer."""
-    wanted = [{"name": "probabilities"}] * copies
-    with pytest.raises(MalformedRequest, match="named twice") as caught:
-        oip_request({**tensor(), "outputs": wanted}, model, 10)
-    assert len(str(caught.value)) < 300
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"outputs": None}, '"outputs" must be a list'),
-        ({"id": 42}, '"id" must be a string'),
-        ({"parameters": []}, '"parameters" must be an object'),
-    ],
-)
-def test_optional_oip_fields_have_their_documented_types(
-    model: Model, change: dict[str, object], message: str
-) -> None:
-    payload = {
-        "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}],
-        **change,
-    }
-
-    def parse() -> None:
-        oip_request(payload, model, 10)
-
-    with pytest.raises(MalformedRequest, match=message):
-        parse()
-
-
-@pytest.mark.parametrize("datatype", [{}, [], None, 5, "BYTES"])
-def test_any_datatype_value_is_a_400_never_a_crash(model: Model, datatype: object) -> None:
-    tensor = {"name": "input", "shape": [1, 4], "datatype": datatype, "data": [1, 2, 3, 4]}
-    with pytest.raises(MalformedRequest, match="datatype must be one of FP32, FP64"):
-        oip_request({"inputs": [tensor]}, model, 10)
-
-
 def test_a_non_finite_number_is_refused_for_a_double_model_too(model_dirs: dict[str, Path]) -> None:
     """The marker is not a number a float64 model would take (1e39 would have been)."""
     path = model_dirs["diabetes"]
@@ -216,7 +133,8 @@ def test_a_non_finite_number_is_refused_for_a_double_model_too(model_dirs: dict[
 @pytest.mark.parametrize("before", ["abc", "été", "日本語", "😀"])
 def test_the_non_finite_number_is_named_after_non_ascii_text(model: Model, before: str) -> None:
     """orjson reports the error's position in characters; the token is found in bytes."""
-    body = orjson.dumps({"id": before, **tensor()}).replace(b"0.2]", b"1e400]")
+    tensor = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": list(ROW.values())}
+    body = orjson.dumps({"id": before, "inputs": [tensor]}).replace(b"0.2]", b"1e400]")
     with pytest.raises(MalformedRequest, match="'1e400'"):
         parse_json(body, non_finite_ok=False)
     parsed = parse_json(orjson.dumps({"note": before, "v": [1.5, 2.5]}).replace(b"2.5", b"NaN"))
