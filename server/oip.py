@@ -21,7 +21,7 @@ from server.errors import OIP
 from server.inputs import parse_json
 from server.lifecycle import Models
 from server.model import Model, Predictions
-from server.oip_requests import HeaderCache, OipRequest, oip_request
+from server.oip_requests import HeaderCache, InferenceRequest, read_request
 from server.routes import Answer, Route
 from server.settings import Settings
 from server.tensors import datatype, output_bytes
@@ -37,7 +37,10 @@ _HEADER_LENGTH = b"inference-header-content-length"
 
 
 def infer_response(
-    model: Model, request: OipRequest, result: Predictions, version_header: tuple[bytes, bytes]
+    model: Model,
+    request: InferenceRequest,
+    result: Predictions,
+    version_header: tuple[bytes, bytes],
 ) -> Response:
     """The outputs asked for, as JSON data or, where asked, as raw bytes after a JSON header."""
     outputs = []
@@ -135,11 +138,13 @@ def oip_routes(settings: Settings, models: Models, plane: DataPlane) -> list[Rou
         choice = choose(request)
         model = choice.model
         if header_length is None:
-            parsed = oip_request(parse_json(body, non_finite_ok=False), model, max_batch)
+            checked = read_request(parse_json(body, non_finite_ok=False), model, max_batch)
+            rows = checked.batch(None, model)
         else:
-            parsed = headers.request(body, header_length, model)
-        result = await plane.coalescer.score(choice, parsed.rows, request.scope["request_id"])
-        return infer_response(model, parsed, result, (b"x-model-version", model.version.encode()))
+            checked = headers.read(body[:header_length], model)
+            rows = checked.batch(memoryview(body)[header_length:], model)
+        result = await plane.coalescer.score(choice, rows, request.scope["request_id"])
+        return infer_response(model, checked, result, (b"x-model-version", model.version.encode()))
 
     def route(method: str, path: str, endpoint: Any, summary: str, **kwargs: Any) -> Route:
         return Route(method, path, endpoint, OIP, summary, **kwargs)

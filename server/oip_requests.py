@@ -1,9 +1,9 @@
 """Open Inference Protocol inference requests, checked: the batch and the outputs to answer.
 
 A request's JSON says what it holds: the input tensor's name, datatype and shape, where its
-values are, and which outputs to answer how. `read_header` checks that against the model; the
+values are, and which outputs to answer how. `read_request` checks that against the model; the
 values are then read from the JSON `data` or, with the binary tensor data extension, from the raw
-bytes after the JSON header, and checked on every request.
+bytes after the JSON header (`InferenceRequest.batch`), and checked on every request.
 
 Clients of the binary extension (tritonclient's default) send the same JSON header for every
 request of a shape. `HeaderCache` keeps checked headers by their bytes, for the model they were
@@ -24,34 +24,38 @@ from server.tensors import check_input, rows_from_bytes, rows_from_json
 Outputs = tuple[tuple[str, bool], ...]  # (output name, answer as binary data), in order
 
 
-class OipRequest(NamedTuple):
-    """An Open Inference Protocol inference request, checked: the batch and what to answer."""
+class InferenceRequest(NamedTuple):
+    """An inference request's JSON, checked against the model: all of it but the input's values."""
 
-    rows: np.ndarray
-    outputs: Outputs
-    id: str | None
-
-
-class Header(NamedTuple):
-    """What a request's JSON says, checked against the model; the values are not read yet."""
-
-    rows: int
+    n_rows: int
     dtype: np.dtype[Any]
     binary_size: int | None  # the input's bytes after the JSON header; None: they are in `data`
     data: Any  # the input's JSON values (None with binary data)
     outputs: Outputs
     id: str | None
 
+    def batch(self, binary: memoryview | None, model: Model) -> np.ndarray:
+        """The input's values, checked: from `data`, or from `binary` (the bytes after the JSON
+        header), which must be all of the input's bytes."""
+        if self.binary_size is None:
+            if binary:
+                raise MalformedRequest(
+                    f"{len(binary)} bytes follow the JSON header, but no input has binary_data_size"
+                )
+            return rows_from_json(self.data, self.dtype, self.n_rows, model)
+        if binary is None:
+            raise MalformedRequest(
+                "binary_data_size needs the Inference-Header-Content-Length header"
+            )
+        if self.binary_size != len(binary):  # one input: all the bytes after the header are its
+            raise MalformedRequest(
+                f"binary_data_size is {self.binary_size}, but {len(binary)} bytes follow the "
+                "JSON header"
+            )
+        return rows_from_bytes(binary, self.dtype, self.n_rows, model)
 
-def oip_request(
-    payload: Any, model: Model, max_batch: int, binary: memoryview | None = None
-) -> OipRequest:
-    """The request's batch and outputs; `binary` holds the tensor data after a binary header."""
-    header = read_header(payload, model, max_batch)
-    return OipRequest(header_rows(header, binary, model), header.outputs, header.id)
 
-
-def read_header(payload: Any, model: Model, max_batch: int) -> Header:
+def read_request(payload: Any, model: Model, max_batch: int) -> InferenceRequest:
     """Check a request's JSON against the model.
 
     The binary tensor data extension: an input carries `"parameters": {"binary_data_size": n}`
@@ -83,26 +87,8 @@ def read_header(payload: Any, model: Model, max_batch: int) -> Header:
     if "outputs" in payload:
         outputs = _outputs(payload["outputs"], model, binary_output)
     else:
-        outputs = tuple((name, binary_output) for name in model.output_names)
-    return Header(n_rows, dtype, size, tensor.get("data"), outputs, request_id)
-
-
-def header_rows(header: Header, binary: memoryview | None, model: Model) -> np.ndarray:
-    """The batch: from the JSON values, or from `binary`, which must be all the input's bytes."""
-    if header.binary_size is None:
-        if binary:
-            raise MalformedRequest(
-                f"{len(binary)} bytes follow the JSON header, but no input has binary_data_size"
-            )
-        return rows_from_json(header.data, header.dtype, header.rows, model)
-    if binary is None:
-        raise MalformedRequest("binary_data_size needs the Inference-Header-Content-Length header")
-    if header.binary_size != len(binary):  # one input: its bytes are all the bytes after the header
-        raise MalformedRequest(
-            f"binary_data_size is {header.binary_size}, but {len(binary)} bytes follow the JSON "
-            "header"
-        )
-    return rows_from_bytes(binary, header.dtype, header.rows, model)
+        outputs = tuple([(name, binary_output) for name in model.output_names])
+    return InferenceRequest(n_rows, dtype, size, tensor.get("data"), outputs, request_id)
 
 
 class HeaderCache:
@@ -118,25 +104,22 @@ class HeaderCache:
         self.max_batch = max_batch
         self.entries = entries
         self.largest = largest
-        self._headers: dict[bytes, tuple[weakref.ref[Model], Header]] = {}
+        self._headers: dict[bytes, tuple[weakref.ref[Model], InferenceRequest]] = {}
 
     def __len__(self) -> int:
         return len(self._headers)
 
-    def request(self, body: bytes, header_length: int, model: Model) -> OipRequest:
-        """The request held in `body`: a JSON header of `header_length` bytes, then tensor data."""
-        key = body[:header_length]
-        binary = memoryview(body)[header_length:]
-        kept = self._headers.get(key)
+    def read(self, header: bytes, model: Model) -> InferenceRequest:
+        """The checked request a binary request's JSON header holds, kept or checked now."""
+        kept = self._headers.get(header)
         if kept is not None and kept[0]() is model:
-            header = kept[1]
-        else:
-            header = read_header(parse_json(key, non_finite_ok=False), model, self.max_batch)
-            if header.binary_size is not None and header.id is None and len(key) <= self.largest:
-                if kept is None and len(self._headers) >= self.entries:
-                    del self._headers[next(iter(self._headers))]
-                self._headers[key] = (weakref.ref(model), header)
-        return OipRequest(header_rows(header, binary, model), header.outputs, header.id)
+            return kept[1]
+        request = read_request(parse_json(header, non_finite_ok=False), model, self.max_batch)
+        if request.binary_size is not None and request.id is None and len(header) <= self.largest:
+            if kept is None and len(self._headers) >= self.entries:
+                del self._headers[next(iter(self._headers))]
+            self._headers[header] = (weakref.ref(model), request)
+        return request
 
 
 def _flag(parameters: dict[str, Any], name: str, where: str) -> bool:

@@ -8,13 +8,26 @@ import pytest
 
 from server.errors import MalformedRequest
 from server.model import Model, Origin, load_model
-from server.oip_requests import HeaderCache, oip_request
+from server.oip_requests import HeaderCache, InferenceRequest, read_request
 from server.registry import read_model_dir
 from tests.samples import SETOSA as ROW
 
 
 def load(path: Path) -> Model:
     return load_model(read_model_dir(path), Origin(str(path), "local", "1"))
+
+
+def batch(payload: object, model: Model, max_batch: int = 10) -> np.ndarray:
+    """A JSON request's values, after its checks."""
+    return read_request(payload, model, max_batch).batch(None, model)
+
+
+def through(
+    cache: HeaderCache, body: bytes, length: int, model: Model
+) -> tuple[InferenceRequest, np.ndarray]:
+    """A binary request read as the server reads it: its JSON header through the cache."""
+    request = cache.read(body[:length], model)
+    return request, request.batch(memoryview(body)[length:], model)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +46,8 @@ def tensor(**overrides: object) -> dict[str, object]:
 
 
 def test_oip_flat_and_nested(model: Model) -> None:
-    flat = oip_request(tensor(shape=[2, 4], data=list(ROW.values()) * 2), model, 10).rows
-    nested = oip_request(tensor(shape=[2, 4], data=[list(ROW.values())] * 2), model, 10).rows
+    flat = batch(tensor(shape=[2, 4], data=list(ROW.values()) * 2), model)
+    nested = batch(tensor(shape=[2, 4], data=[list(ROW.values())] * 2), model)
     assert flat.shape == nested.shape == (2, 4)
     assert np.array_equal(flat, nested)
 
@@ -55,15 +68,15 @@ def test_oip_flat_and_nested(model: Model) -> None:
 )
 def test_oip_errors(model: Model, overrides: dict[str, object]) -> None:
     with pytest.raises(MalformedRequest):
-        oip_request(tensor(**overrides), model, 10)
+        batch(tensor(**overrides), model)
 
 
 def test_oip_outputs(model: Model) -> None:
-    assert oip_request(tensor(), model, 10).outputs == (("label", False), ("probabilities", False))
-    named = oip_request({**tensor(), "outputs": [{"name": "label"}]}, model, 10)
+    assert read_request(tensor(), model, 10).outputs == (("label", False), ("probabilities", False))
+    named = read_request({**tensor(), "outputs": [{"name": "label"}]}, model, 10)
     assert named.outputs == (("label", False),)
     with pytest.raises(MalformedRequest):
-        oip_request({**tensor(), "outputs": [{"name": "nope"}]}, model, 10)
+        read_request({**tensor(), "outputs": [{"name": "nope"}]}, model, 10)
 
 
 @pytest.mark.parametrize("copies", [2, 3, 10_000])
@@ -71,7 +84,7 @@ def test_oip_outputs_named_more_than_once_are_refused(model: Model, copies: int)
     """Each copy was serialised in full: 1 MB of request made an 803 MB answer."""
     wanted = [{"name": "probabilities"}] * copies
     with pytest.raises(MalformedRequest, match="named twice") as caught:
-        oip_request({**tensor(), "outputs": wanted}, model, 10)
+        read_request({**tensor(), "outputs": wanted}, model, 10)
     assert len(str(caught.value)) < 300
 
 
@@ -92,7 +105,7 @@ def test_optional_oip_fields_have_their_documented_types(
     }
 
     def parse() -> None:
-        oip_request(payload, model, 10)
+        batch(payload, model)
 
     with pytest.raises(MalformedRequest, match=message):
         parse()
@@ -102,7 +115,7 @@ def test_optional_oip_fields_have_their_documented_types(
 def test_any_datatype_value_is_a_400_never_a_crash(model: Model, datatype: object) -> None:
     tensor = {"name": "input", "shape": [1, 4], "datatype": datatype, "data": [1, 2, 3, 4]}
     with pytest.raises(MalformedRequest, match="datatype must be one of FP32, FP64"):
-        oip_request({"inputs": [tensor]}, model, 10)
+        batch({"inputs": [tensor]}, model)
 
 
 def binary_body(rows: list[list[float]], **extra: object) -> tuple[bytes, int]:
@@ -123,18 +136,18 @@ def test_a_repeated_binary_header_is_parsed_and_checked_once(
     import server.oip_requests as oip_requests
 
     checked = []
-    read_header = oip_requests.read_header
+    real = oip_requests.read_request
 
-    def counted(*args: object) -> oip_requests.Header:
+    def counted(*args: object) -> InferenceRequest:
         checked.append(args)
-        return read_header(*args)  # type: ignore[arg-type]
+        return real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(oip_requests, "read_header", counted)
+    monkeypatch.setattr(oip_requests, "read_request", counted)
     cache = HeaderCache(max_batch=10)
     for scale in (1.0, 2.0, 3.0):
         body, length = binary_body([[v * scale for v in SETOSA_ROW]])
-        request = cache.request(body, length, model)
-        assert request.rows.tolist() == [[pytest.approx(v * scale) for v in SETOSA_ROW]]
+        request, rows = through(cache, body, length, model)
+        assert rows.tolist() == [[pytest.approx(v * scale) for v in SETOSA_ROW]]
         assert request.outputs == (("label", False), ("probabilities", False))
     assert len(checked) == 1
     assert len(cache) == 1
@@ -143,14 +156,14 @@ def test_a_repeated_binary_header_is_parsed_and_checked_once(
 def test_the_values_behind_a_kept_header_are_checked_every_time(model: Model) -> None:
     cache = HeaderCache(max_batch=10)
     body, length = binary_body([SETOSA_ROW])
-    cache.request(body, length, model)
+    through(cache, body, length, model)
     nan = body[:length] + np.asarray([[np.nan, 1, 1, 1]], dtype="<f4").tobytes()
     with pytest.raises(MalformedRequest, match="finite"):
-        cache.request(nan, length, model)
+        through(cache, nan, length, model)
     with pytest.raises(MalformedRequest, match="binary_data_size is 16, but 12 bytes follow"):
-        cache.request(body[:-4], length, model)
+        through(cache, body[:-4], length, model)
     with pytest.raises(MalformedRequest, match="binary_data_size is 16, but 20 bytes follow"):
-        cache.request(body + b"\0" * 4, length, model)
+        through(cache, body + b"\0" * 4, length, model)
 
 
 def test_a_kept_header_is_checked_again_for_another_model(
@@ -162,13 +175,13 @@ def test_a_kept_header_is_checked_again_for_another_model(
 
     cache = HeaderCache(max_batch=10)
     body, length = binary_body([SETOSA_ROW])
-    cache.request(body, length, model)
+    through(cache, body, length, model)
     wine = load(model_dirs["wine"])
     with pytest.raises(MalformedRequest, match=r"shape must be \[N, 13\]"):
-        cache.request(body, length, wine)
-    assert cache.request(body, length, model).rows.shape == (1, 4)
+        through(cache, body, length, wine)
+    assert through(cache, body, length, model)[1].shape == (1, 4)
     other_iris = load(model_dirs["iris"])
-    cache.request(body, length, other_iris)  # kept for this model now
+    through(cache, body, length, other_iris)  # kept for this model now
     gone = weakref.ref(other_iris)
     del other_iris
     gc.collect()
@@ -179,7 +192,7 @@ def test_what_the_cache_keeps_is_bounded(model: Model) -> None:
     cache = HeaderCache(max_batch=100, entries=3, largest=300)
     for n in range(1, 11):  # ten shapes: the oldest go
         body, length = binary_body([SETOSA_ROW] * n)
-        cache.request(body, length, model)
+        through(cache, body, length, model)
     assert len(cache) == 3
     newest, length = binary_body([SETOSA_ROW] * 10)
     assert newest[:length] in cache._headers
@@ -190,9 +203,9 @@ def test_what_the_cache_keeps_is_bounded(model: Model) -> None:
     json_data = orjson.dumps({"inputs": [
         {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": SETOSA_ROW}]})  # fmt: skip
     bad, bad_length = binary_body([SETOSA_ROW], outputs=[{"name": "nope"}])
-    cache.request(padded, length, model)
-    assert cache.request(with_id, id_length, model).id == "request-1"
-    assert cache.request(json_data, len(json_data), model).rows.shape == (1, 4)
+    through(cache, padded, length, model)
+    assert through(cache, with_id, id_length, model)[0].id == "request-1"
+    assert through(cache, json_data, len(json_data), model)[1].shape == (1, 4)
     with pytest.raises(MalformedRequest, match="unknown output"):
-        cache.request(bad, bad_length, model)
+        through(cache, bad, bad_length, model)
     assert len(cache) == 0, "kept a header too large, naming a request, with JSON values or bad"
