@@ -167,7 +167,8 @@ class Limits:
 
 
 class Connection(asyncio.Protocol):
-    """One HTTP/2 connection's frames, streams and flow control."""
+    """One HTTP/2 connection: the frames it reads, its streams and their bounds, the windows it
+    grants; what it writes goes through `output`."""
 
     def __init__(
         self, owner: Owner, limits: Limits, clock: Callable[[], float],
