@@ -4,14 +4,12 @@ The frame layer of the builtin gRPC transport (GRPC_TRANSPORT=builtin; the calls
 server/grpc_builtin.py). It runs on the server's event loop, beside uvicorn's HTTP. Only what a
 gRPC server uses is here: requests arrive as HEADERS (+ CONTINUATION) and DATA; answers go out
 as HEADERS, DATA and trailers HEADERS; no push, no priorities (PRIORITY is read and ignored).
-Answers encode their fields as HPACK literals without indexing, so no encoder state is kept.
-The wire format (frame types, codes, frames as bytes, header field rules) is
-server/http2_wire.py; this module is the connection: its streams, windows and bounds.
+This module is the connection's input side: frames in, its streams and the bounds on them.
+What it writes (answers, the client's windows, pacing) is server/http2_output.py; the wire
+format (frame types, codes, frames as bytes, header field rules) is server/http2_wire.py.
 
 What a client can make a connection hold or cost is bounded, since the port faces the network:
-- each stream's request body must end within `body_deadline` seconds, and an answer waiting on
-  the client's stream window ANSWER_TIMEOUT_SECONDS, else the stream is reset; a connection whose
-  own window (or TCP buffer) stays shut that long is closed;
+- each stream's request body must end within `body_deadline` seconds, else the stream is reset;
 - windows are given back as DATA is buffered, not when a call ends, so parallel uploads on one
   connection cannot deadlock on the connection window; buffered bodies are capped at
   `buffer_cap` bytes per connection (100 streams' largest messages) and each body at its limit;
@@ -23,8 +21,7 @@ What a client can make a connection hold or cost is bounded, since the port face
   rapid reset among them) ends with GOAWAY ENHANCE_YOUR_CALM;
 - while the transport's buffer is past its high-water mark (the client is not reading), the
   connection is not read either, so input cannot make it queue answers or resets without bound;
-  one paused past ANSWER_TIMEOUT_SECONDS is closed;
-- every answer is written now or by a task the connection holds: no caller can drop one;
+  one paused past ANSWER_TIMEOUT_SECONDS is closed (the output's other bounds are its own);
 - nothing is sent on a stream once it is closed or reset; a reset by either side cancels its
   call, which counts toward max_streams until it has ended.
 Protocol errors end the connection with GOAWAY and the RFC's error code; HPACK errors with
@@ -40,12 +37,15 @@ from typing import Any, Protocol, cast
 from hpack import HPACKError
 
 from server.hpack_cache import CachedDecoder
+from server.http2_output import FLUSH_BYTES, Output
 from server.http2_wire import (
     ACK,
     CANCEL,
     COMPRESSION_ERROR,
     CONTINUATION,
     DATA,
+    DEFAULT_FRAME_SIZE,
+    DEFAULT_WINDOW,
     ENABLE_PUSH,
     END_HEADERS,
     END_STREAM,
@@ -72,24 +72,19 @@ from server.http2_wire import (
     STREAM_CLOSED,
     UINT32,
     WINDOW_UPDATE,
-    ConnectionError_,
+    H2ConnectionError,
     RequestHead,
     StreamError,
     frame,
-    frame_head,
     request_head,
 )
 
 MAX_WINDOW = 2**31 - 1
-DEFAULT_WINDOW = 65_535
-FRAME_SIZE = 16_384  # the largest frame we accept (the RFC's default; we never raise it)
+FRAME_SIZE = DEFAULT_FRAME_SIZE  # the largest frame we accept (we never raise it)
 STREAM_WINDOW = 256 * 1024  # what each stream may send before we give window back
 CONNECTION_WINDOW = 1024 * 1024
-ANSWER_TIMEOUT_SECONDS = 30.0
 CONTROL_BURST = 1000.0  # control frames a connection may send at once...
 CONTROL_PER_SECOND = 200.0  # ...and per second after that
-FLUSH_BYTES = 64 * 1024  # output queued while handling input is written past this, so the
-# transport can say its buffer is full (pause_writing) before more input is handled
 
 
 class Stream:
@@ -172,7 +167,8 @@ class Limits:
 
 
 class Connection(asyncio.Protocol):
-    """One HTTP/2 connection's frames, streams and flow control."""
+    """One HTTP/2 connection: the frames it reads, its streams and their bounds, the windows it
+    grants; what it writes goes through `output`."""
 
     def __init__(
         self, owner: Owner, limits: Limits, clock: Callable[[], float],
@@ -183,10 +179,10 @@ class Connection(asyncio.Protocol):
         self.limits = limits
         self.clock = clock
         self.transport: asyncio.Transport | None = None
+        self.output = Output(self)
+        # The output's own method, not a wrapper: one attribute lookup on each call's path.
+        self.answer = self.output.answer
         self._in = b""
-        self._out = bytearray()  # frames queued while input is handled, written once
-        self._handling = False
-        self._close_after = False
         self.preface = False
         self.handshaken = False  # the client's preface and first SETTINGS are in
         self.started = clock()
@@ -199,21 +195,15 @@ class Connection(asyncio.Protocol):
         self.decoder = CachedDecoder(limits.max_block)
         self.recv_window = CONNECTION_WINDOW
         self._conn_unacked = 0
-        self.send_window = DEFAULT_WINDOW
-        self._send_high = DEFAULT_WINDOW  # the connection window's highest yet
+        self._send_high = DEFAULT_WINDOW  # the connection's send window's highest yet
         self.peer_initial_window = DEFAULT_WINDOW
-        self.peer_max_frame = FRAME_SIZE
         self.buffered = 0
         self._tokens = CONTROL_BURST
         self._tokens_at = self.started
         self.closing = False  # GOAWAY sent: no new streams
         self.lost = False
         self._forgotten = False  # connection_lost has run
-        self._paused = False  # the transport's buffer is past its high-water mark
-        self._paused_at = 0.0
-        self._answering: set[asyncio.Task[None]] = set()  # answers waiting to be written
         self._ending: set[asyncio.Task[None]] = set()  # calls of reset streams, cancelled
-        self._changed: asyncio.Future[None] | None = None  # window opened, or writing resumed
 
     # --- asyncio.Protocol ---
 
@@ -223,6 +213,7 @@ class Connection(asyncio.Protocol):
             self.lost = True
             self.transport.abort()
             return
+        self.output.transport = self.transport
         settings = b"".join(
             struct.pack(">HI", key, value)
             for key, value in (
@@ -253,67 +244,63 @@ class Connection(asyncio.Protocol):
             if stream.task is not None:
                 stream.task.cancel()
         self.streams.clear()
-        self._wake_writers()
+        self.output.stop()
         self.owner.forget(self)
 
     def pause_writing(self) -> None:
         """The client is not reading: stop reading it too, so what it sends cannot make us
         queue answers, resets or acks without bound (the sweep closes it if this lasts)."""
-        self._paused = True
-        self._paused_at = self.clock()
+        self.output.pause(self.clock())
         if self.transport is not None and not self.transport.is_closing():
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self._paused = False
+        self.output.resume()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
-        self._wake_writers()
-        if self._in and not self._handling and not self.lost:  # input kept while paused
+        if self._in and not self.output.handling and not self.lost:  # input kept while paused
             self.data_received(b"")
 
     def data_received(self, data: bytes) -> None:
         if self._in:
             data = self._in + data
             self._in = b""
-        self._handling = True
+        output = self.output
+        output.handling = True
         try:
             self._frames(data)
             self._give_back()
-        except ConnectionError_ as exc:
+        except H2ConnectionError as exc:
             self.fail(exc.code)
         finally:
-            self._handling = False
-            if self._out and self.transport is not None and not self.lost:
-                self.transport.write(bytes(self._out))
-                self._out.clear()
-            if self._close_after and self.transport is not None:
-                self.transport.close()
+            output.handling = False
+            if output.queue or output.close_after:
+                output.flush()
 
     # --- input ---
 
     def _frames(self, data: bytes) -> None:
         view = memoryview(data)
+        output = self.output
         pos, end = 0, len(data)
         if not self.preface:
             if end < len(PREFACE):
                 if PREFACE[:end] != data:
-                    raise ConnectionError_(PROTOCOL_ERROR, "not the HTTP/2 preface")
+                    raise H2ConnectionError(PROTOCOL_ERROR, "not the HTTP/2 preface")
                 self._in = data
                 return
             if data[: len(PREFACE)] != PREFACE:
-                raise ConnectionError_(PROTOCOL_ERROR, "not the HTTP/2 preface")
+                raise H2ConnectionError(PROTOCOL_ERROR, "not the HTTP/2 preface")
             self.preface = True
             pos = len(PREFACE)
         while end - pos >= 9:
-            if len(self._out) >= FLUSH_BYTES and self.transport is not None:
-                self.transport.write(bytes(self._out))  # may pause writing, checked next
-                self._out.clear()
-            if self._paused:  # the rest waits for resume_writing
+            if len(output.queue) >= FLUSH_BYTES:
+                output.write_queued()  # may pause writing, checked next
+            if output.paused:  # the rest waits for resume_writing
                 break
             length = int.from_bytes(data[pos : pos + 3], "big")
             if length > FRAME_SIZE:
-                raise ConnectionError_(FRAME_SIZE_ERROR, "a frame larger than SETTINGS allow")
+                raise H2ConnectionError(FRAME_SIZE_ERROR, "a frame larger than SETTINGS allow")
             if end - pos - 9 < length:
                 break
             kind, flags = data[pos + 3], data[pos + 4]
@@ -324,12 +311,12 @@ class Connection(asyncio.Protocol):
                 return
             if not self.handshaken:
                 if kind != SETTINGS or flags & ACK:
-                    raise ConnectionError_(PROTOCOL_ERROR, "the preface's SETTINGS is missing")
+                    raise H2ConnectionError(PROTOCOL_ERROR, "the preface's SETTINGS is missing")
                 self.handshaken = True
             if self._block is not None and (
                 kind != CONTINUATION or stream_id != self._block_stream
             ):
-                raise ConnectionError_(PROTOCOL_ERROR, "a header block was interrupted")
+                raise H2ConnectionError(PROTOCOL_ERROR, "a header block was interrupted")
             if kind == DATA:
                 self._data(flags, stream_id, view[start:pos])
             elif kind == HEADERS:
@@ -347,7 +334,7 @@ class Connection(asyncio.Protocol):
         self._tokens_at = now
         if tokens < units:
             self._tokens = 0.0
-            raise ConnectionError_(ENHANCE_YOUR_CALM, "too many control frames")
+            raise H2ConnectionError(ENHANCE_YOUR_CALM, "too many control frames")
         self._tokens = tokens - units
 
     def _control(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
@@ -358,93 +345,94 @@ class Connection(asyncio.Protocol):
         elif kind == PING:
             self._spend(1)
             if stream_id:
-                raise ConnectionError_(PROTOCOL_ERROR, "PING on a stream")
+                raise H2ConnectionError(PROTOCOL_ERROR, "PING on a stream")
             if length != 8:
-                raise ConnectionError_(FRAME_SIZE_ERROR, "PING must be 8 bytes")
+                raise H2ConnectionError(FRAME_SIZE_ERROR, "PING must be 8 bytes")
             if not flags & ACK:
-                self._send(frame(PING, ACK, 0, payload))
+                self.output.send(frame(PING, ACK, 0, payload))
         elif kind == WINDOW_UPDATE:
             self._window_update(stream_id, payload)
         elif kind == RST_STREAM:
             self._spend(1)
             if not stream_id:
-                raise ConnectionError_(PROTOCOL_ERROR, "RST_STREAM on the connection")
+                raise H2ConnectionError(PROTOCOL_ERROR, "RST_STREAM on the connection")
             if length != 4:
-                raise ConnectionError_(FRAME_SIZE_ERROR, "RST_STREAM must be 4 bytes")
+                raise H2ConnectionError(FRAME_SIZE_ERROR, "RST_STREAM must be 4 bytes")
             if stream_id > self.last_stream:
-                raise ConnectionError_(PROTOCOL_ERROR, "RST_STREAM on an idle stream")
+                raise H2ConnectionError(PROTOCOL_ERROR, "RST_STREAM on an idle stream")
             stream = self.streams.get(stream_id)
             if stream is not None:
-                self._close(stream)
+                self.close_stream(stream)
                 self._cancel(stream)
         elif kind == PRIORITY:
             self._spend(1)
             if not stream_id:
-                raise ConnectionError_(PROTOCOL_ERROR, "PRIORITY on the connection")
+                raise H2ConnectionError(PROTOCOL_ERROR, "PRIORITY on the connection")
             if length != 5:
                 self._reset(stream_id, FRAME_SIZE_ERROR)
         elif kind == GOAWAY:
             self._spend(1)
             if stream_id:
-                raise ConnectionError_(PROTOCOL_ERROR, "GOAWAY on a stream")
+                raise H2ConnectionError(PROTOCOL_ERROR, "GOAWAY on a stream")
             self.closing = True  # the client opens no more streams; those open finish
             self._close_if_done()
         elif kind == PUSH_PROMISE:
-            raise ConnectionError_(PROTOCOL_ERROR, "a client cannot push")
+            raise H2ConnectionError(PROTOCOL_ERROR, "a client cannot push")
         else:  # unknown types are ignored (section 4.1), but not for free
             self._spend(1)
 
     def _settings(self, flags: int, stream_id: int, payload: bytes) -> None:
         if stream_id:
-            raise ConnectionError_(PROTOCOL_ERROR, "SETTINGS on a stream")
+            raise H2ConnectionError(PROTOCOL_ERROR, "SETTINGS on a stream")
         if flags & ACK:
             if payload:
-                raise ConnectionError_(FRAME_SIZE_ERROR, "a SETTINGS ACK with a payload")
+                raise H2ConnectionError(FRAME_SIZE_ERROR, "a SETTINGS ACK with a payload")
             return
         if len(payload) % 6:
-            raise ConnectionError_(FRAME_SIZE_ERROR, "SETTINGS not a multiple of 6 bytes")
+            raise H2ConnectionError(FRAME_SIZE_ERROR, "SETTINGS not a multiple of 6 bytes")
         window = None
         for i in range(0, len(payload), 6):
             key, value = struct.unpack_from(">HI", payload, i)
             if key == ENABLE_PUSH and value > 1:
-                raise ConnectionError_(PROTOCOL_ERROR, "ENABLE_PUSH must be 0 or 1")
+                raise H2ConnectionError(PROTOCOL_ERROR, "ENABLE_PUSH must be 0 or 1")
             if key == INITIAL_WINDOW_SIZE:
                 if value > MAX_WINDOW:
-                    raise ConnectionError_(FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE too large")
+                    raise H2ConnectionError(FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE too large")
                 window = value
             elif key == MAX_FRAME_SIZE:
                 if not FRAME_SIZE <= value <= 2**24 - 1:
-                    raise ConnectionError_(PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range")
-                self.peer_max_frame = value
+                    raise H2ConnectionError(PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range")
+                self.output.peer_max_frame = value
         if window is not None:  # one pass over the streams, however many entries came
             delta = window - self.peer_initial_window
             self.peer_initial_window = window
             for stream in self.streams.values():
                 stream.send_window += delta
                 if stream.send_window > MAX_WINDOW:
-                    raise ConnectionError_(FLOW_CONTROL_ERROR, "a stream window past 2^31-1")
-            self._wake_writers()
-        self._send(frame(SETTINGS, ACK, 0))
+                    raise H2ConnectionError(FLOW_CONTROL_ERROR, "a stream window past 2^31-1")
+            self.output.wake()
+        self.output.send(frame(SETTINGS, ACK, 0))
 
     def _window_update(self, stream_id: int, payload: bytes) -> None:
         if len(payload) != 4:
-            raise ConnectionError_(FRAME_SIZE_ERROR, "WINDOW_UPDATE must be 4 bytes")
+            raise H2ConnectionError(FRAME_SIZE_ERROR, "WINDOW_UPDATE must be 4 bytes")
         increment = int.from_bytes(payload, "big") & 0x7FFFFFFF
         if not stream_id:
             if not increment:
-                raise ConnectionError_(PROTOCOL_ERROR, "a WINDOW_UPDATE of 0")
-            self.send_window += increment
-            if self.send_window > MAX_WINDOW:
-                raise ConnectionError_(FLOW_CONTROL_ERROR, "the connection window past 2^31-1")
+                raise H2ConnectionError(PROTOCOL_ERROR, "a WINDOW_UPDATE of 0")
+            output = self.output
+            output.send_window += increment
+            if output.send_window > MAX_WINDOW:
+                raise H2ConnectionError(FLOW_CONTROL_ERROR, "the connection window past 2^31-1")
             # Giving back window our answers used is free (a client downloading answers sends
             # many); only raising the window past its highest yet draws on the budget.
-            if self.send_window > self._send_high:
+            if output.send_window > self._send_high:
                 self._spend(1)
-                self._send_high = self.send_window
-            self._wake_writers()
+                self._send_high = output.send_window
+            output.wake()
             return
         if stream_id > self.last_stream:
-            raise ConnectionError_(PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream")
+            raise H2ConnectionError(PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream")
         stream = self.streams.get(stream_id)
         if stream is None:  # closed: allowed for a while after (section 6.9), but budgeted
             self._spend(1)
@@ -458,26 +446,26 @@ class Connection(asyncio.Protocol):
             return
         if stream.send_window > self.peer_initial_window:  # past what it was given: budgeted
             self._spend(1)
-        self._wake_writers()
+        self.output.wake()
 
     def _unpad(self, flags: int, payload: Any) -> Any:
         if not flags & PADDED:
             return payload
         if not payload:
-            raise ConnectionError_(FRAME_SIZE_ERROR, "a padded frame without its pad length")
+            raise H2ConnectionError(FRAME_SIZE_ERROR, "a padded frame without its pad length")
         pad = payload[0]
         if pad >= len(payload):
-            raise ConnectionError_(PROTOCOL_ERROR, "padding past the frame")
+            raise H2ConnectionError(PROTOCOL_ERROR, "padding past the frame")
         return payload[1 : len(payload) - pad]
 
     def _data(self, flags: int, stream_id: int, payload: memoryview) -> None:
         if not stream_id:
-            raise ConnectionError_(PROTOCOL_ERROR, "DATA on the connection")
+            raise H2ConnectionError(PROTOCOL_ERROR, "DATA on the connection")
         if stream_id > self.last_stream:
-            raise ConnectionError_(PROTOCOL_ERROR, "DATA on an idle stream")
+            raise H2ConnectionError(PROTOCOL_ERROR, "DATA on an idle stream")
         length = len(payload)  # padding counts against the windows too
         if length > self.recv_window:
-            raise ConnectionError_(FLOW_CONTROL_ERROR, "DATA past the connection window")
+            raise H2ConnectionError(FLOW_CONTROL_ERROR, "DATA past the connection window")
         self.recv_window -= length
         self._conn_unacked += length
         content = self._unpad(flags, payload)
@@ -511,10 +499,12 @@ class Connection(asyncio.Protocol):
                 self.buffered += len(content)
                 self.bodies.held += len(content)
                 if self.buffered > self.limits.buffer_cap:
-                    raise ConnectionError_(ENHANCE_YOUR_CALM, "too many bodies buffered")
+                    raise H2ConnectionError(ENHANCE_YOUR_CALM, "too many bodies buffered")
                 stream.unacked += length
                 if stream.unacked >= STREAM_WINDOW // 4 and not end:  # queued, one write
-                    self._send(frame(WINDOW_UPDATE, 0, stream.id, UINT32.pack(stream.unacked)))
+                    self.output.send(
+                        frame(WINDOW_UPDATE, 0, stream.id, UINT32.pack(stream.unacked))
+                    )
                     stream.recv_window += stream.unacked
                     stream.unacked = 0
         if end:
@@ -525,17 +515,17 @@ class Connection(asyncio.Protocol):
         """The connection's WINDOW_UPDATE for what was buffered, once enough has been, so no
         sender waits (a stream's own goes as its DATA is buffered, in `_data`)."""
         if self._conn_unacked >= CONNECTION_WINDOW // 4:
-            self._send(frame(WINDOW_UPDATE, 0, 0, UINT32.pack(self._conn_unacked)))
+            self.output.send(frame(WINDOW_UPDATE, 0, 0, UINT32.pack(self._conn_unacked)))
             self.recv_window += self._conn_unacked
             self._conn_unacked = 0
 
     def _headers(self, flags: int, stream_id: int, payload: bytes) -> None:
         if not stream_id or not stream_id & 1:
-            raise ConnectionError_(PROTOCOL_ERROR, "HEADERS on stream 0 or an even stream")
+            raise H2ConnectionError(PROTOCOL_ERROR, "HEADERS on stream 0 or an even stream")
         payload = self._unpad(flags, payload)
         if flags & PRIORITY_FLAG:
             if len(payload) < 5:
-                raise ConnectionError_(FRAME_SIZE_ERROR, "HEADERS too short for its priority")
+                raise H2ConnectionError(FRAME_SIZE_ERROR, "HEADERS too short for its priority")
             payload = payload[5:]
         if not payload:
             self._spend(1)
@@ -549,12 +539,12 @@ class Connection(asyncio.Protocol):
     def _continuation(self, flags: int, stream_id: int, payload: bytes) -> None:
         block = self._block
         if block is None:
-            raise ConnectionError_(PROTOCOL_ERROR, "CONTINUATION without HEADERS")
+            raise H2ConnectionError(PROTOCOL_ERROR, "CONTINUATION without HEADERS")
         if not payload:
             self._spend(1)
         block += payload
         if len(block) > self.limits.max_block:
-            raise ConnectionError_(ENHANCE_YOUR_CALM, "a header block too large")
+            raise H2ConnectionError(ENHANCE_YOUR_CALM, "a header block too large")
         if flags & END_HEADERS:
             self._block = None
             self._request(stream_id, bytes(block))
@@ -567,7 +557,9 @@ class Connection(asyncio.Protocol):
             try:
                 fields = decoder.decode(block)
             except HPACKError:
-                raise ConnectionError_(COMPRESSION_ERROR, "a header block did not decode") from None
+                raise H2ConnectionError(
+                    COMPRESSION_ERROR, "a header block did not decode"
+                ) from None
             try:
                 head = request_head(fields)
             except StreamError as exc:
@@ -577,7 +569,7 @@ class Connection(asyncio.Protocol):
         if stream_id <= self.last_stream:  # trailers on an open stream, or a closed one's
             stream = self.streams.get(stream_id)
             if stream is None:
-                raise ConnectionError_(STREAM_CLOSED, "HEADERS on a closed stream")
+                raise H2ConnectionError(STREAM_CLOSED, "HEADERS on a closed stream")
             if not end_stream:
                 self._reset(stream_id, PROTOCOL_ERROR)
             elif not stream.ended:
@@ -598,23 +590,15 @@ class Connection(asyncio.Protocol):
         self.streams[stream_id] = stream
         self.owner.dispatch(self, stream)
 
-    # --- output ---
-
-    def _send(self, data: bytes) -> None:
-        if self.lost or self.transport is None:
-            return
-        if self._handling:
-            self._out += data
-        else:
-            self.transport.write(data)
+    # --- ending streams and the connection ---
 
     def _reset(self, stream_id: int, code: int) -> None:
         """RST_STREAM, and the stream closed: nothing more is sent on it."""
         stream = self.streams.get(stream_id)
         if stream is not None:
-            self._close(stream)
+            self.close_stream(stream)
             self._cancel(stream)
-        self._send(frame(RST_STREAM, 0, stream_id, UINT32.pack(code)))
+        self.output.send(frame(RST_STREAM, 0, stream_id, UINT32.pack(code)))
 
     def _cancel(self, stream: Stream) -> None:
         """Cancel a reset stream's call; it counts toward max_streams until it has ended."""
@@ -629,7 +613,8 @@ class Connection(asyncio.Protocol):
         if not stream.closed:
             self._reset(stream.id, code)
 
-    def _close(self, stream: Stream) -> None:
+    def close_stream(self, stream: Stream) -> None:
+        """The stream is done (answered, or reset): nothing more is sent on it."""
         stream.closed = True
         stream.wake()
         if stream.body:
@@ -641,21 +626,13 @@ class Connection(asyncio.Protocol):
 
     def _close_if_done(self) -> None:
         if self.closing and not self.streams and self.transport is not None:
-            if self._handling:  # after what this input queued is written
-                self._close_after = True
-            else:
-                self.transport.close()
+            self.output.close()  # after what this input queued is written
 
     def fail(self, code: int) -> None:
         """A connection error: GOAWAY with `code`, then close."""
         if self.lost or self.transport is None:
             return
-        goaway = frame(GOAWAY, 0, 0, UINT32.pack(self.last_stream) + UINT32.pack(code))
-        if self._out:
-            goaway = bytes(self._out) + goaway
-            self._out.clear()
-        self.transport.write(goaway)
-        self.transport.close()
+        self.output.end(frame(GOAWAY, 0, 0, UINT32.pack(self.last_stream) + UINT32.pack(code)))
         self.lost = True
         self.connection_lost(None)
 
@@ -664,7 +641,7 @@ class Connection(asyncio.Protocol):
         if self.closing or self.lost:
             return
         self.closing = True
-        self._send(frame(GOAWAY, 0, 0, UINT32.pack(self.last_stream) + UINT32.pack(NO_ERROR)))
+        self.output.send(frame(GOAWAY, 0, 0, UINT32.pack(self.last_stream) + UINT32.pack(NO_ERROR)))
         self._close_if_done()
 
     def abort(self) -> None:
@@ -688,112 +665,11 @@ class Connection(asyncio.Protocol):
         self.buffered -= size
         self.bodies.held -= size
 
-    def answer(
-        self, stream: Stream, head: bytes, data: bytes, trailers: bytes
-    ) -> "asyncio.Task[None] | None":
-        """Send an answer: `head` block, `data` in DATA frames, `trailers` block with
-        END_STREAM (`data` empty and `head` empty: a trailers-only answer).
-
-        Returns None when it went out at once, else the task writing the rest as the client's
-        windows (or its TCP buffer) allow, up to ANSWER_TIMEOUT_SECONDS. The connection holds
-        that task: a caller may await it (a call stays counted until answered) or drop it.
-        """
-        if stream.closed or self.lost:
-            return None
-        if len(data) <= min(self.send_window, stream.send_window, self.peer_max_frame) and (
-            not self._paused
-        ):
-            out = self._block_frames(head, 0, stream.id) if head else b""
-            if data:
-                out += frame_head(len(data), DATA, 0, stream.id) + data
-                self.send_window -= len(data)
-                stream.send_window -= len(data)
-            self._send(out + self._block_frames(trailers, END_STREAM, stream.id))
-            self._finish(stream)
-            return None
-        task = asyncio.get_running_loop().create_task(
-            self._answer_slowly(stream, head, data, trailers)
-        )
-        self._answering.add(task)
-        task.add_done_callback(self._answering.discard)
-        return task
-
-    async def _answer_slowly(
-        self, stream: Stream, head: bytes, data: bytes, trailers: bytes
-    ) -> None:
-        # Frames gather in `out` and go in one write, unless a window or the TCP buffer is
-        # shut: then what is ready goes first, and the rest waits.
-        out = bytearray(self._block_frames(head, 0, stream.id) if head else b"")
-        view = memoryview(data)
-        pos = 0
-        while pos < len(data):
-            size = min(len(data) - pos, self.send_window, stream.send_window, self.peer_max_frame)
-            if size <= 0 or self._paused:
-                if out:
-                    self._send(bytes(out))
-                    out.clear()
-                if not await self._wait_to_write(stream):
-                    return
-                continue
-            out += frame_head(size, DATA, 0, stream.id)
-            out += view[pos : pos + size]
-            self.send_window -= size
-            stream.send_window -= size
-            pos += size
-        if self._paused:
-            if out:
-                self._send(bytes(out))
-                out.clear()
-            if not await self._wait_to_write(stream):
-                return
-        if not stream.closed and not self.lost:
-            out += self._block_frames(trailers, END_STREAM, stream.id)
-            self._send(bytes(out))
-            self._finish(stream)
-
-    async def _wait_to_write(self, stream: Stream) -> bool:
-        """Wait for window or the TCP buffer; False if the stream or connection ended."""
-        if self._changed is None or self._changed.done():
-            self._changed = asyncio.get_running_loop().create_future()
-        try:
-            async with asyncio.timeout(ANSWER_TIMEOUT_SECONDS):
-                await asyncio.shield(self._changed)
-        except TimeoutError:
-            if stream.send_window <= 0 and self.send_window > 0 and not self._paused:
-                self.reset(stream, CANCEL)  # this stream's window stayed shut
-            else:  # the connection's own window or TCP buffer stayed shut
-                self.fail(FLOW_CONTROL_ERROR if not self._paused else ENHANCE_YOUR_CALM)
-                self.abort()
-            return False
-        return not stream.closed and not self.lost
-
-    def _wake_writers(self) -> None:
-        if self._changed is not None and not self._changed.done():
-            self._changed.set_result(None)
-
-    def _finish(self, stream: Stream) -> None:
-        """The answer has ended the stream: if the client is still sending, it is told to stop."""
-        if not stream.ended:
-            self._send(frame(RST_STREAM, 0, stream.id, UINT32.pack(NO_ERROR)))
-        self._close(stream)
-
-    def _block_frames(self, block: bytes, flags: int, stream_id: int) -> bytes:
-        """A header block as HEADERS and, past the peer's frame size, CONTINUATION frames."""
-        size = self.peer_max_frame
-        if len(block) <= size:
-            return frame_head(len(block), HEADERS, flags | END_HEADERS, stream_id) + block
-        out = [frame_head(size, HEADERS, flags, stream_id), block[:size]]
-        for i in range(size, len(block), size):
-            piece = block[i : i + size]
-            last = END_HEADERS if i + size >= len(block) else 0
-            out += [frame_head(len(piece), CONTINUATION, last, stream_id), piece]
-        return b"".join(out)
-
     def sweep(self, now: float, idle_seconds: float) -> None:
         """Close a connection past its handshake deadline or idle, reset late bodies."""
         if self.lost:
             return
-        if self._paused and now - self._paused_at > ANSWER_TIMEOUT_SECONDS:
+        if self.output.stuck(now):
             self.fail(ENHANCE_YOUR_CALM)  # the client has not read for that long
             self.abort()
             return

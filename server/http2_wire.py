@@ -23,6 +23,8 @@ COMPRESSION_ERROR, ENHANCE_YOUR_CALM = 0x9, 0xB
 # Settings.
 HEADER_TABLE_SIZE, ENABLE_PUSH, MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE = 1, 2, 3, 4
 MAX_FRAME_SIZE, MAX_HEADER_LIST_SIZE = 5, 6
+# INITIAL_WINDOW_SIZE's and MAX_FRAME_SIZE's values until SETTINGS change them (section 6.5.2).
+DEFAULT_WINDOW, DEFAULT_FRAME_SIZE = 65_535, 16_384
 
 UINT32 = struct.Struct(">I")  # stream ids, window increments, error codes
 _FRAME_HEAD = struct.Struct(">IBI")  # length << 8 | type, flags, stream id
@@ -37,8 +39,9 @@ _CONNECTION_SPECIFIC = frozenset(
 _REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":path", b":authority"))
 
 
-class ConnectionError_(Exception):
-    """A connection error (RFC 9113, section 5.4.1): GOAWAY with `code`, then close."""
+class H2ConnectionError(Exception):
+    """A connection error (RFC 9113, section 5.4.1): GOAWAY with `code`, then close.
+    (Named apart from the builtin ConnectionError, an OSError for a failed socket.)"""
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)

@@ -1,6 +1,7 @@
-"""server/http2.py driven with bytes: frames in through data_received, frames out of a fake
-transport. Malformed input, flow control, the bounds on what a client can make a connection
-hold or cost (each a defect a review and an attack found in an earlier version), header rules."""
+"""server/http2.py and its output (server/http2_output.py) driven with bytes: frames in through
+data_received, frames out of a fake transport. Malformed input, flow control, the bounds on what
+a client can make a connection hold or cost (each a defect a review and an attack found in an
+earlier version), header rules."""
 
 import asyncio
 import random
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from hpack import Encoder
 
-from server import http2
+from server import http2, http2_output
 from server import http2_wire as wire
 from server.http2 import BodyBudget, Connection, Limits, Stream
 from server.http2_wire import (
@@ -412,7 +413,7 @@ def test_an_answer_to_a_client_still_sending_ends_with_rst_stream_no_error(peer:
 def test_an_answer_blocked_on_the_stream_window_is_reset_in_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(http2, "ANSWER_TIMEOUT_SECONDS", 0.05)
+    monkeypatch.setattr(http2_output, "ANSWER_TIMEOUT_SECONDS", 0.05)
 
     async def run() -> list[Frame]:
         peer = Peer()
@@ -429,12 +430,12 @@ def test_an_answer_blocked_on_the_stream_window_is_reset_in_time(
 
 
 def test_a_connection_stuck_on_its_own_window_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http2, "ANSWER_TIMEOUT_SECONDS", 0.05)
+    monkeypatch.setattr(http2_output, "ANSWER_TIMEOUT_SECONDS", 0.05)
 
     async def run() -> Peer:
         peer = Peer()
         peer.open(1, end=True)
-        peer.connection.send_window = 0  # the client never gives its connection window back
+        peer.connection.output.send_window = 0  # the client never gives its connection window back
         pending = peer.connection.answer(peer.owner.streams[0], b"\x88", b"x" * 10, b"\x00")
         assert pending is not None
         await pending
@@ -513,9 +514,9 @@ def test_reading_pauses_while_writing_is_paused(peer: Peer) -> None:
 
 def test_a_connection_whose_writing_stays_paused_is_closed(peer: Peer) -> None:
     peer.connection.pause_writing()
-    peer.connection.sweep(peer.clock.now + http2.ANSWER_TIMEOUT_SECONDS - 1, 1000)
+    peer.connection.sweep(peer.clock.now + http2_output.ANSWER_TIMEOUT_SECONDS - 1, 1000)
     assert not peer.transport.closed
-    peer.connection.sweep(peer.clock.now + http2.ANSWER_TIMEOUT_SECONDS + 1, 1000)
+    peer.connection.sweep(peer.clock.now + http2_output.ANSWER_TIMEOUT_SECONDS + 1, 1000)
     assert peer.transport.closed
 
 
