@@ -4,7 +4,10 @@ One server process (gRPC on) pinned to one CPU, the load generator on the other:
 h2load for gRPC. For each protocol: one row at concurrency 16 (throughput, and the server's CPU
 per request, which hardly moves when other work shares the machine) and a 1000-row batch at
 concurrency 1 (latency, end to end). Each figure is the median of `--repeats` runs, the protocols
-taking turns within a repeat. Results go to loadtest/results/protocols.json and protocols.md.
+taking turns within a repeat. A protocol's CPU per request is compared with that of a /predict run
+made just before it, and "vs /predict" is the median of those paired ratios: a shared host's
+speed drifts by several percent over the minutes a repeat takes, and the pairing cancels that.
+Results go to loadtest/results/protocols.json and protocols.md.
 """
 
 import argparse
@@ -117,6 +120,15 @@ def measure(
     return {"rps": result.rps, "p50_ms": result.p50_ms, "cpu_us": spent / result.requests * 1e6}
 
 
+def paired_ratio(runs: dict[str, list[dict[str, float]]]) -> float:
+    """A protocol's one-row CPU per request over /predict's: the median of the ratios of each of
+    its runs (`one`) to the /predict run made just before it (`paired`, in the same order)."""
+    if not runs["paired"]:  # /predict itself
+        return 1.0
+    pairs = zip(runs["one"], runs["paired"], strict=True)
+    return statistics.median(run["cpu_us"] / base["cpu_us"] for run, base in pairs)
+
+
 def image_size(image: str) -> int | None:
     """The image's size in bytes as Docker reports it, or None when it is not there."""
     import subprocess
@@ -185,12 +197,16 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     post(service.url + form.path, form.one, form.headers)
                     post(service.url + form.path, form.batch, form.batch_headers)
-                runs[form.name] = {"one": [], "batch": []}
+                runs[form.name] = {"one": [], "batch": [], "paired": []}
             print(f"protocols on {machine.one_line(about)}; {args.repeats} repeats of "
                   f"{args.duration:g}s; server CPU {server_cpu}, client CPU {client_cpu}",
                   flush=True)  # fmt: skip
+            predict = plan[0]
             for repeat in range(args.repeats):
                 for form in plan:
+                    if form is not predict:  # the /predict run its one-row run is paired with
+                        runs[form.name]["paired"].append(measure(
+                            predict, service, False, args.duration, args.warmup, client_cpu))  # fmt: skip
                     for kind in ("one", "batch"):
                         figures = measure(form, service, kind == "batch", args.duration,
                                           args.warmup, client_cpu)  # fmt: skip
@@ -206,12 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     def median(name: str, kind: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[name][kind])
 
-    base_cpu = median(PREDICT, "one", "cpu_us")
     rows = []
     summary: dict[str, Any] = {}
     for name in runs:
         cpu = median(name, "one", "cpu_us")
-        ratio = cpu / base_cpu
+        ratio = paired_ratio(runs[name])
         summary[name] = {
             "one_row_c16_rps": median(name, "one", "rps"),
             "one_row_c16_server_cpu_us": cpu,
@@ -254,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out_dir / "protocols.json").write_text(json.dumps(report, indent=2) + "\n")
     markdown = (
         f"Measured on {machine.one_line(about)} at {report['measured_at']} by "
-        f"`make bench-protocols`; medians of {args.repeats} runs of {args.duration:g}s.\n\n"
+        f"`make bench-protocols`; medians of {args.repeats} runs of {args.duration:g}s; "
+        "vs /predict: the median ratio to a /predict run made just before each run.\n\n"
         f"{table_md}\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
     )
     (args.out_dir / "protocols.md").write_text(markdown)
