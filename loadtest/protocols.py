@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"protocols on {machine.one_line(about)}; {args.repeats} repeats of "
                   f"{args.duration:g}s; server CPU {server_cpu}, client CPU {client_cpu}",
                   flush=True)  # fmt: skip
-            predict = plan[0]
+            predict = next(form for form in plan if form.name == PREDICT)
             for repeat in range(args.repeats):
                 for form in plan:
                     if form is not predict:  # the /predict run its one-row run is paired with

@@ -103,7 +103,7 @@ def model_metadata(model: Model, versions: list[str]) -> dict[str, Any]:
 
 def oip_routes(settings: Settings, models: Models, plane: DataPlane) -> list[Route]:
     max_body, max_batch = settings.max_body_bytes, settings.max_batch
-    headers = HeaderCache(max_batch)
+    header_cache = HeaderCache(max_batch)
 
     async def server_metadata(request: Request) -> Response:
         return JSONResponse({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
@@ -141,7 +141,7 @@ def oip_routes(settings: Settings, models: Models, plane: DataPlane) -> list[Rou
             checked = read_request(parse_json(body, non_finite_ok=False), model, max_batch)
             rows = checked.batch(None, model)
         else:
-            checked = headers.read(body[:header_length], model)
+            checked = header_cache.read(body[:header_length], model)
             rows = checked.batch(memoryview(body)[header_length:], model)
         result = await plane.coalescer.score(choice, rows, request.scope["request_id"])
         return infer_response(model, checked, result, (b"x-model-version", model.version.encode()))

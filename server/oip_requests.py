@@ -36,7 +36,8 @@ class InferenceRequest(NamedTuple):
 
     def batch(self, binary: memoryview | None, model: Model) -> np.ndarray:
         """The input's values, checked: from `data`, or from `binary` (the bytes after the JSON
-        header), which must be all of the input's bytes."""
+        header), which must be all of the input's bytes. `model` is the one it was checked
+        against."""
         if self.binary_size is None:
             if binary:
                 raise MalformedRequest(
@@ -82,8 +83,15 @@ def read_request(payload: Any, model: Model, max_batch: int) -> InferenceRequest
         tensor.get("name"), tensor.get("datatype"), tensor.get("shape"), model, max_batch
     )
     size = _binary_size(tensor.get("parameters"))
-    if size is not None and "data" in tensor:
-        raise MalformedRequest('an input with binary_data_size must not also carry "data"')
+    if size is not None:
+        if "data" in tensor:
+            raise MalformedRequest('an input with binary_data_size must not also carry "data"')
+        needed = n_rows * model.n_features * dtype.itemsize
+        if size != needed:
+            raise MalformedRequest(
+                f"binary_data_size is {size}; shape [{n_rows}, {model.n_features}] of "
+                f"{tensor['datatype']} needs {needed} bytes"
+            )
     if "outputs" in payload:
         outputs = _outputs(payload["outputs"], model, binary_output)
     else:
@@ -92,33 +100,41 @@ def read_request(payload: Any, model: Model, max_batch: int) -> InferenceRequest
 
 
 class HeaderCache:
-    """Checked binary-request headers by their bytes, each for the model it was checked against.
+    """Checked binary-request headers by their bytes, for each model being served.
 
-    At most `entries` headers of at most `largest` bytes, the oldest dropped first. A header is
-    kept only once it passed its checks, only when its values are binary (JSON values differ from
-    request to request) and only without an `id`. An entry is used only for the very model it was
-    checked against (a weak reference: the cache keeps no model alive), so a model swap re-checks.
+    Per model, at most `entries` headers of at most `largest` bytes, the earliest kept dropped
+    first. A header is kept only once it passed its checks, only when its values are binary (JSON
+    values differ from request to request) and only without an `id`. Headers are kept per model
+    object, so a champion and a challenger each keep theirs, a new model checks them again, and a
+    model no longer served takes its headers with it (the cache holds models weakly).
     """
 
     def __init__(self, max_batch: int, entries: int = 64, largest: int = 1024) -> None:
         self.max_batch = max_batch
         self.entries = entries
         self.largest = largest
-        self._headers: dict[bytes, tuple[weakref.ref[Model], InferenceRequest]] = {}
+        self._models: weakref.WeakKeyDictionary[Model, dict[bytes, InferenceRequest]] = (
+            weakref.WeakKeyDictionary()
+        )
 
-    def __len__(self) -> int:
-        return len(self._headers)
+    def kept(self, model: Model) -> list[bytes]:
+        """The headers kept for `model`, the earliest first."""
+        return list(self._models.get(model, ()))
 
     def read(self, header: bytes, model: Model) -> InferenceRequest:
         """The checked request a binary request's JSON header holds, kept or checked now."""
-        kept = self._headers.get(header)
-        if kept is not None and kept[0]() is model:
-            return kept[1]
+        kept = self._models.get(model)
+        if kept is None:
+            kept = self._models[model] = {}
+        else:
+            request = kept.get(header)
+            if request is not None:
+                return request
         request = read_request(parse_json(header, non_finite_ok=False), model, self.max_batch)
         if request.binary_size is not None and request.id is None and len(header) <= self.largest:
-            if kept is None and len(self._headers) >= self.entries:
-                del self._headers[next(iter(self._headers))]
-            self._headers[header] = (weakref.ref(model), request)
+            if len(kept) >= self.entries:
+                del kept[next(iter(kept))]
+            kept[header] = request
         return request
 
 

@@ -150,7 +150,7 @@ def test_a_repeated_binary_header_is_parsed_and_checked_once(
         assert rows.tolist() == [[pytest.approx(v * scale) for v in SETOSA_ROW]]
         assert request.outputs == (("label", False), ("probabilities", False))
     assert len(checked) == 1
-    assert len(cache) == 1
+    assert len(cache.kept(model)) == 1
 
 
 def test_the_values_behind_a_kept_header_are_checked_every_time(model: Model) -> None:
@@ -188,14 +188,17 @@ def test_a_kept_header_is_checked_again_for_another_model(
     assert gone() is None, "the cache kept a model alive"
 
 
+def header_of(rows: int) -> bytes:
+    body, length = binary_body([SETOSA_ROW] * rows)
+    return body[:length]
+
+
 def test_what_the_cache_keeps_is_bounded(model: Model) -> None:
     cache = HeaderCache(max_batch=100, entries=3, largest=300)
-    for n in range(1, 11):  # ten shapes: the oldest go
+    for n in range(1, 11):  # ten shapes: the earliest kept go first
         body, length = binary_body([SETOSA_ROW] * n)
         through(cache, body, length, model)
-    assert len(cache) == 3
-    newest, length = binary_body([SETOSA_ROW] * 10)
-    assert newest[:length] in cache._headers
+    assert cache.kept(model) == [header_of(8), header_of(9), header_of(10)]
 
     cache = HeaderCache(max_batch=100, entries=3, largest=300)
     padded, length = binary_body([SETOSA_ROW], parameters={"pad": "x" * 300})
@@ -208,4 +211,36 @@ def test_what_the_cache_keeps_is_bounded(model: Model) -> None:
     assert through(cache, json_data, len(json_data), model)[1].shape == (1, 4)
     with pytest.raises(MalformedRequest, match="unknown output"):
         through(cache, bad, bad_length, model)
-    assert len(cache) == 0, "kept a header too large, naming a request, with JSON values or bad"
+    assert cache.kept(model) == [], "kept a header too large, naming an id, with JSON values or bad"
+
+
+def test_a_champion_and_a_challenger_each_keep_their_headers(
+    model: Model, model_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests split between two models: a repeated header is checked once for each."""
+    import server.oip_requests as oip_requests
+
+    checked = []
+    real = oip_requests.read_request
+
+    def counted(*args: object) -> InferenceRequest:
+        checked.append(args)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(oip_requests, "read_request", counted)
+    challenger = load(model_dirs["iris"])
+    cache = HeaderCache(max_batch=10)
+    body, length = binary_body([SETOSA_ROW])
+    for turn in range(20):
+        through(cache, body, length, model if turn % 2 else challenger)
+    assert len(checked) == 2
+
+
+def test_a_header_whose_size_cannot_match_its_shape_is_refused(model: Model) -> None:
+    """16 bytes are needed for [1, 4] FP32: 15 can never be right, so it is not kept either."""
+    cache = HeaderCache(max_batch=10)
+    body, length = binary_body([SETOSA_ROW])
+    wrong = body[:length].replace(b'"binary_data_size":16', b'"binary_data_size":15')
+    with pytest.raises(MalformedRequest, match=r"binary_data_size is 15; shape \[1, 4\] of FP32"):
+        through(cache, wrong + body[length:-1], len(wrong), model)
+    assert cache.kept(model) == []
