@@ -4,6 +4,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -51,3 +52,19 @@ def iris_app(iris_dir: Path) -> Iterator[TestClient]:
     """An app serving iris from its directory, with default settings."""
     with serve(Settings(model_uri=str(iris_dir))) as client:
         yield client
+
+
+@pytest.fixture
+def header_checks(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """One entry for each OIP request JSON checked against a model (`read_request` calls)."""
+    import server.oip_requests as oip_requests
+
+    checked: list[object] = []
+    real = oip_requests.read_request
+
+    def counted(*args: Any) -> oip_requests.InferenceRequest:
+        checked.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(oip_requests, "read_request", counted)
+    return checked

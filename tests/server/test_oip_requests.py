@@ -131,25 +131,15 @@ SETOSA_ROW = list(ROW.values())
 
 
 def test_a_repeated_binary_header_is_parsed_and_checked_once(
-    model: Model, monkeypatch: pytest.MonkeyPatch
+    model: Model, header_checks: list[object]
 ) -> None:
-    import server.oip_requests as oip_requests
-
-    checked = []
-    real = oip_requests.read_request
-
-    def counted(*args: object) -> InferenceRequest:
-        checked.append(args)
-        return real(*args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(oip_requests, "read_request", counted)
     cache = HeaderCache(max_batch=10)
     for scale in (1.0, 2.0, 3.0):
         body, length = binary_body([[v * scale for v in SETOSA_ROW]])
         request, rows = through(cache, body, length, model)
         assert rows.tolist() == [[pytest.approx(v * scale) for v in SETOSA_ROW]]
         assert request.outputs == (("label", False), ("probabilities", False))
-    assert len(checked) == 1
+    assert len(header_checks) == 1
     assert len(cache.kept(model)) == 1
 
 
@@ -215,25 +205,15 @@ def test_what_the_cache_keeps_is_bounded(model: Model) -> None:
 
 
 def test_a_champion_and_a_challenger_each_keep_their_headers(
-    model: Model, model_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    model: Model, model_dirs: dict[str, Path], header_checks: list[object]
 ) -> None:
     """Requests split between two models: a repeated header is checked once for each."""
-    import server.oip_requests as oip_requests
-
-    checked = []
-    real = oip_requests.read_request
-
-    def counted(*args: object) -> InferenceRequest:
-        checked.append(args)
-        return real(*args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(oip_requests, "read_request", counted)
     challenger = load(model_dirs["iris"])
     cache = HeaderCache(max_batch=10)
     body, length = binary_body([SETOSA_ROW])
     for turn in range(20):
         through(cache, body, length, model if turn % 2 else challenger)
-    assert len(checked) == 2
+    assert len(header_checks) == 2
 
 
 def test_a_header_whose_size_cannot_match_its_shape_is_refused(model: Model) -> None:
